@@ -1,0 +1,170 @@
+"""Backend selection: which array library holds the tensors and which kernels run the hot paths.
+
+| name    | arrays                          | hot paths                                  |
+|---------|---------------------------------|--------------------------------------------|
+| "numpy" | numpy                           | the reference code written in each op      |
+| "cpu"   | numpy                           | Numba kernels from ``minicnn.kernels.cpu`` |
+| "cuda"  | cupy (numpy under the simulator)| numba.cuda kernels, ``minicnn.kernels.cuda``|
+
+Every op writes its math once with ``xp`` (numpy or cupy). A function marked ``@hot_path``
+is the NumPy reference of a hot spot; when the current backend's kernel module exports a
+function of the same name, that kernel runs instead, with the same arguments and result.
+Nothing falls back silently from one backend to another: asking for a backend that cannot
+run raises :class:`BackendUnavailable` saying what is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+
+import numpy as np
+
+BACKENDS = ("numpy", "cpu", "cuda")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (message says what is missing)."""
+
+
+class Backend:
+    """One backend: its name, its array module ``xp``, its kernels and its random generator."""
+
+    def __init__(self, name: str, xp, kernels: dict):
+        self.name = name
+        self.xp = xp
+        self.kernels = kernels
+        self.rng = None  # set by seed(); draws on the backend's own device
+        self.simulated = False
+
+    def __repr__(self):
+        return f"Backend({self.name!r})"
+
+
+def _load_kernels(module_name: str) -> dict:
+    module = importlib.import_module(module_name)
+    return {name: getattr(module, name) for name in getattr(module, "__all__", ())}
+
+
+def _make_numpy():
+    return Backend("numpy", np, {})
+
+
+def _make_cpu():
+    try:
+        kernels = _load_kernels("minicnn.kernels.cpu")
+    except ImportError as e:  # numba missing or broken
+        raise BackendUnavailable(f"backend 'cpu' needs numba: {e}") from e
+    if not kernels:
+        raise BackendUnavailable("backend 'cpu' has no kernels built yet")
+    return Backend("cpu", np, kernels)
+
+
+def _make_cuda():
+    simulated = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+    if simulated:
+        xp = np
+    else:
+        try:
+            import cupy as xp
+        except ImportError as e:
+            raise BackendUnavailable(
+                "backend 'cuda' needs CuPy: install the gpu extra (pip install 'minicnn[gpu]'), "
+                "or set NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels in Numba's simulator"
+            ) from e
+        try:
+            count = xp.cuda.runtime.getDeviceCount()
+        except Exception as e:  # CUDA driver missing or broken
+            raise BackendUnavailable(f"backend 'cuda': no usable CUDA driver ({e})") from e
+        if count == 0:
+            raise BackendUnavailable("backend 'cuda': no CUDA GPU found")
+    try:
+        kernels = _load_kernels("minicnn.kernels.cuda")
+    except ImportError as e:
+        raise BackendUnavailable(f"backend 'cuda' could not load its kernels: {e}") from e
+    if not kernels:
+        raise BackendUnavailable("backend 'cuda' has no kernels built yet")
+    backend = Backend("cuda", xp, kernels)
+    backend.simulated = simulated
+    return backend
+
+
+_FACTORIES = {"numpy": _make_numpy, "cpu": _make_cpu, "cuda": _make_cuda}
+_cache: dict[str, Backend] = {}
+_current: Backend = _make_numpy()
+_cache["numpy"] = _current
+_seed = 0
+
+
+def backend_named(name: str) -> Backend:
+    """The Backend object for ``name`` (built once), without making it current."""
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name not in _cache:
+        backend = _FACTORIES[name]()
+        backend.rng = _make_rng(backend, _seed)
+        _cache[name] = backend
+    return _cache[name]
+
+
+def set_backend(name: str) -> Backend:
+    """Make ``name`` ("numpy", "cpu" or "cuda") the current backend and return it."""
+    global _current
+    _current = backend_named(name)
+    return _current
+
+
+def get_backend() -> Backend:
+    return _current
+
+
+def _make_rng(backend: Backend, n: int):
+    if backend.xp is np:
+        return np.random.default_rng(n)
+    return backend.xp.random.default_rng(n)
+
+
+def seed(n: int) -> None:
+    """Seed every backend's generator (dropout masks, initialisation draws use them)."""
+    global _seed
+    _seed = int(n)
+    np.random.seed(_seed % 2**32)
+    for backend in _cache.values():
+        backend.rng = _make_rng(backend, _seed)
+
+
+seed(0)
+
+
+def array_module(x):
+    """numpy or cupy, whichever holds ``x`` (Chainer's get_array_module)."""
+    if type(x).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_numpy(x) -> np.ndarray:
+    """Any backend's array as a numpy array (a copy only when it lives on a GPU)."""
+    if type(x).__module__.startswith("cupy"):
+        return x.get()
+    return np.asarray(x)
+
+
+def asarray(x, dtype=None):
+    """A numpy (or any) array as an array of the current backend."""
+    return _current.xp.asarray(x, dtype=dtype)
+
+
+def hot_path(reference):
+    """Mark ``reference`` as a hot spot that a backend may replace by a kernel of the same name."""
+    name = reference.__name__
+
+    @functools.wraps(reference)
+    def dispatch(*args, **kwargs):
+        return _current.kernels.get(name, reference)(*args, **kwargs)
+
+    dispatch.reference = reference
+    return dispatch

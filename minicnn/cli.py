@@ -1,0 +1,61 @@
+"""``minicnn <command>``: the command-line interface.
+
+Each command lives in the module that implements it, as two functions:
+``add_arguments(parser)`` and ``run(args) -> int``; the module docstring's first line is
+its one-line help and the rest its description. Expected errors (bad files, settings,
+data) print one line and exit with code 2; set MINICNN_DEBUG=1 to see the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from minicnn.backend import BackendUnavailable
+
+# command -> module that implements it (imported only when the command runs)
+COMMANDS = {
+    "demo": "minicnn.commands.demo",
+    "gradcheck": "minicnn.commands.gradcheck",
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="minicnn",
+        description="A from-scratch CNN engine and the transfer method of Oquab et al. (CVPR 2014).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        doc = (module.__doc__ or "").strip()
+        summary, _, rest = doc.partition("\n")
+        p = sub.add_parser(name, help=summary, description=doc,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError, BackendUnavailable) as e:
+        if os.environ.get("MINICNN_DEBUG") == "1":
+            raise
+        print(f"minicnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"minicnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

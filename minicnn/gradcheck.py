@@ -1,0 +1,216 @@
+"""Finite-difference gradient checks, in float64 (Caffe's checker, Chainer's directional check).
+
+A layer is checked through the scalar ``f = sum(forward(x) * R)`` for a fixed random R,
+so backward(R) must give df/dx and df/dparams. A network is checked through its loss
+(softmax cross-entropy against ``labels``). Numeric derivatives use the five-point
+central stencil, accurate to O(h^4), so that a step h = 1e-3 keeps both truncation and
+round-off far below the tolerance, even for tiny gradient entries:
+
+    n(h) = (-f(t + 2h) + 8 f(t + h) - 8 f(t - h) + f(t - 2h)) / (12 h)
+
+and the error of an analytic derivative a is ``|a - n| / max(|a|, |n|, 1e-8)``.
+
+* ``mode="directional"``: one random unit direction v over all inputs and parameters;
+  compares <grad, v> with the numeric derivative along v. Cheap: eight evaluations.
+* ``mode="exhaustive"``: every element; reports the worst element's index.
+
+Kinks (ReLU at 0, a max-pool tie) within reach of the stencil make it wrong. They are
+found without looking at the analytic gradient: the estimates with steps h and h/2 then
+disagree (on smooth ground they agree to ~1e-10). Such an element is counted as a kink and
+left out of the worst error. Inputs from :func:`kinkless_input` avoid kinks by
+construction. Dropout masks stay fixed: the backend is re-seeded before every forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from minicnn import backend
+from minicnn.ops.softmax_xent import softmax_cross_entropy
+
+
+@dataclass
+class CheckResult:
+    """Worst relative error per checked tensor ("input", "<layer>.<param>", or "direction")."""
+
+    errors: dict = field(default_factory=dict)       # tensor -> worst relative error
+    worst_index: dict = field(default_factory=dict)  # tensor -> index of worst element (exhaustive)
+    kinks: dict = field(default_factory=dict)        # tensor -> number of kinks skipped
+    mode: str = "directional"
+
+    @property
+    def max_error(self) -> float:
+        return max(self.errors.values(), default=0.0)
+
+    def passed(self, tol=1e-6) -> bool:
+        return self.max_error <= tol
+
+    def table(self) -> str:
+        lines = [f"{'tensor':<24} {'max rel. error':>14}  {'worst index':<16} kinks"]
+        for name, err in self.errors.items():
+            idx = self.worst_index.get(name)
+            lines.append(f"{name:<24} {err:>14.3e}  {str(idx) if idx is not None else '-':<16} "
+                         f"{self.kinks.get(name, 0)}")
+        return "\n".join(lines)
+
+
+def relative_error(a, n):
+    return abs(a - n) / max(abs(a), abs(n), 1e-8)
+
+
+def _stencil(f_at, h):
+    """Five-point derivative of ``f_at(delta)`` at 0, summed as differences so that an
+    input the function ignores gives exactly 0."""
+    return (8 * (f_at(h) - f_at(-h)) - (f_at(2 * h) - f_at(-2 * h))) / (12 * h)
+
+
+def _numeric(f_at, h, kink_tol):
+    """(derivative, is_kink): the h-estimate, and whether the h/2-estimate disagrees."""
+    coarse, fine = _stencil(f_at, h), _stencil(f_at, h / 2)
+    kink = abs(coarse - fine) > kink_tol * max(abs(coarse), abs(fine)) + 1e-9
+    return coarse, kink
+
+
+def _check(evaluate, analytic: dict, tensors: dict, mode, eps, kink_tol, seed) -> CheckResult:
+    """Compare ``analytic`` gradients with numeric derivatives of ``evaluate()`` over the
+    (mutable, float64, contiguous) ``tensors``."""
+    result = CheckResult(mode=mode)
+    if mode == "directional":
+        rng = np.random.default_rng(seed)
+        dirs = {k: rng.standard_normal(t.shape) for k, t in tensors.items()}
+        norm = np.sqrt(sum((d * d).sum() for d in dirs.values()))
+        dirs = {k: backend.asarray(d / norm) for k, d in dirs.items()}
+        a = sum(float((analytic[k] * d).sum()) for k, d in dirs.items())
+        saved = {k: t.copy() for k, t in tensors.items()}
+
+        def along(delta):
+            for k, t in tensors.items():
+                t[...] = saved[k] + delta * dirs[k]
+            return evaluate()
+
+        n, kink = _numeric(along, eps, kink_tol)
+        for k, t in tensors.items():
+            t[...] = saved[k]
+        result.kinks["direction"] = int(kink)
+        result.errors["direction"] = 0.0 if kink else relative_error(a, n)
+        return result
+    if mode != "exhaustive":
+        raise ValueError(f"gradcheck: mode must be 'directional' or 'exhaustive', got {mode!r}")
+    for k, t in tensors.items():
+        a = backend.to_numpy(analytic[k]).reshape(-1)
+        flat = t.reshape(-1)  # a view: tensors are contiguous
+        worst, worst_idx, kinks = 0.0, None, 0
+        for i in range(flat.size):
+            old = float(flat[i])
+
+            def at(delta, flat=flat, i=i, old=old):
+                flat[i] = old + delta
+                return evaluate()
+
+            n, kink = _numeric(at, eps, kink_tol)
+            flat[i] = old
+            if kink:
+                kinks += 1
+                continue
+            err = relative_error(float(a[i]), n)
+            if err >= worst:
+                worst, worst_idx = err, np.unravel_index(i, t.shape)
+        result.errors[k] = worst
+        result.worst_index[k] = tuple(int(j) for j in worst_idx) if worst_idx is not None else None
+        result.kinks[k] = kinks
+    return result
+
+
+def _require_float64(what, arrays):
+    for name, a in arrays.items():
+        if np.dtype(a.dtype) != np.float64:
+            raise ValueError(f"gradcheck: {what} {name!r} is {a.dtype}; gradient checks run in "
+                             "float64 (build the layer or net with dtype=np.float64)")
+
+
+def check_layer(layer, x, mode="directional", eps=1e-3, kink_tol=1e-4, seed=0,
+                check_input=True) -> CheckResult:
+    """Check ``layer.backward`` against central differences at input ``x`` (float64)."""
+    x = backend.asarray(np.array(backend.to_numpy(x), dtype=np.float64))
+    _require_float64("parameter", layer.params)
+    rng = np.random.default_rng(seed + 1)
+
+    def run():
+        backend.seed(seed)
+        return layer.forward(x, train=True)
+
+    y = run()
+    weights = backend.asarray(rng.standard_normal(tuple(y.shape)))
+    layer.need_input_grad = True
+    frozen, layer.frozen = layer.frozen, False
+    try:
+        run()
+        dx = layer.backward(weights)
+        analytic = {f"{layer.name}.{k}": g for k, g in layer.grads.items()}
+        tensors = {f"{layer.name}.{k}": p for k, p in layer.params.items()}
+        if check_input:
+            analytic["input"], tensors["input"] = dx, x
+        return _check(lambda: float((run() * weights).sum()), analytic, tensors, mode, eps,
+                      kink_tol, seed)
+    finally:
+        layer.frozen = frozen
+
+
+def check_net(net, x, labels, mode="directional", eps=1e-3, kink_tol=1e-4, seed=0,
+              check_input=True) -> CheckResult:
+    """Check a whole network's backward pass through its softmax cross-entropy loss."""
+    x = backend.asarray(np.array(backend.to_numpy(x), dtype=np.float64))
+    params = {name: p for name, p, _ in net.named_params()
+              if not net[name.rsplit(".", 1)[0]].frozen}
+    _require_float64("parameter", params)
+
+    def loss():
+        backend.seed(seed)
+        return softmax_cross_entropy(net.forward(x, train=True), labels)
+
+    _, dlogits = loss()
+    dx = net.backward(dlogits, input_grad=check_input)
+    analytic = {name: g for name, _, g in net.named_params() if name in params}
+    tensors = dict(params)
+    if check_input:
+        analytic["input"], tensors["input"] = dx, x
+    return _check(lambda: float(loss()[0]), analytic, tensors, mode, eps, kink_tol, seed)
+
+
+def kinkless_input(shape, rng=None, gap=None):
+    """Distinct values, at least ``gap`` apart and ``gap/2`` away from 0, in random order:
+    no ReLU kink and no max-pool tie within reach of the stencil (default gap: 2/size,
+    at least 0.01)."""
+    rng = rng or np.random.default_rng(0)
+    n = int(np.prod(shape))
+    gap = gap or max(2.0 / n, 0.01)
+    k = np.arange(n)
+    values = (k // 2 + 0.5) * gap * np.where(k % 2, -1.0, 1.0)
+    return rng.permutation(values).reshape(shape).astype(np.float64)
+
+
+def standard_cases(rng=None):
+    """(name, layer, input) for every op, small float64 shapes with no kinks: the checks
+    ``minicnn gradcheck`` runs and the test suite pins."""
+    from minicnn import layers as L
+
+    rng = rng or np.random.default_rng(0)
+    f64 = np.float64
+    return [
+        ("conv2d", L.Conv2D(3, 4, 3, stride=1, padding=1, dtype=f64), kinkless_input((2, 3, 5, 5), rng)),
+        ("conv2d stride 2 pad 2", L.Conv2D(2, 3, 3, stride=2, padding=2, dtype=f64),
+         kinkless_input((2, 2, 6, 7), rng)),
+        ("conv2d groups 2", L.Conv2D(4, 6, (3, 2), stride=(1, 2), padding=(1, 0), groups=2, dtype=f64),
+         kinkless_input((2, 4, 5, 6), rng)),
+        ("max_pool2d floor", L.MaxPool2D(3, 2), kinkless_input((2, 2, 7, 7), rng)),
+        ("max_pool2d ceil pad 1", L.MaxPool2D(3, 2, padding=1, ceil_mode=True),
+         kinkless_input((2, 2, 6, 6), rng)),
+        ("relu", L.ReLU(), kinkless_input((3, 7), rng)),
+        ("lrn size 5", L.LRN(5, alpha=0.5, beta=0.75, k=2.0), kinkless_input((2, 7, 3, 3), rng, 0.1)),
+        ("lrn size 4", L.LRN(4, alpha=0.5, beta=0.75, k=0.5), kinkless_input((2, 6, 2, 3), rng, 0.1)),
+        ("dropout", L.Dropout(0.5), kinkless_input((4, 9), rng)),
+        ("linear", L.Linear(6, 4, dtype=f64), kinkless_input((3, 6), rng)),
+        ("flatten", L.Flatten(), kinkless_input((2, 3, 2, 2), rng)),
+    ]

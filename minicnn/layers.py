@@ -1,0 +1,337 @@
+"""Stateful layers: parameters, gradients, train/eval behaviour; the math lives in ``ops``.
+
+Every layer takes NCHW (or (N, features)) arrays and works in float32 by default or in
+float64 (layers with parameters take ``dtype``). ``forward(x, train)`` keeps what backward
+needs; ``backward(dy)`` fills ``layer.grads`` and returns dx. A frozen layer (``frozen =
+True``) runs in evaluation mode, computes no parameter gradients and is never updated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn import backend
+from minicnn.ops import conv2d as conv_op
+from minicnn.ops import dropout as dropout_op
+from minicnn.ops import flatten as flatten_op
+from minicnn.ops import linear as linear_op
+from minicnn.ops import lrn as lrn_op
+from minicnn.ops import max_pool2d as pool_op
+from minicnn.ops import relu as relu_op
+from minicnn.ops.im2col import conv_output_size
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _pair(v):
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
+def _check_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+class ParamDict(dict):
+    """Parameters by name; a parameter can be replaced only by an array of the same shape."""
+
+    def __init__(self, owner, **arrays):
+        super().__init__(**arrays)
+        self._owner = owner
+
+    def __setitem__(self, key, value):
+        if key not in self:
+            raise KeyError(f"layer {self._owner.name!r} has no parameter {key!r}; "
+                           f"it has {', '.join(self) or 'none'}")
+        old = self[key]
+        xp = backend.array_module(old)
+        value = xp.asarray(value, dtype=old.dtype)
+        if value.shape != old.shape:
+            raise ValueError(f"layer {self._owner.name!r}: parameter {key!r} must have shape "
+                             f"{old.shape}, got {value.shape}")
+        super().__setitem__(key, value)
+
+
+class Layer:
+    """Base class. Subclasses set ``params`` and implement forward, backward and shapes."""
+
+    def __init__(self):
+        self.name = type(self).__name__.lower()
+        self.params = ParamDict(self)
+        self.grads: dict = {}
+        self.frozen = False
+        self.lr_mult = 1.0
+        # Sequential clears this for the first layer that needs no input gradient.
+        self.need_input_grad = True
+
+    # --- description -------------------------------------------------------------------
+    def config(self) -> dict:
+        """Constructor arguments, JSON-serialisable (used by save/load)."""
+        return {}
+
+    def output_shape(self, in_shape: tuple) -> tuple:
+        """Output shape of one sample (no batch axis) for an input sample of ``in_shape``."""
+        return tuple(in_shape)
+
+    def macs(self, in_shape: tuple) -> int:
+        """Multiply-adds of the forward pass for one sample."""
+        return 0
+
+    def num_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- checks -------------------------------------------------------------------------
+    def _describe_expected(self):
+        return "(N, ...)"
+
+    def _check_input(self, x, ndim=None, channels=None):
+        problem = None
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            problem = f"an array, got {type(x).__name__}"
+        elif ndim is not None and x.ndim != ndim:
+            problem = f"a rank-{ndim} input, got shape {tuple(x.shape)}"
+        elif channels is not None and x.shape[1] != channels:
+            problem = f"{channels} channels/features on axis 1, got shape {tuple(x.shape)}"
+        elif np.dtype(x.dtype) not in FLOAT_DTYPES:
+            problem = f"float32 or float64 input, got {x.dtype}"
+        elif self.params and np.dtype(x.dtype) != self.dtype:
+            problem = f"{self.dtype} input like its parameters, got {x.dtype}"
+        if problem:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) expects input of shape "
+                             f"{self._describe_expected()}: {problem}")
+
+    def _make_params(self, weight_shape, fan_in, bias):
+        """He-normal weight, N(0, 2 / fan_in), drawn from the seeded numpy generator so that
+        every backend starts from the same numbers; zero bias."""
+        w = np.random.standard_normal(weight_shape) * np.sqrt(2.0 / fan_in)
+        arrays = {"weight": backend.asarray(w.astype(self.dtype))}
+        if bias:
+            arrays["bias"] = backend.asarray(np.zeros(weight_shape[0], self.dtype))
+        self.params = ParamDict(self, **arrays)
+
+
+class Conv2D(Layer):
+    """Convolution, ``minicnn.ops.conv2d``: weight (O, C/groups, kh, kw), bias (O,)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1,
+                 bias=True, dtype=np.float32):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2D: in_channels {in_channels} and out_channels {out_channels} "
+                             f"must both be divisible by groups {groups}")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self.dtype = _check_dtype(dtype)
+        kh, kw = self.kernel_size
+        fan_in = in_channels // groups * kh * kw
+        self._make_params((out_channels, in_channels // groups, kh, kw), fan_in, bias)
+        self._x = None
+
+    def config(self):
+        return dict(in_channels=self.in_channels, out_channels=self.out_channels,
+                    kernel_size=list(self.kernel_size), stride=list(self.stride),
+                    padding=list(self.padding), groups=self.groups, bias="bias" in self.params,
+                    dtype=self.dtype.name)
+
+    def _describe_expected(self):
+        return f"(N, {self.in_channels}, H, W), dtype {self.dtype}"
+
+    def output_shape(self, in_shape):
+        _, H, W = in_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (self.out_channels, conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw))
+
+    def macs(self, in_shape):
+        O, OH, OW = self.output_shape(in_shape)
+        kh, kw = self.kernel_size
+        return O * OH * OW * (self.in_channels // self.groups) * kh * kw
+
+    def forward(self, x, train=True):
+        self._check_input(x, 4, self.in_channels)
+        out = self.output_shape(x.shape[1:])
+        if out[1] < 1 or out[2] < 1:
+            raise ValueError(f"layer {self.name!r} (Conv2D): input {tuple(x.shape)} is smaller "
+                             f"than the kernel {self.kernel_size} with padding {self.padding}")
+        self._x = x
+        return conv_op.conv2d_forward(x, self.params["weight"], self.params.get("bias"),
+                                      self.stride, self.padding, self.groups)
+
+    def backward(self, dy):
+        dx, dw, db = conv_op.conv2d_backward(
+            dy, self._x, self.params["weight"], self.stride, self.padding, self.groups,
+            need_dx=self.need_input_grad, need_dw=not self.frozen)
+        if not self.frozen:
+            self.grads["weight"] = dw
+            if "bias" in self.params:
+                self.grads["bias"] = db
+        return dx
+
+
+class Linear(Layer):
+    """Fully connected, ``minicnn.ops.linear``: weight (out, in), bias (out,)."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.dtype = _check_dtype(dtype)
+        self._make_params((out_features, in_features), in_features, bias)
+        self._x = None
+
+    def config(self):
+        return dict(in_features=self.in_features, out_features=self.out_features,
+                    bias="bias" in self.params, dtype=self.dtype.name)
+
+    def _describe_expected(self):
+        return f"(N, {self.in_features}), dtype {self.dtype}"
+
+    def output_shape(self, in_shape):
+        return (self.out_features,)
+
+    def macs(self, in_shape):
+        return self.in_features * self.out_features
+
+    def forward(self, x, train=True):
+        self._check_input(x, 2, self.in_features)
+        self._x = x
+        return linear_op.linear_forward(x, self.params["weight"], self.params.get("bias"))
+
+    def backward(self, dy):
+        dx, dw, db = linear_op.linear_backward(dy, self._x, self.params["weight"],
+                                               need_dx=self.need_input_grad,
+                                               need_dw=not self.frozen)
+        if not self.frozen:
+            self.grads["weight"] = dw
+            if "bias" in self.params:
+                self.grads["bias"] = db
+        return dx
+
+
+class MaxPool2D(Layer):
+    """Max pooling, ``minicnn.ops.max_pool2d``, PyTorch semantics in floor and ceil mode."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride) if stride is not None else self.kernel_size
+        self.padding = _pair(padding)
+        self.ceil_mode = bool(ceil_mode)
+        if any(p > k / 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
+            raise ValueError(f"MaxPool2D: padding {self.padding} must be at most half the kernel "
+                             f"{self.kernel_size}")
+        self._cache = None
+
+    def config(self):
+        return dict(kernel_size=list(self.kernel_size), stride=list(self.stride),
+                    padding=list(self.padding), ceil_mode=self.ceil_mode)
+
+    def _describe_expected(self):
+        return "(N, C, H, W)"
+
+    def output_shape(self, in_shape):
+        C, H, W = in_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (C, pool_op.pool_output_size(H, kh, sh, ph, self.ceil_mode),
+                pool_op.pool_output_size(W, kw, sw, pw, self.ceil_mode))
+
+    def forward(self, x, train=True):
+        self._check_input(x, 4)
+        try:
+            _, oh, ow = self.output_shape(x.shape[1:])
+        except ValueError as e:
+            raise ValueError(f"layer {self.name!r} (MaxPool2D): input {tuple(x.shape)}: {e}") from None
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        y, argmax = pool_op.max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow)
+        self._cache = (argmax, x.shape)
+        return y
+
+    def backward(self, dy):
+        argmax, shape = self._cache
+        return pool_op.max_pool_backward(dy, argmax, shape)
+
+
+class ReLU(Layer):
+    """max(x, 0), ``minicnn.ops.relu``."""
+
+    def forward(self, x, train=True):
+        self._y = relu_op.relu_forward(x)
+        return self._y
+
+    def backward(self, dy):
+        return relu_op.relu_backward(self._y, dy)
+
+
+class LRN(Layer):
+    """Cross-channel local response normalisation, ``minicnn.ops.lrn``:
+    ``y = x / (k + alpha/size * sum_window x^2)^beta``."""
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        if int(size) < 1:
+            raise ValueError(f"LRN: size must be >= 1, got {size}")
+        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+
+    def config(self):
+        return dict(size=self.size, alpha=self.alpha, beta=self.beta, k=self.k)
+
+    def _describe_expected(self):
+        return "(N, C, H, W)"
+
+    def macs(self, in_shape):
+        return int(np.prod(in_shape)) * (self.size + 2)
+
+    def forward(self, x, train=True):
+        self._check_input(x, 4)
+        y, scale = lrn_op.lrn_forward(x, self.size, self.alpha, self.beta, self.k)
+        self._cache = (x, y, scale)
+        return y
+
+    def backward(self, dy):
+        x, y, scale = self._cache
+        return lrn_op.lrn_backward(x, y, scale, dy, self.size, self.alpha, self.beta)
+
+
+class Dropout(Layer):
+    """Inverted dropout, ``minicnn.ops.dropout``; identity when train=False."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.mask = None
+
+    def config(self):
+        return dict(p=self.p)
+
+    def forward(self, x, train=True):
+        if not train or self.p == 0.0:
+            self.mask = None
+            return x
+        self.mask = dropout_op.dropout_mask(x.shape, self.p, np.dtype(x.dtype))
+        return dropout_op.dropout_apply(x, self.mask)
+
+    def backward(self, dy):
+        return dy if self.mask is None else dropout_op.dropout_apply(dy, self.mask)
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C*H*W)."""
+
+    def output_shape(self, in_shape):
+        return (int(np.prod(in_shape)),)
+
+    def forward(self, x, train=True):
+        self._shape = x.shape
+        return flatten_op.flatten_forward(x)
+
+    def backward(self, dy):
+        return flatten_op.flatten_backward(dy, self._shape)
+
+
+LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, Linear, MaxPool2D, ReLU, LRN, Dropout, Flatten)}

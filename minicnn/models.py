@@ -1,0 +1,114 @@
+"""Model builders: Krizhevsky's AlexNet, scaled-down variants, and the transfer head.
+
+Layer names follow the paper: conv1..conv5 (C1..C5), fc6, fc7 (FC6, FC7), fc8 (the
+source classifier); the transfer head adds fca and fcb (FCa, FCb).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn import layers as L
+from minicnn.net import Sequential
+
+# Layers copied from a source network into a transfer network (C1..FC7 with their
+# non-linearities, normalisations, pools and dropouts).
+TRANSFER_PREFIX_END = "drop7"
+
+
+def alexnet(num_classes=1000, input_size=227, groups=2, channels=(96, 256, 384, 384, 256),
+            hidden=4096, conv1=None, dropout=0.5, dtype=np.float32):
+    """AlexNet (Krizhevsky et al. 2012), METHOD.md section 2.
+
+    ``input_size`` 227 (Caffe: conv1 11x11 stride 4, no padding) or 224 (conv1 padding 2,
+    as torchvision); both give 55x55 after conv1 and 6x6 after pool5. ``groups`` = 2 is
+    the original two-GPU split (conv2, conv4, conv5 grouped), 1 the one-group variant.
+    ``channels`` and ``hidden`` scale the widths; ``conv1`` = (kernel, stride, padding)
+    overrides the first layer for other input sizes.
+    """
+    if conv1 is None:
+        if input_size not in (224, 227):
+            raise ValueError(f"alexnet: input_size must be 224 or 227 (or pass conv1=(k, s, p)), "
+                             f"got {input_size}")
+        conv1 = (11, 4, 2 if input_size == 224 else 0)
+    c1, c2, c3, c4, c5 = channels
+    k1, s1, p1 = conv1
+    lrn = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)  # CaffeNet's k = 1 (the paper's k = 2 also works)
+    body = [
+        ("conv1", L.Conv2D(3, c1, k1, stride=s1, padding=p1, dtype=dtype)), ("relu1", L.ReLU()),
+        ("norm1", L.LRN(**lrn)), ("pool1", L.MaxPool2D(3, 2)),
+        ("conv2", L.Conv2D(c1, c2, 5, padding=2, groups=groups, dtype=dtype)), ("relu2", L.ReLU()),
+        ("norm2", L.LRN(**lrn)), ("pool2", L.MaxPool2D(3, 2)),
+        ("conv3", L.Conv2D(c2, c3, 3, padding=1, dtype=dtype)), ("relu3", L.ReLU()),
+        ("conv4", L.Conv2D(c3, c4, 3, padding=1, groups=groups, dtype=dtype)), ("relu4", L.ReLU()),
+        ("conv5", L.Conv2D(c4, c5, 3, padding=1, groups=groups, dtype=dtype)), ("relu5", L.ReLU()),
+        ("pool5", L.MaxPool2D(3, 2)), ("flatten", L.Flatten()),
+    ]
+    shape = (3, input_size, input_size)
+    for _, layer in body:
+        shape = layer.output_shape(shape)
+        if min(shape[1:]) < 1:
+            raise ValueError(f"alexnet: input_size {input_size} is too small for this layout")
+    flat = shape[0]
+    head = [
+        ("fc6", L.Linear(flat, hidden, dtype=dtype)), ("relu6", L.ReLU()), ("drop6", L.Dropout(dropout)),
+        ("fc7", L.Linear(hidden, hidden, dtype=dtype)), ("relu7", L.ReLU()), ("drop7", L.Dropout(dropout)),
+        ("fc8", L.Linear(hidden, num_classes, dtype=dtype)),
+    ]
+    names, layers = zip(*(body + head), strict=True)
+    return Sequential(layers, names, input_shape=(3, input_size, input_size))
+
+
+def small_alexnet(num_classes, input_size=32, groups=2, channels=(32, 64, 96, 96, 64), hidden=256,
+                  dropout=0.5, dtype=np.float32):
+    """AlexNet's layout scaled for small images and small machines: the same layers and
+    names, conv1 5x5 (stride 1 for inputs up to 48 pixels, else 2), narrower widths."""
+    stride = 1 if input_size <= 48 else 2
+    return alexnet(num_classes, input_size=input_size, groups=groups, channels=channels,
+                   hidden=hidden, conv1=(5, stride, 2), dropout=dropout, dtype=dtype)
+
+
+def transfer_net(source_net, num_classes, hidden=2048, dropout=0.5, dtype=None):
+    """The network of METHOD.md section 3: C1..FC7 (with their ReLUs, LRNs, pools and
+    dropouts) copied from ``source_net`` and frozen, then FCa (``hidden``, ReLU, dropout)
+    and FCb (``num_classes``, which counts the background class).
+
+    Frozen layers run in evaluation mode, so drop6/drop7 are the identity until FC6/FC7
+    are unfrozen (variant "update-fc67")."""
+    if TRANSFER_PREFIX_END not in source_net.names or "fc7" not in source_net.names:
+        raise ValueError(f"transfer_net: the source network has no layers 'fc7' and "
+                         f"'{TRANSFER_PREFIX_END}' (its layers: {', '.join(source_net.names)})")
+    end = source_net.names.index(TRANSFER_PREFIX_END) + 1
+    copied = []
+    for name, layer in zip(source_net.names[:end], source_net.layers[:end], strict=True):
+        clone = type(layer)(**layer.config())
+        for key, value in layer.params.items():
+            clone.params[key] = value.copy()
+        clone.frozen = True
+        copied.append((name, clone))
+    fc7 = source_net["fc7"]
+    dtype = dtype or fc7.dtype
+    head = [("fca", L.Linear(fc7.out_features, hidden, dtype=dtype)), ("relua", L.ReLU()),
+            ("dropa", L.Dropout(dropout)), ("fcb", L.Linear(hidden, num_classes, dtype=dtype))]
+    names, layers = zip(*(copied + head), strict=True)
+    return Sequential(layers, names, input_shape=source_net.input_shape, meta=dict(source_net.meta))
+
+
+def tiny_alexnet(num_classes=5, input_size=16, dtype=np.float64):
+    """A very small AlexNet-like net (grouped convs, LRN, ceil- and floor-mode pools,
+    dropout) for gradient checks and tests."""
+    layers = [
+        ("conv1", L.Conv2D(3, 4, 3, stride=1, padding=1, dtype=dtype)), ("relu1", L.ReLU()),
+        ("norm1", L.LRN(size=3, alpha=0.5, beta=0.75, k=2.0)), ("pool1", L.MaxPool2D(3, 2, ceil_mode=True)),
+        ("conv2", L.Conv2D(4, 6, 3, padding=1, groups=2, dtype=dtype)), ("relu2", L.ReLU()),
+        ("pool2", L.MaxPool2D(2, 2, padding=1)), ("flatten", L.Flatten()),
+    ]
+    shape = (3, input_size, input_size)
+    for _, layer in layers:
+        shape = layer.output_shape(shape)
+    layers += [("fc6", L.Linear(shape[0], 10, dtype=dtype)), ("relu6", L.ReLU()),
+               ("drop6", L.Dropout(0.5)), ("fc7", L.Linear(10, 8, dtype=dtype)),
+               ("relu7", L.ReLU()), ("drop7", L.Dropout(0.5)),
+               ("fc8", L.Linear(8, num_classes, dtype=dtype))]
+    names, ls = zip(*layers, strict=True)
+    return Sequential(ls, names, input_shape=(3, input_size, input_size))

@@ -1,0 +1,23 @@
+"""Fully connected layer.
+
+    y = x W^T + b,   dx = dy W,   dW = dy^T x,   db = sum_n dy[n]
+
+x (N, in), W (out, in), b (out,).
+"""
+
+from __future__ import annotations
+
+
+def linear_forward(x, weight, bias):
+    y = x @ weight.T
+    if bias is not None:
+        y += bias
+    return y
+
+
+def linear_backward(dy, x, weight, need_dx=True, need_dw=True):
+    """Return (dx, dweight, dbias); the ones not asked for are None."""
+    dx = dy @ weight if need_dx else None
+    if not need_dw:
+        return dx, None, None
+    return dx, dy.T @ x, dy.sum(axis=0)
