@@ -61,32 +61,61 @@ def _make_cpu():
     return Backend("cpu", np, kernels)
 
 
+GPU_INSTALL_HINT = ("install the gpu extra: pip install 'minicnn[gpu]' (CuPy for CUDA 12; "
+                    "for a CUDA 13 driver install cupy-cuda13x instead)")
+SIMULATOR_HINT = ("or set NUMBA_ENABLE_CUDASIM=1 before anything imports numba to run the CUDA "
+                  "kernels in Numba's simulator on NumPy arrays (slow; for tests)")
+
+
+def _check_gpu():
+    """Return cupy if it can run on a GPU here, else raise BackendUnavailable saying what is
+    missing: CuPy, a working NVIDIA driver, or a GPU."""
+    try:
+        import cupy
+    except ImportError as e:
+        raise BackendUnavailable(f"backend 'cuda' needs CuPy, which is not installed ({e}): "
+                                 f"{GPU_INSTALL_HINT}; {SIMULATOR_HINT}") from e
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError, or a missing libcuda/libcudart
+        status = getattr(e, "status", None)
+        if status == 100:  # cudaErrorNoDevice
+            raise BackendUnavailable(f"backend 'cuda': no CUDA GPU found ({e}); {SIMULATOR_HINT}") from e
+        if status == 35:  # cudaErrorInsufficientDriver
+            raise BackendUnavailable(f"backend 'cuda': the NVIDIA driver is too old for this CuPy "
+                                     f"build ({e}): update the driver or {GPU_INSTALL_HINT}") from e
+        raise BackendUnavailable(f"backend 'cuda': no usable NVIDIA driver ({type(e).__name__}: {e}); "
+                                 f"install the NVIDIA driver, then {GPU_INSTALL_HINT}; "
+                                 f"{SIMULATOR_HINT}") from e
+    if count == 0:
+        raise BackendUnavailable(f"backend 'cuda': no CUDA GPU found; {SIMULATOR_HINT}")
+    return cupy
+
+
 def _make_cuda():
-    simulated = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
-    if simulated:
-        xp = np
-    else:
-        try:
-            import cupy as xp
-        except ImportError as e:
-            raise BackendUnavailable(
-                "backend 'cuda' needs CuPy: install the gpu extra (pip install 'minicnn[gpu]'), "
-                "or set NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels in Numba's simulator"
-            ) from e
-        try:
-            count = xp.cuda.runtime.getDeviceCount()
-        except Exception as e:  # CUDA driver missing or broken
-            raise BackendUnavailable(f"backend 'cuda': no usable CUDA driver ({e})") from e
-        if count == 0:
-            raise BackendUnavailable("backend 'cuda': no CUDA GPU found")
+    wants_simulator = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+    xp = np if wants_simulator else _check_gpu()
     try:
         kernels = _load_kernels("minicnn.kernels.cuda")
-    except ImportError as e:
-        raise BackendUnavailable(f"backend 'cuda' could not load its kernels: {e}") from e
+        from minicnn.kernels.cuda.launch import SIMULATED
+    except ImportError as e:  # numba (or numba-cuda) missing or broken
+        raise BackendUnavailable(f"backend 'cuda' could not load its numba.cuda kernels: {e}") from e
+    if SIMULATED != wants_simulator:
+        raise BackendUnavailable(
+            f"backend 'cuda': NUMBA_ENABLE_CUDASIM is {os.environ.get('NUMBA_ENABLE_CUDASIM')!r} now "
+            f"but numba.cuda was imported {'with' if SIMULATED else 'without'} the simulator; set "
+            "the variable before anything imports numba")
+    if not SIMULATED:
+        from numba import cuda
+
+        if not cuda.is_available():
+            raise BackendUnavailable("backend 'cuda': CuPy sees a GPU but numba.cuda cannot use it "
+                                     "(run `python -c 'from numba import cuda; cuda.detect()'`); "
+                                     "numba needs the CUDA driver and, for CUDA 12+, numba-cuda")
     if not kernels:
         raise BackendUnavailable("backend 'cuda' has no kernels built yet")
     backend = Backend("cuda", xp, kernels)
-    backend.simulated = simulated
+    backend.simulated = SIMULATED
     return backend
 
 

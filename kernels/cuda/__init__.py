@@ -1,0 +1,29 @@
+"""numba.cuda kernels of the "cuda" backend, launched on CuPy arrays on CuPy's current stream
+(or, with NUMBA_ENABLE_CUDASIM=1, in Numba's simulator on NumPy arrays).
+
+Each name in ``__all__`` replaces the ``@hot_path`` reference of the same name in
+``minicnn.ops`` / ``minicnn.optim`` when the backend is current; the rest of every op runs
+its ``xp`` code on CuPy, with GEMMs in cuBLAS through ``cupy.matmul``.
+"""
+
+from minicnn.kernels.cuda.dropout import dropout_apply
+from minicnn.kernels.cuda.im2col import col2im, im2col
+from minicnn.kernels.cuda.lrn import lrn_backward, lrn_forward
+from minicnn.kernels.cuda.max_pool2d import max_pool_backward, max_pool_forward
+from minicnn.kernels.cuda.relu import relu_backward, relu_forward
+from minicnn.kernels.cuda.sgd import sgd_update
+from minicnn.kernels.cuda.softmax_xent import softmax_xent
+
+__all__ = [
+    "col2im",
+    "dropout_apply",
+    "im2col",
+    "lrn_backward",
+    "lrn_forward",
+    "max_pool_backward",
+    "max_pool_forward",
+    "relu_backward",
+    "relu_forward",
+    "sgd_update",
+    "softmax_xent",
+]

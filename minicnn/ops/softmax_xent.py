@@ -9,6 +9,8 @@ For logits z (N, K), labels t (N,) and weights w (N,) (all 1 by default):
 
 from __future__ import annotations
 
+import numpy as np
+
 from minicnn.backend import array_module, hot_path
 
 
@@ -43,19 +45,22 @@ def softmax_cross_entropy(logits, labels, weights=None):
     that waits for the device, so training loops read it only when they report).
 
     ``labels`` are class indices in [0, K); ``weights`` a per-sample weight or None.
-    Raises ValueError on shapes or labels that do not fit the logits.
+    Raises ValueError on shapes or labels that do not fit the logits. Labels given on the
+    host are range-checked there; labels already on a GPU are not (reading them would wait
+    for the device at every step): there a label out of range makes the loss NaN.
     """
     xp = array_module(logits)
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must be (N, K), got shape {logits.shape}")
     n, k = logits.shape
-    labels = xp.asarray(labels)
+    on_host = array_module(labels) is np
+    labels = np.asarray(labels) if on_host else labels
     if labels.shape != (n,):
         raise ValueError(f"softmax_cross_entropy: labels must have shape ({n},), got {labels.shape}")
-    labels = labels.astype(xp.int64, copy=False)
-    if n and (int(labels.min()) < 0 or int(labels.max()) >= k):
+    if on_host and n and (int(labels.min()) < 0 or int(labels.max()) >= k):
         raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {k}), "
                          f"got range [{int(labels.min())}, {int(labels.max())}]")
+    labels = xp.asarray(labels).astype(xp.int64, copy=False)
     if weights is not None:
         weights = xp.asarray(weights, dtype=logits.dtype)
         if weights.shape != (n,):
