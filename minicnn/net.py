@@ -111,6 +111,23 @@ class Sequential:
         for name in names:
             self[name].frozen = frozen
 
+    def to(self, name):
+        """Move every parameter and gradient to the arrays of backend ``name`` ("numpy",
+        "cpu" or "cuda": ``net.to("cuda")``, ``net.to("cpu")``) and return the net. Arrays
+        already there stay as they are; raises BackendUnavailable if ``name`` cannot run here.
+        Make the backend current too (``mc.set_backend(name)``) and build the optimizer
+        after moving, since SGD keeps its velocities on the backend it started on."""
+        xp = backend.backend_named(name).xp
+
+        def move(a):
+            return a if backend.array_module(a) is xp else xp.asarray(backend.to_numpy(a))
+
+        for layer in self.layers:
+            for key, p in layer.params.items():
+                dict.__setitem__(layer.params, key, move(p))  # same shape and dtype: no re-check
+            layer.grads = {key: move(g) for key, g in layer.grads.items() if g is not None}
+        return self
+
     # --- compute ------------------------------------------------------------------------
     def forward(self, x, train=True):
         for layer in self.layers:
