@@ -1,0 +1,35 @@
+"""experiments/gpu_bench.py runs end to end (--smoke: tiny net in Numba's simulator), so the
+script a GPU session will run has had its code paths checked here."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "experiments" / "gpu_bench.py"
+
+
+def test_gpu_bench_smoke_run_writes_its_report(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run([sys.executable, str(BENCH), "--smoke", "--out", str(out)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(out.read_text())
+    assert result["simulated"] is True
+    train = result["train"]["2"]["ours"]
+    assert train["images_per_s"] > 0 and train["loss"] > 0
+    assert result["fc7"]["ours"]["feature_dim"] == 8  # tiny_alexnet's fc7 width
+    assert "target fc7" in run.stdout
+    if importlib.util.find_spec("torch") is not None:  # the PyTorch twin computes the same net
+        assert result["fc7"]["torch"]["patches_per_s"] > 0
+        assert result["logits_max_rel_diff_vs_torch"] < 1e-4
+
+
+def test_gpu_bench_refuses_to_time_the_simulator():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run([sys.executable, str(BENCH)], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 2
+    assert "simulator" in run.stderr and "--smoke" in run.stderr
