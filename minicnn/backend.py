@@ -15,6 +15,7 @@ run raises :class:`BackendUnavailable` saying what is missing.
 
 from __future__ import annotations
 
+import ctypes.util
 import functools
 import importlib
 import os
@@ -81,6 +82,11 @@ def _check_gpu():
         status = getattr(e, "status", None)
         if status == 100:  # cudaErrorNoDevice
             raise BackendUnavailable(f"backend 'cuda': no CUDA GPU found ({e}); {SIMULATOR_HINT}") from e
+        if status == 35 and ctypes.util.find_library("cuda") is None:
+            # the CUDA runtime says "insufficient driver" also when there is none at all
+            raise BackendUnavailable(f"backend 'cuda': no NVIDIA driver found (libcuda is missing; "
+                                     f"{e}): install the NVIDIA driver, then {GPU_INSTALL_HINT}; "
+                                     f"{SIMULATOR_HINT}") from e
         if status == 35:  # cudaErrorInsufficientDriver
             raise BackendUnavailable(f"backend 'cuda': the NVIDIA driver is too old for this CuPy "
                                      f"build ({e}): update the driver or {GPU_INSTALL_HINT}") from e

@@ -165,13 +165,23 @@ def raising(error):
     (None, r"needs CuPy, which is not installed.*minicnn\[gpu\].*NUMBA_ENABLE_CUDASIM=1"),
     (fake_cupy(lambda: 0), r"no CUDA GPU found"),
     (fake_cupy(raising(FakeCudaError(100, "cudaErrorNoDevice"))), r"no CUDA GPU found \(cudaErrorNoDevice\)"),
-    (fake_cupy(raising(FakeCudaError(35, "cudaErrorInsufficientDriver"))),
-     r"NVIDIA driver is too old.*minicnn\[gpu\]"),
     (fake_cupy(raising(OSError("libcuda.so.1: cannot open shared object file"))),
      r"no usable NVIDIA driver \(OSError: libcuda.so.1.*minicnn\[gpu\]"),
 ])
 def test_missing_gpu_stack_says_what_is_missing(cupy, expected, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", cupy)  # None makes `import cupy` fail
+    with pytest.raises(mc.BackendUnavailable, match=expected):
+        backend._check_gpu()
+
+
+@pytest.mark.parametrize("libcuda,expected", [
+    (None, r"no NVIDIA driver found \(libcuda is missing.*minicnn\[gpu\]"),
+    ("libcuda.so.1", r"NVIDIA driver is too old.*minicnn\[gpu\]"),
+])
+def test_insufficient_driver_tells_missing_from_old(libcuda, expected, monkeypatch):
+    insufficient = FakeCudaError(35, "cudaErrorInsufficientDriver")
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(raising(insufficient)))
+    monkeypatch.setattr(backend.ctypes.util, "find_library", lambda name: libcuda)
     with pytest.raises(mc.BackendUnavailable, match=expected):
         backend._check_gpu()
 

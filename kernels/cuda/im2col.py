@@ -1,9 +1,12 @@
 """im2col / col2im on the GPU (math and layout: ``minicnn.ops.im2col``).
 
-im2col: one thread per column-matrix entry, consecutive threads along a row of ``out``
-(consecutive output pixels) so that writes coalesce. col2im gathers: one thread per input
-pixel sums the column entries that read it, in the reference's (i, j) order, so it needs
-no atomics and gives the same sum on every run.
+im2col: one thread per (channel, output pixel) writes that pixel's kh*kw column entries
+(Caffe's layout of the work), so the index arithmetic is paid once per kh*kw entries;
+neighbouring threads handle neighbouring output pixels, so every write coalesces.
+
+col2im gathers: one thread per input pixel sums the column entries that read it, walking
+the windows that cover it in the reference's (i, j) order (so the sum is the same bit for
+bit, on every run), with no atomics.
 """
 
 from __future__ import annotations
@@ -19,24 +22,26 @@ from .launch import launch, scalar
 @cuda.jit
 def _im2col(x, kh, kw, sh, sw, ph, pw, OH, OW, out):
     n, C, H, W = x.shape
-    ncols = out.shape[1]
-    for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        col = idx % ncols
-        row = idx // ncols
-        ox = col % OW
-        t = col // OW
+    for idx in range(cuda.grid(1), C * n * OH * OW, cuda.gridsize(1)):
+        ox = idx % OW
+        t = idx // OW
         oy = t % OH
-        b = t // OH
-        j = row % kw
-        t = row // kw
-        i = t % kh
-        c = t // kh
-        h = oy * sh + i - ph
-        w = ox * sw + j - pw
-        if 0 <= h < H and 0 <= w < W:
-            out[row, col] = x[b, c, h, w]
-        else:
-            out[row, col] = 0
+        t = t // OH
+        b = t % n
+        c = t // n
+        col = (b * OH + oy) * OW + ox
+        h0 = oy * sh - ph
+        w0 = ox * sw - pw
+        row = c * kh * kw
+        for i in range(kh):
+            h = h0 + i
+            for j in range(kw):
+                w = w0 + j
+                if 0 <= h < H and 0 <= w < W:
+                    out[row, col] = x[b, c, h, w]
+                else:
+                    out[row, col] = 0
+                row += 1
 
 
 @cuda.jit
@@ -49,20 +54,21 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, OH, OW, zero, dx):
         t = t // H
         c = t % C
         b = t // C
+        hp = h + ph
+        wp = w + pw
+        # windows oy that hold padded row hp: oy * sh <= hp < oy * sh + kh; kernel row
+        # i = hp - oy * sh rises as oy falls, so walking oy downwards keeps the reference's
+        # order (i ascending, then j ascending)
+        oy_first = min(hp // sh, OH - 1)
+        oy_last = max((hp - kh) // sh + 1, 0)
+        ox_first = min(wp // sw, OW - 1)
+        ox_last = max((wp - kw) // sw + 1, 0)
         acc = zero
-        for i in range(kh):
-            yy = h + ph - i  # = oy * sh for the windows that read row h with kernel row i
-            if yy < 0:
-                break
-            if yy % sh != 0 or yy // sh >= OH:
-                continue
-            for j in range(kw):
-                xx = w + pw - j
-                if xx < 0:
-                    break
-                if xx % sw != 0 or xx // sw >= OW:
-                    continue
-                acc += cols[(c * kh + i) * kw + j, (b * OH + yy // sh) * OW + xx // sw]
+        for oy in range(oy_first, oy_last - 1, -1):
+            row = (c * kh + hp - oy * sh) * kw + wp
+            base = (b * OH + oy) * OW
+            for ox in range(ox_first, ox_last - 1, -1):
+                acc += cols[row - ox * sw, base + ox]
         dx[b, c, h, w] = acc
 
 
@@ -71,7 +77,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, out):
     _, _, H, W = x.shape
     OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
     x = array_module(x).ascontiguousarray(x)  # a no-op for the batch chunks conv2d passes
-    launch(_im2col, out.size, x, kh, kw, sh, sw, ph, pw, OH, OW, out)
+    launch(_im2col, x.shape[1] * x.shape[0] * OH * OW, x, kh, kw, sh, sw, ph, pw, OH, OW, out)
     return out
 
 
