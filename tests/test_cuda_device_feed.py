@@ -85,3 +85,4 @@ def test_feed_passes_batches_through_on_host_backends(name):
     batches = list(host_batches([2, 3]))
     got = list(DeviceFeed(batches))
     assert len(got) == len(batches) and all(a is b for a, b in zip(got, batches, strict=True))
+

@@ -97,20 +97,27 @@ class DeviceFeed:
         item = next(source, end)
         if item is end:
             return
-        ready = upload(item, slots[0])
-        k = 0
-        while True:
-            following = next(source, end)
-            if k > 0 and gpu:
-                # the consumer came back, so every computation on batch k-1 is queued
-                slots[(k - 1) % SLOTS].released = compute_stream.record()
-            upcoming = None if following is end else upload(following, slots[(k + 1) % SLOTS])
-            if gpu:
-                compute_stream.wait_event(slots[k % SLOTS].uploaded)
-            yield ready
-            if upcoming is None:
-                return
-            ready, k = upcoming, k + 1
+        try:
+            ready = upload(item, slots[0])
+            k = 0
+            while True:
+                following = next(source, end)
+                if k > 0 and gpu:
+                    # the consumer came back, so every computation on batch k-1 is queued
+                    slots[(k - 1) % SLOTS].released = compute_stream.record()
+                upcoming = None if following is end else upload(following, slots[(k + 1) % SLOTS])
+                if gpu:
+                    compute_stream.wait_event(slots[k % SLOTS].uploaded)
+                yield ready
+                if upcoming is None:
+                    return
+                ready, k = upcoming, k + 1
+        finally:
+            # also when the consumer stops early: no copy may still read a pinned buffer
+            # once the slots are dropped
+            for slot in slots:
+                if slot.uploaded is not None:
+                    slot.uploaded.synchronize()
 
     def _fields(self, item) -> dict:
         if isinstance(item, tuple) and hasattr(item, "_fields"):  # named tuple
