@@ -47,7 +47,7 @@ def alexnet(num_classes=1000, input_size=227, groups=2, channels=(96, 256, 384, 
     shape = (3, input_size, input_size)
     for _, layer in body:
         shape = layer.output_shape(shape)
-        if min(shape[1:]) < 1:
+        if len(shape) == 3 and min(shape[1:]) < 1:
             raise ValueError(f"alexnet: input_size {input_size} is too small for this layout")
     flat = shape[0]
     head = [

@@ -203,8 +203,7 @@ class Sequential:
     def _load_into(self, path, strict=True):
         """Copy the parameters stored in ``path`` into this net, checking every name and
         shape; an error names the offending layer."""
-        arrays = read_npz(path)
-        arrays.pop(ARCH_KEY, None)
+        arrays = {k: v for k, v in read_npz(path).items() if not k.startswith("__")}
         self.load_params(arrays, strict=strict, source=os.fspath(path))
         return self
 

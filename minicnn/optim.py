@@ -94,6 +94,8 @@ class PlateauLR:
         self.bad_epochs = 0
 
     def _better(self, value):
+        if math.isinf(self.best):
+            return True
         if self.mode == "min":
             return value < self.best - abs(self.best) * self.threshold
         return value > self.best + abs(self.best) * self.threshold

@@ -1,0 +1,142 @@
+"""Feature cache: the frozen layers' output for every patch, computed once, memory-mapped.
+
+With C1..FC7 frozen (METHOD.md section 3), the FC7 output of a patch is a constant, so it
+is computed once and FCa/FCb train on the stored features: the same procedure as running
+the frozen layers every epoch, only faster. The cache is a directory holding
+
+    features.npy   (N, D) float32 or float16, opened as a memory map
+    index.npz      image (N,) index into the image list, boxes (N, 4), labels (N,)
+    progress.json  the key, the sizes, and how many images are done
+
+named by a hash of everything the features depend on (the frozen layers' parameters and
+architecture, the cut layer, the sampler, the patch size and preprocessing, the images),
+so a run with the same network and sampler reuses it and any change builds a new one.
+Building writes image by image and records progress atomically after each flush: an
+interrupted build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from minicnn import backend
+
+
+def _write_json_atomic(path, obj):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def network_fingerprint(net) -> str:
+    """sha1 of a network's architecture and parameter bytes."""
+    h = hashlib.sha1(json.dumps(net.architecture()["layers"], sort_keys=True).encode())
+    for name, p, _ in net.named_params():
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(backend.to_numpy(p)).tobytes())
+    return h.hexdigest()
+
+
+def cache_key(parts: dict) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class FeatureCache:
+    """A finished (or partly built) cache: memory-mapped features and their index."""
+
+    directory: str
+    features: np.ndarray   # (N, D) memmap
+    image: np.ndarray      # (N,) image index of each patch
+    boxes: np.ndarray      # (N, 4)
+    labels: np.ndarray     # (N,)
+    offsets: np.ndarray    # (n_images + 1,): patches of image i are rows offsets[i]:offsets[i+1]
+
+    def rows_of(self, i):
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+
+def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, render, key_parts,
+                        dtype=np.float32, batch_size=256, progress=None) -> FeatureCache:
+    """Compute (or reuse, or resume) the cache of ``extractor``'s output for every patch.
+
+    ``extractor``: a Sequential of the frozen layers (evaluation mode); ``images``: a list
+    of image ids; ``boxes_of(i)`` the (M_i, 4) patch boxes of image i; ``labels_of(i)``
+    their labels; ``render(i, boxes)`` the (M_i, 3, S, S) float32 network input of those
+    patches; ``key_parts``: a JSON-able description of the sampler, patch size and
+    preprocessing (the network and images are added here). ``progress``: an optional
+    callable(n_done, n_total) called after each image.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float16):
+        raise ValueError(f"feature cache dtype must be float32 or float16, got {dtype}")
+    parts = dict(key_parts, network=network_fingerprint(extractor), images=list(images), dtype=dtype.name)
+    key = cache_key(parts)
+    directory = os.path.join(root, f"{name}-{key}")
+    os.makedirs(directory, exist_ok=True)
+    progress_path = os.path.join(directory, "progress.json")
+    features_path = os.path.join(directory, "features.npy")
+    index_path = os.path.join(directory, "index.npz")
+
+    state = None
+    if os.path.exists(progress_path):
+        with open(progress_path) as f:
+            state = json.load(f)
+        if state.get("key") != key:
+            state = None
+    if state is None or not os.path.exists(index_path) or not os.path.exists(features_path):
+        all_boxes = [np.asarray(boxes_of(i), np.float64).reshape(-1, 4) for i in range(len(images))]
+        counts = np.array([len(b) for b in all_boxes], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        labels = np.concatenate([np.asarray(labels_of(i), np.int64) for i in range(len(images))])
+        dim = _output_dim(extractor, render, all_boxes)
+        np.savez(index_path, image=np.repeat(np.arange(len(images)), counts),
+                 boxes=np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4)),
+                 labels=labels, offsets=offsets)
+        np.lib.format.open_memmap(features_path, mode="w+", dtype=dtype,
+                                  shape=(int(offsets[-1]), dim)).flush()
+        state = {"key": key, "parts": parts, "done": 0, "total": len(images), "dim": dim}
+        _write_json_atomic(progress_path, state)
+
+    with np.load(index_path) as idx:
+        index = {k: idx[k] for k in idx.files}
+    offsets = index["offsets"]
+    if state["done"] < len(images):
+        feats = np.load(features_path, mmap_mode="r+")
+        for i in range(state["done"], len(images)):
+            rows = slice(int(offsets[i]), int(offsets[i + 1]))
+            feats[rows] = extract(extractor, render(i, index["boxes"][rows]), batch_size)
+            # flush before recording progress: a crash never marks unwritten rows as done
+            feats.flush()
+            state["done"] = i + 1
+            _write_json_atomic(progress_path, state)
+            if progress:
+                progress(i + 1, len(images))
+        del feats
+    return FeatureCache(directory, np.load(features_path, mmap_mode="r"), index["image"],
+                        index["boxes"], index["labels"], offsets)
+
+
+def _output_dim(extractor, render, all_boxes):
+    for i, b in enumerate(all_boxes):
+        if len(b):
+            return int(extract(extractor, render(i, b[:1]), 1).shape[1])
+    raise ValueError("feature cache: no image has any patch")
+
+
+def extract(extractor, pixels, batch_size=256):
+    """Forward ``pixels`` (n, 3, S, S) through ``extractor`` in evaluation mode, in batches;
+    returns a numpy (n, D) array."""
+    out = []
+    for s in range(0, len(pixels), batch_size):
+        y = extractor.forward(backend.asarray(pixels[s : s + batch_size]), train=False)
+        out.append(backend.to_numpy(y).reshape(len(y), -1))
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
