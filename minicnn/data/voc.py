@@ -93,7 +93,7 @@ class VOCDataset:
     """
 
     def __init__(self, root, year, classes=VOC_CLASSES):
-        root = Path(root)
+        root = Path(root).expanduser()
         self.year = int(year)
         self.classes = tuple(classes)
         name = f"VOC{self.year}"
@@ -142,7 +142,8 @@ class VOCDataset:
         """Image ids and their labels (int8, 1 / -1 / 0) for class ``cls`` on ``split``,
         computed from the annotations; checked against ``ImageSets/Main/<cls>_<split>.txt``
         when it exists, whose order is then kept (the devkit ranks ties in that order)."""
-        self.check_class(cls)
+        if cls not in self.classes:
+            raise InputError(f"unknown class '{cls}'; the classes are {', '.join(self.classes)}")
         ids = self.image_ids(split)
         computed = {}
         for image_id in ids:
@@ -185,11 +186,6 @@ class VOCDataset:
                 raise InputError(f"{path}, line {lineno}: person {key[1]} of image {key[0]} is labelled "
                                  f"{label} for '{action}' but its annotation gives {computed[key]}")
         return [k for k, _, _ in listed], np.array([lab for _, lab, _ in listed], dtype=np.int8)
-
-    def check_class(self, cls: str):
-        """InputError unless ``cls`` is one of the dataset's classes."""
-        if cls not in self.classes:
-            raise InputError(f"unknown class '{cls}'; the classes are {', '.join(self.classes)}")
 
 
 # --- annotation XML -------------------------------------------------------------------------

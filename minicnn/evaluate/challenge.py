@@ -68,7 +68,7 @@ class Report:
 def find_results_folder(results, year: int, task: str) -> Path:
     """The folder that holds the files: ``results`` itself, or the devkit's results root
     layout ``results/VOC<year>/Main`` (``Action`` for the action task)."""
-    results = Path(results)
+    results = Path(results).expanduser()
     if not results.is_dir():
         raise InputError(f"results directory {results} does not exist")
     if any(results.glob(f"comp*_{task}_*.txt")):
@@ -94,6 +94,10 @@ def evaluate_voc(dataset: VOCDataset, split: str, task: str, results, competitio
     folder = find_results_folder(results, dataset.year, task)
     all_names = VOC_CHALLENGE_ACTIONS if task == "action" else dataset.classes
     names = list(all_names if names is None else names)
+    for name in names:
+        if name not in all_names:
+            kind, kinds = ("action", "actions") if task == "action" else ("class", "classes")
+            raise InputError(f"unknown {kind} '{name}'; the {kinds} are {', '.join(all_names)}")
     report = Report(task=task, metric=metric, year=dataset.year, split=split, competition=competition)
     absent = []
     for name in names:
@@ -136,7 +140,6 @@ def _ranking(dataset, split, task, name, path):
 
 
 def _detection(dataset, split, name, path):
-    dataset.check_class(name)
     ids = dataset.image_ids(split)
     ground_truth = {}
     for image_id in ids:
