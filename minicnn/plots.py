@@ -58,7 +58,11 @@ def line_plot(path, series, *, title="", xlabel="", ylabel="", xlim=None, ylim=N
     canvas.frame()
     entries = [(s["label"], s["color"]) for s in series if s["label"] is not None]
     if entries and legend:
-        canvas.legend(entries, legend, xs, ys)
+        # points along every segment, so that "best" also avoids lines between data points
+        t = np.linspace(0, 1, 33)[:, None]
+        along_x = np.concatenate([(s["x"][:-1] + t * np.diff(s["x"])).ravel() for s in series])
+        along_y = np.concatenate([(s["y"][:-1] + t * np.diff(s["y"])).ravel() for s in series])
+        canvas.legend(entries, legend, along_x, along_y)
     canvas.save(path)
 
 
