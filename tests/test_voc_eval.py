@@ -50,17 +50,20 @@ def test_known_interleaving_both_metrics():
     assert voc_ap(scores, labels, "voc07") == pytest.approx((4 + 3 * 2 / 3 + 4 / 2) / 11, abs=1e-12)
 
 
-def test_eleven_point_thresholds_are_matlabs_colon_values():
-    # MATLAB's 0:0.1:1 holds exactly 0.6 (built as 1 - 4*0.1) but 0.30000000000000004 (3*0.1).
-    # rank P P P N P P, npos 5: rec 0.6 (= 3/5 exactly) is reached with precision 1
+def test_eleven_point_thresholds_are_the_devkit_loop_values():
+    # the devkit's `for t=0:0.1:1` takes t = k*0.1: its 0.6 is 0.6000000000000001
+    # rank P P P N P P, npos 5: rec 3/5 (exactly 0.6) misses the 0.6 point
     scores, labels = ranked([1, 1, 1, -1, 1, 1])
-    # t = 0..0.6 -> 1 (7 points), t = 0.7..1 -> max(4/5, 5/6) = 5/6 (4 points); np.arange
-    # thresholds (0.6000000000000001) would give (6 + 5 * 5/6) / 11 instead
-    assert voc_ap(scores, labels, "voc07") == pytest.approx((7 + 4 * 5 / 6) / 11, abs=1e-12)
-    # rank P P P N then 7 P, npos 10: rec 3/10 == 0.3 stays below MATLAB's 0.30000000000000004
+    # t = 0..0.5 -> 1 (6 points), t = 0.6..1 -> max(4/5, 5/6) = 5/6 (5 points)
+    assert voc_ap(scores, labels, "voc07") == pytest.approx((6 + 5 * 5 / 6) / 11, abs=1e-12)
+    # rank P P P N then 7 P, npos 10: rec 3/10 misses the 0.3 point (0.30000000000000004)
     scores, labels = ranked([1, 1, 1, -1] + [1] * 7)
     # t = 0..0.2 -> 1 (3 points), t = 0.3..1 -> 10/11 (8 points)
     assert voc_ap(scores, labels, "voc07") == pytest.approx((3 + 8 * 10 / 11) / 11, abs=1e-12)
+    # rec 4/5 = 0.8 exactly meets the 0.8 point (8 * 0.1 == 0.8): P P P P N P
+    scores, labels = ranked([1, 1, 1, 1, -1, 1])
+    # t = 0..0.8 -> 1 (9 points), t = 0.9, 1 -> 5/6 (2 points)
+    assert voc_ap(scores, labels, "voc07") == pytest.approx((9 + 2 * 5 / 6) / 11, abs=1e-12)
 
 
 @pytest.mark.parametrize("metric", ["voc07", "area"])

@@ -13,12 +13,11 @@ ignores them, as ``np.fmax`` does).
 Two AP definitions:
 
 - ``"voc07"`` (VOC 2007-2009 devkits): 11-point interpolated AP,
-  ``AP = sum_t max{prec_k : rec_k >= t} / 11`` over ``t = 0:0.1:1``, a max over no point
-  counting 0. The thresholds are MATLAB's values of ``0:0.1:1``, which MATLAB builds from
-  both ends (``k*0.1`` for the first half, ``1 - k*0.1`` for the second): its 0.3 is
-  0.30000000000000004 but its 0.6 and 0.7 are exactly 0.6 and 0.7, unlike ``np.arange``;
-  a recall of exactly 0.6 therefore reaches the 0.6 threshold, and one of exactly 0.3 misses
-  the 0.3 threshold, as in the devkit.
+  ``AP = sum_t max{prec_k : rec_k >= t} / 11`` for ``t`` in ``for t=0:0.1:1``, a max over
+  no point counting 0, summed in that order. A MATLAB ``for`` loop over ``0:0.1:1`` takes
+  ``t = k*0.1`` (not the two-ended values of the vector ``0:0.1:1``), so three thresholds
+  sit just above their decimal: 0.30000000000000004, 0.6000000000000001 and
+  0.7000000000000001; a recall of exactly 3/5 does not reach the 0.6 point.
 - ``"area"`` (VOC 2010-2012 devkits, ``VOCap.m``): the area under the precision envelope
   ``p(r) = max{prec_k : rec_k >= r}``, summed over the recalls where ``rec`` changes, with
   ``rec`` padded by 0 and 1 and ``prec`` by 0 at both ends.
@@ -32,7 +31,7 @@ from minicnn.errors import InputError
 
 METRICS = ("voc07", "area")
 
-_VOC07_THRESHOLDS = tuple([k * 0.1 for k in range(6)] + [1 - k * 0.1 for k in range(4, -1, -1)])
+_VOC07_THRESHOLDS = tuple(k * 0.1 for k in range(11))  # the devkit's for t=0:0.1:1 (see above)
 
 
 def default_metric(year: int) -> str:
