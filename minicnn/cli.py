@@ -18,6 +18,7 @@ from minicnn.backend import BackendUnavailable
 # command -> module that implements it (imported only when the command runs)
 COMMANDS = {
     "demo": "minicnn.commands.demo",
+    "evaluate": "minicnn.commands.evaluate",
     "gradcheck": "minicnn.commands.gradcheck",
 }
 

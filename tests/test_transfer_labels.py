@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from minicnn.transfer import label_patches, resample_background, voc_to_pixel_boxes
+from minicnn.data.voc import pixel_boxes
+from minicnn.transfer import label_patches, resample_background
 from minicnn.transfer.labels import background_weights
 
 BG = 3  # three classes, background label 3
@@ -57,7 +58,7 @@ def test_no_objects_means_background_and_bad_input_is_rejected():
 
 
 def test_voc_boxes_are_converted_to_pixel_squares():
-    np.testing.assert_array_equal(voc_to_pixel_boxes([[1, 1, 10, 20]]), [[0, 0, 10, 20]])
+    np.testing.assert_array_equal(pixel_boxes([[1, 1, 10, 20]]), [[0, 0, 10, 20]])
 
 
 def test_vectorised_labels_agree_with_a_loop(rng):

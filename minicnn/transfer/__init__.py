@@ -1,6 +1,6 @@
 """The transfer method of Oquab et al. (CVPR 2014): patches, labels, features, training, scoring."""
 
-from minicnn.transfer.labels import label_patches, resample_background, voc_to_pixel_boxes
+from minicnn.transfer.labels import label_patches, resample_background
 from minicnn.transfer.patches import SCALES, STRIDE_FRACTION, sample_patches
 from minicnn.transfer.scores import aggregate_by_image, aggregate_scores, score_map
 
@@ -13,5 +13,4 @@ __all__ = [
     "resample_background",
     "sample_patches",
     "score_map",
-    "voc_to_pixel_boxes",
 ]

@@ -9,7 +9,7 @@ discard (label -1). If |m| = 1: that object's class. If m is empty: background
 (label ``num_classes``).
 
 A VOC box (1-based, inclusive) ``x1 y1 x2 y2`` covers the pixel square
-``[x1 - 1, x2) x [y1 - 1, y2)``: :func:`voc_to_pixel_boxes` converts.
+``[x1 - 1, x2) x [y1 - 1, y2)``: :func:`minicnn.data.voc.pixel_boxes` converts.
 """
 
 from __future__ import annotations
@@ -19,13 +19,6 @@ import numpy as np
 DISCARD = -1
 MIN_PATCH_FRACTION = 0.2   # the object fills at least 20% of the patch
 MIN_OBJECT_FRACTION = 0.6  # the patch holds at least 60% of the object
-
-
-def voc_to_pixel_boxes(boxes):
-    """VOC 1-based inclusive boxes -> 0-based end-exclusive float boxes."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-    b[:, :2] -= 1.0
-    return b
 
 
 def box_area(boxes):

@@ -1,0 +1,88 @@
+"""Evaluate VOC submission files (classification, detection, action) as the official devkit does.
+
+Reads the ground truth from a VOCdevkit tree (--voc ROOT holding VOC<year>/, or that folder
+itself) and the files <comp>_<task>_<set>_<class>.txt from --results (the folder holding
+them, or the devkit's results root with VOC<year>/Main or VOC<year>/Action under it).
+Prints AP per class and the mean; --json and --plots write them out. The metric follows
+the devkit of the year unless --metric says otherwise: 11-point ("voc07") up to 2009,
+area under the interpolated curve ("area") from 2010.
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("--voc", required=True, metavar="ROOT", help="VOCdevkit root (holding VOC<year>/)")
+    p.add_argument("--year", type=int, default=2007, help="dataset year (default 2007)")
+    p.add_argument("--set", dest="split", default="test", help="image set: test, val, ... (default test)")
+    p.add_argument("--task", choices=("cls", "det", "action"), default="cls",
+                   help="cls (classification), det (detection) or action (default cls)")
+    p.add_argument("--results", required=True, metavar="DIR", help="folder of the submission files")
+    p.add_argument("--competition", default=None,
+                   help="compN of the file names (default comp1 for cls, comp3 for det, comp9 for action)")
+    p.add_argument("--metric", choices=("voc07", "area"), default=None,
+                   help="voc07 (11-point) or area; default: the devkit's of --year")
+    p.add_argument("--json", default=None, metavar="PATH", help="write {task, metric, ap, map, warnings}")
+    p.add_argument("--plots", default=None, metavar="DIR",
+                   help="write a precision/recall PNG per class and a summary bar chart")
+
+
+def run(args):
+    import json
+    import sys
+    from pathlib import Path
+
+    from minicnn.data.voc import VOCDataset
+    from minicnn.evaluate import evaluate_voc
+    from minicnn.evaluate.challenge import TASK_TITLES
+
+    dataset = VOCDataset(args.voc, args.year)
+    report = evaluate_voc(dataset, args.split, args.task, args.results,
+                          competition=args.competition, metric=args.metric)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    metric_name = "11-point interpolated" if report.metric == "voc07" else "area under the interpolated curve"
+    print(f"VOC{report.year} {report.split}, {TASK_TITLES[report.task]} ({report.competition}), "
+          f"AP in % (metric {report.metric}: {metric_name})")
+    width = max(len(n) for n in [*report.results, "mean"])
+    for name, result in report.results.items():
+        print(f"{name:<{width}}  {_percent(result.ap)}")
+    print(f"{'mean':<{width}}  {_percent(report.map)}")
+
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    if args.plots:
+        _plots(report, Path(args.plots))
+    return 0
+
+
+def _percent(value) -> str:
+    return f"{100 * value:6.2f}" if value == value else "   nan"
+
+
+def _plots(report, folder):
+    import numpy as np
+
+    from minicnn.evaluate.challenge import TASK_TITLES
+    from minicnn.plots import PALETTE, bar_chart, line_plot
+
+    for name, r in report.results.items():
+        # the precision envelope that VOCap.m integrates, as stairs under the raw curve:
+        # precision envelope[i] holds on (rec[i-1], rec[i]]
+        rec = np.concatenate([[0.0], r.rec, [1.0]])
+        envelope = np.fmax.accumulate(np.concatenate([[0.0], r.prec, [0.0]])[::-1])[::-1]
+        stairs_x = np.repeat(rec, 2)[1:-1]
+        stairs_y = np.repeat(envelope[1:], 2)
+        line_plot(folder / f"{report.task}_{name}_pr.png",
+                  [("interpolated", stairs_x, stairs_y, {"color": "#ffbb78", "width": 5}),
+                   ("precision", r.rec, r.prec, {"color": PALETTE[0]})],
+                  title=f"{name}: AP = {100 * r.ap:.2f}% ({report.metric})",
+                  xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+    names = list(report.results)
+    bar_chart(folder / f"{report.task}_summary.png", names, [100 * report.results[n].ap for n in names],
+              title=f"VOC{report.year} {report.split} {TASK_TITLES[report.task]}: "
+                    f"mean AP {100 * report.map:.2f}% ({report.metric})",
+              ylabel="AP (%)", ylim=(0, 105), reference=("mean", 100 * report.map), value_format="{:.1f}")

@@ -1,0 +1,151 @@
+"""Evaluate a folder of VOC submission files against a devkit tree: one AP per class (or
+action) and their mean, as ``VOCevalcls.m``, ``VOCevaldet.m`` and ``VOCevalaction.m`` do.
+
+Classification and action: every item of the set (image, or person of the action set)
+gets the score its results file gives it; items the file leaves out get -inf, as in the
+devkit, so they rank last in set order; their count is reported as a warning. Detection:
+the detections of the file, ranked by score, matched against the set's annotations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from minicnn.data.voc import VOC_CHALLENGE_ACTIONS, VOCDataset
+from minicnn.errors import InputError
+from minicnn.evaluate.ap import METRICS, average_precision, default_metric, precision_recall
+from minicnn.evaluate.detection import detection_precision_recall
+from minicnn.evaluate.submission import (
+    DEFAULT_COMPETITION,
+    TASK_FOLDER,
+    TASKS,
+    read_action_results,
+    read_cls_results,
+    read_det_results,
+    result_filename,
+)
+
+TASK_TITLES = {"cls": "classification", "det": "detection", "action": "action classification"}
+
+
+@dataclass
+class ClassResult:
+    name: str
+    ap: float
+    rec: np.ndarray  # recall and precision in rank order, as the devkit returns them
+    prec: np.ndarray
+    path: Path
+
+
+@dataclass
+class Report:
+    task: str
+    metric: str
+    year: int
+    split: str
+    competition: str
+    results: dict[str, ClassResult] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def map(self) -> float:
+        """Mean AP over the evaluated classes."""
+        return float(np.mean([r.ap for r in self.results.values()])) if self.results else float("nan")
+
+    def to_json(self) -> dict:
+        """``{"task", "metric", "ap": {class: AP}, "map", "warnings"}``; NaN becomes null."""
+        def clean(v):
+            return None if math.isnan(v) else v
+        return {"task": self.task, "metric": self.metric,
+                "ap": {name: clean(r.ap) for name, r in self.results.items()},
+                "map": clean(self.map), "warnings": list(self.warnings)}
+
+
+def find_results_folder(results, year: int, task: str) -> Path:
+    """The folder that holds the files: ``results`` itself, or the devkit's results root
+    layout ``results/VOC<year>/Main`` (``Action`` for the action task)."""
+    results = Path(results).expanduser()
+    if not results.is_dir():
+        raise InputError(f"results directory {results} does not exist")
+    if any(results.glob(f"comp*_{task}_*.txt")):
+        return results
+    nested = results / f"VOC{int(year)}" / TASK_FOLDER[task]
+    if nested.is_dir():
+        return nested
+    raise InputError(f"no {task} results files (comp*_{task}_*.txt) in {results} nor a folder {nested}")
+
+
+def evaluate_voc(dataset: VOCDataset, split: str, task: str, results, competition: str | None = None,
+                 metric: str | None = None, names=None) -> Report:
+    """Evaluate every class (``task`` "cls" / "det") or challenge action ("action") whose
+    results file exists in ``results`` (see ``find_results_folder``); ``names`` restricts
+    the list. A class without a file is left out of the mean and named in a warning; no file
+    at all is an error. ``metric`` defaults to the devkit's of ``dataset.year``."""
+    if task not in TASKS:
+        raise InputError(f"unknown task '{task}'; use one of {', '.join(TASKS)}")
+    metric = metric or default_metric(dataset.year)
+    if metric not in METRICS:
+        raise InputError(f"unknown AP metric '{metric}'; use one of {', '.join(METRICS)}")
+    competition = competition or DEFAULT_COMPETITION[task]
+    folder = find_results_folder(results, dataset.year, task)
+    all_names = VOC_CHALLENGE_ACTIONS if task == "action" else dataset.classes
+    names = list(all_names if names is None else names)
+    for name in names:
+        if name not in all_names:
+            kind, kinds = ("action", "actions") if task == "action" else ("class", "classes")
+            raise InputError(f"unknown {kind} '{name}'; the {kinds} are {', '.join(all_names)}")
+    report = Report(task=task, metric=metric, year=dataset.year, split=split, competition=competition)
+    absent = []
+    for name in names:
+        path = folder / result_filename(competition, task, split, name)
+        if not path.exists():
+            absent.append(name)
+            continue
+        if task == "det":
+            rec, prec = _detection(dataset, split, name, path)
+        else:
+            rec, prec, missing, total = _ranking(dataset, split, task, name, path)
+            if missing:
+                report.warnings.append(
+                    f"{path.name}: {missing} of {total} {'persons' if task == 'action' else 'images'} of the "
+                    "set have no score; they rank last (score -inf), as in the devkit")
+        report.results[name] = ClassResult(name, average_precision(rec, prec, metric), rec, prec, path)
+    if not report.results:
+        pattern = result_filename(competition, task, split, "<class>")
+        raise InputError(f"no results files {pattern} in {folder}")
+    if absent:
+        kind = "actions" if task == "action" else "classes"
+        report.warnings.append(f"no results file for {len(absent)} of {len(names)} {kind} "
+                               f"({', '.join(absent)}): left out of the mean")
+    return report
+
+
+def _ranking(dataset, split, task, name, path):
+    """Classification / action: the file's scores laid onto the set, -inf where absent."""
+    if task == "cls":
+        keys, labels = dataset.class_labels(name, split)
+        given, scores = read_cls_results(path, keys)
+    else:
+        keys, labels = dataset.action_labels(name, split)
+        given, scores = read_action_results(path, keys)
+    position = {k: i for i, k in enumerate(keys)}
+    out = np.full(len(keys), -np.inf)
+    out[[position[k] for k in given]] = scores
+    rec, prec = precision_recall(out, labels)
+    return rec, prec, len(keys) - len(given), len(keys)
+
+
+def _detection(dataset, split, name, path):
+    ids = dataset.image_ids(split)
+    ground_truth = {}
+    for image_id in ids:
+        objects = [o for o in dataset.annotation(image_id).objects if o.name == name]
+        ground_truth[image_id] = (np.array([o.box for o in objects], dtype=np.float64).reshape(-1, 4),
+                                  np.array([o.difficult for o in objects], dtype=bool))
+    det_ids, scores, boxes = read_det_results(path, ids)
+    rec, prec, _, _ = detection_precision_recall(ground_truth, det_ids, scores, boxes)
+    return rec, prec

@@ -1,0 +1,121 @@
+"""``minicnn evaluate`` end to end on a tiny VOC tree, and the Pillow plots it draws."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from voc_tree import obj, write_lines, write_voc
+
+from minicnn.cli import main
+from minicnn.plots import PALETTE, bar_chart, line_plot
+
+
+@pytest.fixture
+def voc(tmp_path):
+    write_voc(tmp_path / "VOCdevkit", {
+        "000001": [obj("car", (1, 1, 10, 10))],
+        "000002": [obj("dog", (1, 1, 10, 10), truncated=True)],
+        "000003": [obj("car", (5, 5, 20, 20)), obj("dog", (1, 1, 30, 30))],
+        "000004": [obj("person", (1, 1, 10, 10))],
+    })
+    results = tmp_path / "results"
+    write_lines(results / "comp1_cls_test_car.txt", ["000001 0.9", "000003 0.8", "000002 0.1", "000004 0.0"])
+    # dog: rank P N N P -> rec .5 .5 .5 1, prec 1 1/2 1/3 1/2
+    write_lines(results / "comp1_cls_test_dog.txt", ["000002 0.9", "000001 0.8", "000004 0.7", "000003 0.6"])
+    return tmp_path
+
+
+def test_cls_table_json_and_plots(voc, capsys):
+    out = voc / "out"
+    rc = main(["evaluate", "--voc", str(voc / "VOCdevkit"), "--year", "2007", "--set", "test",
+               "--task", "cls", "--results", str(voc / "results"),
+               "--json", str(out / "ap.json"), "--plots", str(out / "plots")])
+    captured = capsys.readouterr()
+    assert rc == 0
+    # 11-point: car 1; dog: t <= .5 -> 1 (6 points), t > .5 -> 1/2 (5 points) = 8.5/11
+    assert captured.out.splitlines() == [
+        "VOC2007 test, classification (comp1), AP in % (metric voc07: 11-point interpolated)",
+        "car   100.00",
+        "dog    77.27",
+        "mean   88.64",
+    ]
+    assert "warning: no results file for 18 of 20 classes" in captured.err
+    report = json.loads((out / "ap.json").read_text())
+    assert set(report) == {"task", "metric", "ap", "map", "warnings"}
+    assert (report["task"], report["metric"]) == ("cls", "voc07")
+    assert report["ap"]["dog"] == pytest.approx(8.5 / 11)
+    assert report["map"] == pytest.approx((1 + 8.5 / 11) / 2)
+    assert len(report["warnings"]) == 1
+    for name in ("cls_car_pr.png", "cls_dog_pr.png", "cls_summary.png"):
+        with Image.open(out / "plots" / name) as image:
+            assert image.format == "PNG" and image.width >= 480
+
+
+def test_metric_follows_the_year_unless_given(voc, capsys):
+    args = ["evaluate", "--voc", str(voc / "VOCdevkit" / "VOC2007"), "--results", str(voc / "results"),
+            "--json", str(voc / "ap.json")]
+    assert main(args + ["--metric", "area"]) == 0
+    assert "dog    75.00" in capsys.readouterr().out  # area: .5 * 1 + .5 * 1/2
+    assert json.loads((voc / "ap.json").read_text())["metric"] == "area"
+    (voc / "VOCdevkit" / "VOC2007").rename(voc / "VOCdevkit" / "VOC2010")
+    assert main(["evaluate", "--voc", str(voc / "VOCdevkit"), "--year", "2010", "--results",
+                 str(voc / "results")]) == 0
+    assert "(metric area: area under the interpolated curve)" in capsys.readouterr().out
+
+
+def test_errors_exit_2_with_one_line(voc, capsys):
+    rc = main(["evaluate", "--voc", str(voc / "nowhere"), "--results", str(voc / "results")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "nowhere is not a directory" in err
+    write_lines(voc / "results" / "comp1_cls_test_dog.txt", ["000002 0.9", "000001 0.8 0.1"])
+    rc = main(["evaluate", "--voc", str(voc / "VOCdevkit"), "--results", str(voc / "results")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "comp1_cls_test_dog.txt, line 2: expected 2 fields '<image id> <score>', found 3" in err
+    assert "Traceback" not in err
+
+
+def test_help_describes_the_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = capsys.readouterr().out
+    assert "--competition" in text and "--plots" in text and "devkit" in text
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+def colored(pixel):
+    r, g, b = pixel[:3]
+    return max(r, g, b) - min(r, g, b) > 60
+
+
+def test_line_plot_draws_the_series_inside_the_axes(tmp_path):
+    path = tmp_path / "line.png"
+    line_plot(path, [("y = x", [0, 1], [0, 1]), ("broken", [0, 0.5, np.nan, 1], [1, 1, 1, 1])],
+              title="t", xlabel="x", ylabel="y", xlim=(0, 1), ylim=(0, 1), size=(400, 300), legend=None)
+    image = Image.open(path).convert("RGB")
+    assert image.size == (400, 300)
+    pixels = np.asarray(image)
+    blue = np.array(Image.new("RGB", (1, 1), PALETTE[0]).getpixel((0, 0)))
+    near_blue = np.abs(pixels.astype(int) - blue).sum(axis=2) < 60
+    ys, xs = np.nonzero(near_blue)
+    # the diagonal runs from lower left to upper right: x and y pixel coordinates anti-correlate
+    assert xs.size > 100 and np.corrcoef(xs, ys)[0, 1] < -0.99
+    assert not colored(image.getpixel((5, 5)))  # the margin stays white
+
+
+def test_bar_chart_bars_and_reference(tmp_path):
+    path = tmp_path / "bars.png"
+    bar_chart(path, ["a", "b", "c"], [10, 50, 100], ylabel="AP (%)", ylim=(0, 110), reference=("mean", 53.3))
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    blue = np.abs(pixels - np.array([0x1F, 0x77, 0xB4])).sum(axis=2) < 30
+    columns = np.nonzero(blue.any(axis=0))[0]
+    heights = [blue[:, c].sum() for c in columns]
+    # three bars, the third ten times as tall as the first
+    groups = np.split(columns, np.nonzero(np.diff(columns) > 1)[0] + 1)
+    assert len(groups) == 3
+    tallest = [max(heights[list(columns).index(c)] for c in g) for g in groups]
+    assert tallest[2] == pytest.approx(10 * tallest[0], rel=0.1)
+    with pytest.raises(ValueError, match="2 labels but 3 values"):
+        bar_chart(path, ["a", "b"], [1, 2, 3])
