@@ -1,0 +1,238 @@
+"""The transfer method end to end (METHOD.md sections 3-6) on a VOC-format target set.
+
+    source network ──> transfer_net: C1..FC7 copied (frozen), FCa, FCb
+    trainval images ──> patches + labels ──> train (a held-out part validates each epoch)
+    test images ──> patches ──> softmax ──> mean of p^k per image ──> comp1 files ──> VOC AP
+
+Variants (``TransferSettings.variant``):
+
+=============  ====================================================================
+frozen         FCa/FCb trained on cached FC7 features (the paper's method; default)
+update-fc67    FC6, FC7, FCa, FCb trained on cached C5 features (PRE-1512U)
+finetune       every layer trained on patch pixels, starting from the source weights
+scratch        the same architecture from a random initialisation, every layer trained
+whole-image    frozen features of the whole image as one patch (claim 2's baseline)
+=============  ====================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from minicnn import backend, models
+from minicnn.data.voc import VOCDataset
+from minicnn.errors import InputError
+from minicnn.evaluate import evaluate_voc, result_filename, write_cls_results
+from minicnn.net import Sequential
+from minicnn.transfer.features import build_feature_cache
+from minicnn.transfer.patches import SCALES, STRIDE_FRACTION, describe_sampler
+from minicnn.transfer.patchset import PatchRenderer, voc_patch_set
+from minicnn.transfer.scores import aggregate_by_image
+from minicnn.transfer.train import TrainSettings, mean_ap, patch_probabilities, train_patches
+
+VARIANTS = ("frozen", "update-fc67", "finetune", "scratch", "whole-image")
+# the layer whose output is cached, per cached variant
+CACHE_CUT = {"frozen": "drop7", "whole-image": "drop7", "update-fc67": "flatten"}
+
+
+@dataclass
+class TransferSettings:
+    variant: str = "frozen"
+    hidden: int = 2048                  # FCa width
+    dropout: float = 0.5                # after FCa (a default we chose, METHOD.md 3)
+    val_fraction: float = 0.2           # held-out part of trainval for per-epoch validation mAP
+    train_split: str = "trainval"
+    test_split: str = "test"
+    scales: tuple = SCALES
+    stride_fraction: float = STRIDE_FRACTION
+    cache_dtype: str = "float32"
+    eval_batch: int = 256
+    competition: str = "comp1"
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise InputError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if isinstance(self.train, dict):
+            self.train = TrainSettings(**self.train)
+        self.scales = tuple(float(s) for s in self.scales)
+
+
+def build_network(source: Sequential, num_outputs, settings: TransferSettings):
+    """The transfer network for ``settings.variant``, with its trainable layers set."""
+    if settings.variant == "scratch":
+        # same architecture, fresh random weights (the seed fixes them)
+        source = Sequential([type(layer)(**layer.config()) for layer in source.layers], source.names,
+                            input_shape=source.input_shape, meta=source.meta)
+    net = models.transfer_net(source, num_outputs, hidden=settings.hidden, dropout=settings.dropout)
+    if settings.variant in ("finetune", "scratch"):
+        net.freeze(net.names, frozen=False)
+    elif settings.variant == "update-fc67":
+        net.freeze(net.names[net.names.index("fc6"):], frozen=False)
+    return net
+
+
+def split_trainval(image_ids, val_fraction, seed):
+    """(train ids, val ids): a seeded random ``val_fraction`` of the images held out."""
+    order = np.random.default_rng(seed).permutation(len(image_ids))
+    n_val = int(round(val_fraction * len(image_ids)))
+    if val_fraction > 0 and len(image_ids) > 1:
+        n_val = min(max(n_val, 1), len(image_ids) - 1)
+    val = sorted(order[:n_val].tolist())
+    train = sorted(order[n_val:].tolist())
+    return [image_ids[i] for i in train], [image_ids[i] for i in val]
+
+
+def image_labels(dataset, image_ids, classes):
+    """(n, C) int8 labels 1 / -1 / 0 (difficult only) from the annotations."""
+    out = np.full((len(image_ids), len(classes)), -1, dtype=np.int8)
+    index = {c: j for j, c in enumerate(classes)}
+    for i, image_id in enumerate(image_ids):
+        for o in dataset.annotation(image_id).objects:
+            if o.name in index:
+                j = index[o.name]
+                out[i, j] = max(out[i, j], 0 if o.difficult else 1)
+    return out
+
+
+class Transfer:
+    """One transfer run: data, network, inputs (cached features or pixels), training, scoring."""
+
+    def __init__(self, voc_root, year, source: Sequential, out_dir, settings: TransferSettings,
+                 classes=None, cache_root=None, log=print):
+        self.settings, self.log, self.out = settings, log, os.fspath(out_dir)
+        os.makedirs(self.out, exist_ok=True)
+        self.classes = list(classes) if classes else None
+        self.dataset = VOCDataset(voc_root, year, classes=self.classes or VOCDataset(voc_root, year).classes)
+        self.classes = list(self.dataset.classes)
+        self.background = len(self.classes)
+        self.source = source
+        self.input_size = int((source.input_shape or source.meta.get("input_size"))[-1]
+                              if source.input_shape else source.meta["input_size"])
+        self.mean = np.asarray(source.meta.get("mean", [0.0, 0.0, 0.0]), dtype=np.float32)
+        self.cache_root = cache_root or os.path.join(self.out, "cache")
+        s = settings
+        trainval = self.dataset.image_ids(s.train_split)
+        self.train_ids, self.val_ids = split_trainval(trainval, s.val_fraction, s.train.seed)
+        self.test_ids = self.dataset.image_ids(s.test_split)
+        whole = s.variant == "whole-image"
+        sampler = dict(scales=s.scales, stride_fraction=s.stride_fraction)
+        self.log(f"patch sampler: {describe_sampler(scales=s.scales, stride_fraction=s.stride_fraction)}")
+        # one patch set over every image: a single cache serves train, val and test
+        self.ids = sorted(set(trainval) | set(self.test_ids))
+        self.patches = voc_patch_set(self.dataset, self.ids, self.classes, whole_image=whole, **sampler)
+        self.log(f"patches of {s.train_split}+{s.test_split}: {self.patches.describe(self.background)}")
+        where = {image_id: i for i, image_id in enumerate(self.ids)}
+        self.rows = {name: np.flatnonzero(np.isin(self.patches.image, [where[i] for i in ids]))
+                     for name, ids in (("train", self.train_ids), ("val", self.val_ids),
+                                       ("test", self.test_ids))}
+        backend.seed(s.train.seed)
+        self.net = build_network(source, len(self.classes) + 1, s)
+        self.renderer = PatchRenderer(self.patches, self.input_size, self.mean)
+
+    # --- network inputs -----------------------------------------------------------------------
+    def prepare_inputs(self):
+        """Cache the frozen layers' output (cached variants) and return (trained net, inputs_of)."""
+        variant = self.settings.variant
+        if variant not in CACHE_CUT:
+            return self.net, self.renderer
+        cut = self.net.names.index(CACHE_CUT[variant]) + 1
+        extractor = Sequential(self.net.layers[:cut], self.net.names[:cut])
+        trained = Sequential(self.net.layers[cut:], self.net.names[cut:])
+        p = self.patches
+        offsets = p.offsets
+        started = time.perf_counter()
+        self.log(f"feature cache ({CACHE_CUT[variant]} output) of {len(p.labels)} patches")
+        cache = build_feature_cache(
+            self.cache_root, CACHE_CUT[variant], extractor, p.image_ids,
+            lambda i: p.boxes[offsets[i]:offsets[i + 1]], lambda i: p.labels[offsets[i]:offsets[i + 1]],
+            self.renderer.image_patches,
+            {"sampler": [self.settings.scales, self.settings.stride_fraction],
+             "whole": variant == "whole-image", "input_size": self.input_size,
+             "mean": self.mean.tolist(), "paths": p.paths},
+            dtype=np.dtype(self.settings.cache_dtype), batch_size=self.settings.eval_batch,
+            progress=_progress_printer(self.log, "features"))
+        self.log(f"feature cache ready in {time.perf_counter() - started:.1f} s: {cache.directory}")
+        features = cache.features
+
+        def inputs_of(rows):
+            return np.asarray(features[np.asarray(rows)], dtype=np.float32)
+
+        return trained, inputs_of
+
+    # --- scoring -------------------------------------------------------------------------------
+    def score(self, net, inputs_of, split):
+        """(n_images, C) image scores of ``split`` ("val" or "test"), background dropped."""
+        rows = self.rows[split]
+        ids = self.val_ids if split == "val" else self.test_ids
+        probs = patch_probabilities(net, inputs_of, rows, self.settings.eval_batch)
+        where = {image_id: i for i, image_id in enumerate(ids)}
+        image_of = np.array([where[self.ids[i]] for i in self.patches.image[rows]], dtype=np.int64)
+        scores = aggregate_by_image(probs, image_of, len(ids), self.settings.train.k)
+        return scores[:, : len(self.classes)], probs
+
+    def run(self, resume=False):
+        s = self.settings
+        started = time.perf_counter()
+        trained, inputs_of = self.prepare_inputs()
+        val_gt = image_labels(self.dataset, self.val_ids, self.classes)
+
+        def validate(net):
+            if not self.val_ids:
+                return {}, float("nan")
+            scores, _ = self.score(net, inputs_of, "val")
+            return mean_ap(scores, val_gt, s.train.metric)
+
+        train_rows = self.rows["train"]
+        labels = self.patches.labels[train_rows]
+        history = train_patches(trained, lambda idx: inputs_of(train_rows[idx]), labels, self.background,
+                                s.train, validate=validate,
+                                checkpoint=os.path.join(self.out, "checkpoint.npz"), resume=resume,
+                                log=self.log, desc=s.variant)
+        self.net.save(os.path.join(self.out, "transfer.npz"))
+        scores, probs = self.score(trained, inputs_of, "test")
+        results = os.path.join(self.out, "results", f"VOC{self.dataset.year}", "Main")
+        for j, name in enumerate(self.classes):
+            filename = result_filename(s.competition, "cls", s.test_split, name)
+            write_cls_results(os.path.join(results, filename), self.test_ids, scores[:, j])
+        summary = {"variant": s.variant, "history": history, "settings": asdict(s),
+                   "results": results, "seconds": None}
+        try:
+            report = evaluate_voc(self.dataset, s.test_split, "cls", results, competition=s.competition,
+                                  metric=s.train.metric)
+            summary["ap"] = {name: r.ap for name, r in report.results.items()}
+            summary["map"] = report.map
+            summary["warnings"] = report.warnings
+        except InputError as e:  # e.g. a test set without annotations (VOC2012 test)
+            self.log(f"not evaluated: {e}")
+            report = None
+        summary["seconds"] = time.perf_counter() - started
+        with open(os.path.join(self.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1, default=float)
+        self.test_probs, self.test_scores, self.report = probs, scores, report
+        return summary
+
+
+def _progress_printer(log, what, every=0.1):
+    state = {"next": every}
+
+    def progress(done, total):
+        if done / total >= state["next"] or done == total:
+            log(f"{what}: {done}/{total} images")
+            state["next"] = done / total + every
+    return progress
+
+
+def load_source(path):
+    """A source network saved by ``minicnn pretrain`` (or any Sequential with fc7/drop7)."""
+    net = Sequential.load(path)
+    if "fc7" not in net.names:
+        raise InputError(f"{path}: not a source network (it has no layer 'fc7'; "
+                         f"layers: {', '.join(net.names)})")
+    return net
+
