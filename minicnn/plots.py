@@ -114,6 +114,50 @@ def bar_chart(path, labels, values, *, title="", ylabel="", ylim=None, reference
     canvas.save(path)
 
 
+def heatmap_overlay(image, values, *, title="", vmax=None, alpha=0.55, scale=1):
+    """``image`` (a PIL RGB image) with ``values`` (H, W), of the image's size, drawn over it
+    in a dark-blue-to-yellow colour scale (0 transparent-ish blue, ``vmax`` yellow; default
+    the map's maximum), upscaled by ``scale``, with ``title`` above. Returns a PIL image."""
+    values = np.asarray(values, dtype=np.float64)
+    top = float(vmax) if vmax else float(values.max()) or 1.0
+    t = np.clip(values / top, 0.0, 1.0)
+    # a perceptually ordered ramp: navy -> teal -> green -> yellow
+    stops = np.array([[20, 20, 90], [30, 120, 160], [90, 190, 90], [250, 230, 40]], dtype=np.float64)
+    pos = t * (len(stops) - 1)
+    lo = np.minimum(pos.astype(np.int64), len(stops) - 2)
+    frac = (pos - lo)[..., None]
+    colours = stops[lo] * (1 - frac) + stops[lo + 1] * frac
+    base = np.asarray(image.convert("RGB"), dtype=np.float64)
+    blended = (1 - alpha) * base + alpha * colours
+    out = Image.fromarray(blended.round().astype(np.uint8))
+    if scale != 1:
+        out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
+    if not title:
+        return out
+    font = _font(13)
+    framed = Image.new("RGB", (out.width, out.height + 20), "white")
+    framed.paste(out, (0, 20))
+    ImageDraw.Draw(framed).text((3, 2), title, fill=_INK, font=font)
+    return framed
+
+
+def grid_image(images, columns):
+    """Tile PIL images (of any sizes) row by row into one white image."""
+    columns = max(1, min(columns, len(images)))
+    rows = [images[i:i + columns] for i in range(0, len(images), columns)]
+    width = max(sum(im.width for im in row) + 4 * (len(row) - 1) for row in rows)
+    height = sum(max(im.height for im in row) for row in rows) + 4 * (len(rows) - 1)
+    out = Image.new("RGB", (width, height), "white")
+    y = 0
+    for row in rows:
+        x = 0
+        for im in row:
+            out.paste(im, (x, y))
+            x += im.width + 4
+        y += max(im.height for im in row) + 4
+    return out
+
+
 # --- drawing machinery ------------------------------------------------------------------------
 
 class _Canvas:

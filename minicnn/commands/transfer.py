@@ -1,0 +1,87 @@
+"""Transfer a source network to a VOC-format target set (METHOD.md sections 3-6).
+
+Samples ~500 multi-scale square patches per image, labels them from the boxes (0.2/0.6
+rule, background, discarded), trains the adaptation layers FCa/FCb (or more, by variant)
+with a fresh 10% of the background each epoch, validates on a held-out part of trainval
+every epoch, scores the test images as the mean of p^k over their patches, writes
+comp1 submission files and prints the VOC AP table.
+
+Variants: frozen (FCa/FCb on cached FC7 features; the paper's method), update-fc67 (FC6
+and FC7 trained too, from cached C5 features), finetune (all layers), scratch (same
+architecture, random initialisation), whole-image (one patch per image: the baseline).
+
+Example:
+  minicnn transfer --voc VOCdevkit --year 2007 --weights runs/pre1000/source.npz --out runs/t07
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(p):
+    from minicnn.transfer.pipeline import VARIANTS
+
+    p.add_argument("--voc", required=True, help="VOCdevkit root (holding VOC<year>/)")
+    p.add_argument("--year", type=int, default=2007)
+    p.add_argument("--weights", required=True, help="source network (.npz from minicnn pretrain)")
+    p.add_argument("--out", required=True, help="output folder (checkpoint, results, summary.json)")
+    p.add_argument("--variant", choices=VARIANTS, default="frozen")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated target classes (default: the 20 VOC classes)")
+    p.add_argument("--train-set", default="trainval")
+    p.add_argument("--test-set", default="test")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="part of the training set held out for per-epoch validation mAP (default 0.2)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--hidden", type=int, default=2048, help="FCa width (default 2048)")
+    p.add_argument("--background", type=float, default=0.1,
+                   help="fraction of background patches kept each epoch (default 0.1)")
+    p.add_argument("--balance", choices=("resample", "reweight"), default="resample",
+                   help="resample background each epoch (default) or weigh it by --background")
+    p.add_argument("-k", type=float, default=5.0, help="power of the aggregation mean(p^k) (default 5)")
+    p.add_argument("--stride", type=float, default=None,
+                   help="patch grid stride as a fraction of the side (default 0.346: ~500 per image)")
+    p.add_argument("--scales", default=None, help="comma-separated lambdas (default 1,1.3,...,4)")
+    p.add_argument("--metric", choices=("voc07", "area"), default=None,
+                   help="AP metric (default: the year's, voc07 up to 2009)")
+    p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--cache", default=None, help="feature cache folder (default OUT/cache)")
+    p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+
+
+def settings_from_args(args):
+    from minicnn.evaluate import default_metric
+    from minicnn.transfer.patches import SCALES, STRIDE_FRACTION
+    from minicnn.transfer.pipeline import TransferSettings
+    from minicnn.transfer.train import TrainSettings
+
+    train = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          weight_decay=args.weight_decay, background_fraction=args.background,
+                          balance=args.balance, k=args.k, metric=args.metric or default_metric(args.year),
+                          seed=args.seed)
+    return TransferSettings(
+        variant=args.variant, hidden=args.hidden, val_fraction=args.val_fraction, train_split=args.train_set,
+        test_split=args.test_set,
+        scales=tuple(float(s) for s in args.scales.split(",")) if args.scales else SCALES,
+        stride_fraction=args.stride or STRIDE_FRACTION, cache_dtype=args.cache_dtype, train=train)
+
+
+def run(args):
+    import minicnn as mc
+    from minicnn.transfer.pipeline import Transfer, load_source
+    from minicnn.transfer.report import ap_table
+
+    mc.set_backend(args.backend)
+    source = load_source(args.weights)
+    classes = args.classes.split(",") if args.classes else None
+    run = Transfer(args.voc, args.year, source, args.out, settings_from_args(args), classes=classes,
+                   cache_root=args.cache)
+    summary = run.run(resume=args.resume)
+    if "ap" in summary:
+        print(ap_table({args.variant: summary}, run.classes, metric=summary["settings"]["train"]["metric"]))
+    print(f"results: {summary['results']}; summary: {args.out}/summary.json")
+    return 0
