@@ -56,7 +56,17 @@ def alexnet(num_classes=1000, input_size=227, groups=2, channels=(96, 256, 384, 
         ("fc8", L.Linear(hidden, num_classes, dtype=dtype)),
     ]
     names, layers = zip(*(body + head), strict=True)
-    return Sequential(layers, names, input_shape=(3, input_size, input_size))
+    net = Sequential(layers, names, input_shape=(3, input_size, input_size))
+    small_init(net["fc8"])
+    return net
+
+
+def small_init(layer, std=0.01):
+    """Draw a classifier's weights from N(0, std^2) (Krizhevsky's 0.01): logits start near 0
+    and the loss near log(classes). He-normal there gives large logits and a first update
+    big enough to silence the ReLUs below."""
+    w = np.random.standard_normal(layer.params["weight"].shape) * std
+    layer.params["weight"] = w.astype(layer.dtype)
 
 
 def small_alexnet(num_classes, input_size=32, groups=2, channels=(32, 64, 96, 96, 64), hidden=256,
@@ -90,6 +100,7 @@ def transfer_net(source_net, num_classes, hidden=2048, dropout=0.5, dtype=None):
     dtype = dtype or fc7.dtype
     head = [("fca", L.Linear(fc7.out_features, hidden, dtype=dtype)), ("relua", L.ReLU()),
             ("dropa", L.Dropout(dropout)), ("fcb", L.Linear(hidden, num_classes, dtype=dtype))]
+    small_init(head[-1][1])
     names, layers = zip(*(copied + head), strict=True)
     return Sequential(layers, names, input_shape=source_net.input_shape, meta=dict(source_net.meta))
 
