@@ -19,6 +19,7 @@ from minicnn.backend import BackendUnavailable
 COMMANDS = {
     "demo": "minicnn.commands.demo",
     "gradcheck": "minicnn.commands.gradcheck",
+    "make-data": "minicnn.commands.make_data",
 }
 
 
