@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": "minicnn.commands.demo",
     "evaluate": "minicnn.commands.evaluate",
     "gradcheck": "minicnn.commands.gradcheck",
+    "make-data": "minicnn.commands.make_data",
 }
 
 

@@ -1,0 +1,554 @@
+"""The embedded default dataset: a VOC-format scene set and a source classification set
+built from the same parts, generated deterministically from a seed (no download).
+
+Every object is a composition of **parts**: a shape (disc, square, triangle, diamond,
+ring, cross, star, hexagon, bar) filled with a texture (plain, stripes, dots, checker,
+bullseye, grid) in two random colours. A class is a fixed arrangement of parts (a
+"lollipop" is a striped disc on a plain stick); instances vary in size, rotation, aspect,
+part placement, colours, texture period and phase. The 10 target classes and the 30 source
+classes are different arrangements of the same shapes and textures, so what a network
+learns on the source set (textures, part shapes, how parts attach) is what the target task
+needs, while no target class is a source class: the relation of ImageNet to Pascal VOC.
+
+- ``DIR/source/<class>/<class>_<n>.jpg``: object-centred images (default 32 x 32) over
+  textured clutter with distractor parts.
+- ``DIR/VOCdevkit/VOC2007``: scenes (default 160 x 120) with 1-4 objects, occluding each
+  other or cut by the border, over clutter with distractor parts that are no object;
+  ``Annotations/*.xml`` in VOC 2007 format (the box is the visible extent, 1-based,
+  inclusive; ``truncated`` when the border cuts the object, ``difficult`` when it is
+  tiny or mostly hidden), ``ImageSets/Main/{train,val,trainval,test}.txt`` and
+  ``<class>_<set>.txt`` (1 / -1 / 0 for difficult-only).
+
+Drawing is vectorised NumPy over each part's bounding window, with edges antialiased
+from signed distances. Image ``n`` of a set is drawn from its own generator seeded by
+``(seed, set, n)``, so the files are the same whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from minicnn.errors import InputError
+
+# --- parts and classes --------------------------------------------------------------------
+
+
+class Part(NamedTuple):
+    """A shape filled with a texture, centred at (x, y) with half-extents (w, h), in the
+    object's frame (the object spans about [-1, 1] x [-1, 1], y down)."""
+
+    shape: str
+    texture: str
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+def P(shape, texture, x=0.0, y=0.0, w=1.0, h=None):
+    return Part(shape, texture, x, y, w, w if h is None else h)
+
+
+SHAPES = ("disc", "square", "triangle", "diamond", "ring", "cross", "star", "hexagon", "bar")
+TEXTURES = ("plain", "stripes", "dots", "checker", "bullseye", "grid")
+
+TARGET_CLASSES: dict[str, tuple[Part, ...]] = {
+    "lollipop": (P("disc", "stripes", 0, -0.38, 0.6), P("bar", "plain", 0, 0.6, 0.09, 0.4)),
+    "house": (P("square", "checker", 0, 0.35, 0.72, 0.6), P("triangle", "plain", 0, -0.6, 0.9, 0.42)),
+    "target": (P("ring", "plain", 0, 0, 1.0), P("disc", "dots", 0, 0, 0.5)),
+    "flower": (P("star", "dots", 0, 0, 1.0), P("disc", "plain", 0, 0, 0.3)),
+    "robot": (P("square", "stripes", 0, -0.62, 0.38, 0.34), P("square", "grid", 0, 0.35, 0.62, 0.62)),
+    "key": (P("ring", "checker", -0.52, 0, 0.46), P("bar", "plain", 0.45, 0, 0.55, 0.13)),
+    "kite": (P("diamond", "stripes", 0, -0.2, 0.62, 0.8), P("bar", "plain", 0, 0.8, 0.07, 0.3)),
+    "sign": (P("triangle", "stripes", 0, -0.35, 0.7, 0.6), P("bar", "plain", 0, 0.6, 0.09, 0.4)),
+    "boat": (P("triangle", "dots", 0.05, -0.3, 0.55, 0.68), P("bar", "checker", 0, 0.58, 0.92, 0.22)),
+    "snowman": (P("disc", "dots", 0, 0.38, 0.6), P("disc", "plain", 0, -0.58, 0.42)),
+}
+
+SOURCE_CLASSES: dict[str, tuple[Part, ...]] = {
+    # single parts: every shape and every texture appears
+    "striped_disc": (P("disc", "stripes"),),
+    "dotted_square": (P("square", "dots", w=0.85),),
+    "checker_triangle": (P("triangle", "checker"),),
+    "plain_ring": (P("ring", "plain"),),
+    "grid_hexagon": (P("hexagon", "grid"),),
+    "bullseye_square": (P("square", "bullseye", w=0.85),),
+    "dotted_star": (P("star", "dots"),),
+    "striped_cross": (P("cross", "stripes"),),
+    "checker_diamond": (P("diamond", "checker"),),
+    "plain_star": (P("star", "plain"),),
+    "striped_hexagon": (P("hexagon", "stripes"),),
+    "dotted_ring": (P("ring", "dots"),),
+    "grid_disc": (P("disc", "grid"),),
+    "bullseye_disc": (P("disc", "bullseye"),),
+    "plain_cross": (P("cross", "plain"),),
+    # arrangements of two or three parts
+    "balloon": (P("disc", "checker", 0, -0.38, 0.6), P("bar", "plain", 0, 0.6, 0.05, 0.4)),
+    "tower": (P("square", "stripes", 0, 0.3, 0.5, 0.7), P("triangle", "dots", 0, -0.7, 0.6, 0.3)),
+    "eye": (P("ring", "dots", 0, 0, 1.0, 0.7), P("disc", "plain", 0, 0, 0.35)),
+    "sun": (P("star", "plain", 0, 0, 1.0), P("disc", "stripes", 0, 0, 0.45)),
+    "cart": (P("square", "checker", 0, -0.2, 0.9, 0.5), P("disc", "plain", -0.55, 0.6, 0.3),
+             P("disc", "plain", 0.55, 0.6, 0.3)),
+    "hammer": (P("bar", "plain", 0, 0.25, 0.1, 0.75), P("square", "grid", 0, -0.6, 0.6, 0.3)),
+    "pin": (P("diamond", "dots", 0, -0.3, 0.5, 0.65), P("bar", "stripes", 0, 0.6, 0.12, 0.35)),
+    "badge": (P("hexagon", "checker", 0, 0, 1.0), P("star", "plain", 0, 0, 0.5)),
+    "lantern": (P("hexagon", "stripes", 0, 0.15, 0.6, 0.75), P("ring", "plain", 0, -0.78, 0.22)),
+    "stack": (P("square", "dots", 0, 0.45, 0.7, 0.45), P("square", "stripes", 0, -0.45, 0.5, 0.4)),
+    "rattle": (P("ring", "stripes", 0.45, -0.4, 0.5), P("bar", "plain", -0.35, 0.4, 0.55, 0.1)),
+    "crown": (P("bar", "checker", 0, 0.45, 0.9, 0.3), P("triangle", "plain", -0.55, -0.15, 0.3, 0.35),
+              P("triangle", "plain", 0.55, -0.15, 0.3, 0.35)),
+    "shield": (P("diamond", "grid", 0, 0, 0.8, 1.0), P("cross", "plain", 0, 0, 0.45)),
+    "mushroom": (P("disc", "dots", 0, -0.35, 0.95, 0.5), P("bar", "plain", 0, 0.45, 0.22, 0.45)),
+    "arrow": (P("bar", "grid", -0.25, 0, 0.7, 0.14), P("triangle", "plain", 0.7, 0, 0.3, 0.35)),
+}
+
+# Appearance ranges (in object units: an object spans about 2)
+TEXTURE_PERIOD = (0.28, 0.4)
+DISTRACTOR_OPACITY = (0.5, 1.0)
+SOURCE_DISTRACTORS = (1, 4)          # [low, high) distractor parts per source image
+SOURCE_DISTRACTOR_SIZE = (0.2, 0.5)  # fraction of the image side
+SOURCE_OBJECT_SIZE = (0.55, 0.9)     # fraction of the image side
+SCENE_DISTRACTORS = (3, 8)
+SCENE_DISTRACTOR_SIZE = (0.1, 0.35)  # fraction of the shorter side
+SCENE_OBJECT_SIZE = (0.2, 0.7)       # fraction of the shorter side
+
+
+def target_classes() -> list[str]:
+    """Class names of the generated VOC-format (target) set, in annotation order."""
+    return list(TARGET_CLASSES)
+
+
+def source_classes() -> list[str]:
+    """Class names of the generated source set (sorted, as an image folder numbers them)."""
+    return sorted(SOURCE_CLASSES)
+
+
+# --- drawing ------------------------------------------------------------------------------
+
+
+def _shape_distance(shape, u, v):
+    """Signed distance (approximate, negative inside) of points (u, v) in a part's
+    frame, where the part fills [-1, 1] x [-1, 1]."""
+    au, av = np.abs(u), np.abs(v)
+    if shape == "disc":
+        return np.hypot(u, v) - 1.0
+    if shape == "square":
+        return np.maximum(au, av) - 1.0
+    if shape == "bar":
+        return np.maximum(au, av) - 1.0
+    if shape == "diamond":
+        return (au + av - 1.0) * 0.7071
+    if shape == "ring":
+        return np.abs(np.hypot(u, v) - 0.74) - 0.26
+    if shape == "cross":
+        return np.minimum(np.maximum(au - 1.0, av - 0.34), np.maximum(au - 0.34, av - 1.0))
+    if shape == "triangle":  # apex at v = -1 (up), base at v = 1
+        return np.maximum((2.0 * au - v - 1.0) * 0.4472, v - 1.0)
+    if shape == "hexagon":
+        return np.maximum(av * 0.866 + au * 0.5, au) - 0.92
+    if shape == "star":
+        angle = np.arctan2(v, u)
+        radius = 0.62 + 0.38 * np.cos(5 * angle - np.pi / 2) ** 8 * np.sign(np.cos(5 * angle - np.pi / 2))
+        return (np.hypot(u, v) - np.maximum(radius, 0.45)) * 0.7
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _texture_value(texture, X, Y, period, angle, phase, pixels_per_unit):
+    """Texture intensity in [0, 1] at object coordinates (X, Y); edges about one pixel
+    wide (antialiased) whatever the scale."""
+    sharp = period * pixels_per_unit / np.pi  # slope of sin at a zero crossing, in pixels
+    c, s = np.cos(angle), np.sin(angle)
+    a = (c * X + s * Y) / period + phase
+    b = (-s * X + c * Y) / period + phase
+    if texture == "plain":
+        return np.zeros_like(X)
+    if texture == "stripes":
+        return np.clip(0.5 + sharp * np.sin(2 * np.pi * a) * 0.5, 0, 1)
+    if texture == "checker":
+        return np.clip(0.5 + 0.5 * sharp * np.sin(2 * np.pi * a) * np.sin(2 * np.pi * b), 0, 1)
+    if texture == "dots":
+        du, dv = a - np.round(a), b - np.round(b)
+        return np.clip(0.5 - (np.hypot(du, dv) - 0.27) * period * pixels_per_unit, 0, 1)
+    if texture == "grid":
+        du, dv = np.abs(a - np.round(a)), np.abs(b - np.round(b))
+        return np.clip(0.5 - (np.minimum(du, dv) - 0.12) * period * pixels_per_unit, 0, 1)
+    if texture == "bullseye":
+        r = np.hypot(X, Y) / period + phase
+        return np.clip(0.5 + sharp * np.sin(2 * np.pi * r) * 0.5, 0, 1)
+    raise ValueError(f"unknown texture {texture!r}")
+
+
+def _random_colour_pair(rng):
+    """Two colours (RGB in [0, 1]) whose luminances differ by at least 0.3, so that every
+    texture is visible whatever the hue."""
+    while True:
+        pair = rng.random((2, 3))
+        luma = pair @ np.array([0.299, 0.587, 0.114])
+        if abs(luma[0] - luma[1]) >= 0.3:
+            return pair
+
+
+class Placement(NamedTuple):
+    """Where an object or part sits in the image: centre (px), pixels per object unit,
+    rotation (radians), aspect factors."""
+
+    cx: float
+    cy: float
+    scale: float
+    angle: float
+    ax: float
+    ay: float
+
+
+def _part_corners(part, placement):
+    """Pixel corners of the part's bounding square after rotation: (4, 2)."""
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
+    X = (part.x + corners[:, 0] * part.w) * placement.ax
+    Y = (part.y + corners[:, 1] * part.h) * placement.ay
+    c, s = np.cos(placement.angle), np.sin(placement.angle)
+    return np.stack([placement.cx + placement.scale * (c * X - s * Y),
+                     placement.cy + placement.scale * (s * X + c * Y)], axis=1)
+
+
+def _part_alpha(part, placement, x0, y0, x1, y1, texture_params):
+    """Coverage (alpha) and texture value of ``part`` over pixels [x0, x1) x [y0, y1)."""
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    dx, dy = xs + 0.5 - placement.cx, ys + 0.5 - placement.cy
+    c, s = np.cos(placement.angle), np.sin(placement.angle)
+    X = (c * dx + s * dy) / (placement.scale * placement.ax)
+    Y = (-s * dx + c * dy) / (placement.scale * placement.ay)
+    u, v = (X - part.x) / part.w, (Y - part.y) / part.h
+    part_pixels = placement.scale * min(part.w * abs(placement.ax), part.h * abs(placement.ay))
+    alpha = np.clip(0.5 - _shape_distance(part.shape, u, v) * part_pixels, 0.0, 1.0)
+    period, angle, phase = texture_params
+    t = _texture_value(part.texture, X, Y, period, angle, phase, placement.scale)
+    return alpha, t
+
+
+def _window(corners, width, height, clip=True):
+    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 1
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 1
+    if clip:
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _draw_object(canvas, owner, owner_id, parts, placement, rng):
+    """Paint ``parts`` at ``placement`` onto ``canvas`` (H, W, 3) float; pixels it covers
+    (alpha > 0.5) become ``owner_id`` in ``owner``. Returns the pixel count the object
+    would cover on an unbounded canvas and the count inside the image."""
+    height, width = canvas.shape[:2]
+    full_area = inside_area = 0
+    for part in parts:
+        colours = _random_colour_pair(rng)
+        texture_params = (rng.uniform(*TEXTURE_PERIOD), rng.uniform(0, np.pi), rng.random())
+        corners = _part_corners(part, placement)
+        fx0, fy0, fx1, fy1 = _window(corners, width, height, clip=False)
+        x0, y0, x1, y1 = max(fx0, 0), max(fy0, 0), min(fx1, width), min(fy1, height)
+        if owner is not None:
+            # the whole part, also outside the image, to tell how much the border cuts
+            alpha_full, _ = _part_alpha(part, placement, fx0, fy0, fx1, fy1, texture_params)
+            covered = alpha_full > 0.5
+            full_area += int(covered.sum())
+            inside_area += int(covered[y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0].sum())
+        if x0 >= x1 or y0 >= y1:
+            continue
+        alpha, t = _part_alpha(part, placement, x0, y0, x1, y1, texture_params)
+        colour = colours[0] + t[..., None] * (colours[1] - colours[0])
+        region = canvas[y0:y1, x0:x1]
+        region += alpha[..., None] * (colour - region)
+        if owner is not None:
+            owner[y0:y1, x0:x1][alpha > 0.5] = owner_id
+    return full_area, inside_area
+
+
+def _clutter(rng, width, height, distractors, size_range):
+    """Background: smooth colour noise, then ``distractors`` random single parts of side
+    ``size_range`` (fraction of the shorter side), at lower contrast than objects."""
+    coarse = (rng.random((3, 4, 3)) * 255).astype(np.uint8)
+    base = Image.fromarray(coarse).resize((width, height), Image.BICUBIC)
+    canvas = np.asarray(base, dtype=np.float64) / 255.0
+    canvas = 0.25 + 0.5 * canvas
+    shorter = min(width, height)
+    for _ in range(distractors):
+        part = Part(SHAPES[rng.integers(len(SHAPES))], TEXTURES[rng.integers(len(TEXTURES))],
+                    0.0, 0.0, 1.0, 1.0 if rng.random() < 0.7 else rng.uniform(0.15, 0.5))
+        side = rng.uniform(*size_range) * shorter
+        placement = Placement(rng.uniform(0, width), rng.uniform(0, height), side / 2,
+                              rng.uniform(-np.pi, np.pi), 1.0, 1.0)
+        layer = canvas.copy()
+        _draw_object(layer, None, 0, (part,), placement, rng)
+        # partly transparent: clutter, not objects
+        canvas += rng.uniform(*DISTRACTOR_OPACITY) * (layer - canvas)
+    return canvas
+
+
+def _object_placement(rng, cx, cy, side):
+    """An instance's random pose: ``side`` pixels across, small rotation (classes like
+    "house" have an up), aspect within 20%, mirrored half the time."""
+    aspect = np.exp(rng.uniform(-0.2, 0.2))
+    mirror = -1.0 if rng.random() < 0.5 else 1.0
+    return Placement(cx, cy, side / 2, rng.uniform(-0.45, 0.45), mirror * np.sqrt(aspect),
+                     1 / np.sqrt(aspect))
+
+
+def _jitter_parts(parts, rng):
+    """Move and resize each part a little (within-class variation)."""
+    return tuple(p._replace(x=p.x + rng.normal(0, 0.05), y=p.y + rng.normal(0, 0.05),
+                            w=p.w * np.exp(rng.normal(0, 0.08)), h=p.h * np.exp(rng.normal(0, 0.08)))
+                 for p in parts)
+
+
+def _to_uint8(canvas, rng):
+    noisy = canvas + rng.normal(0, 0.02, canvas.shape)
+    return (np.clip(noisy, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+# --- one image of each kind ---------------------------------------------------------------
+
+_SOURCE_STREAM, _SCENE_STREAM, _SPLIT_STREAM = 1, 2, 3
+
+
+def draw_source_image(seed, class_name, index, size=32):
+    """Object-centred image ``index`` of source class ``class_name``: (size, size, 3) uint8."""
+    class_index = source_classes().index(class_name)
+    rng = np.random.default_rng([seed, _SOURCE_STREAM, class_index, index])
+    canvas = _clutter(rng, size, size, rng.integers(*SOURCE_DISTRACTORS), SOURCE_DISTRACTOR_SIZE)
+    side = rng.uniform(*SOURCE_OBJECT_SIZE) * size
+    cx, cy = size / 2 + rng.normal(0, 0.06 * size, 2)
+    _draw_object(canvas, None, 0, _jitter_parts(SOURCE_CLASSES[class_name], rng),
+                 _object_placement(rng, cx, cy, side), rng)
+    return _to_uint8(canvas, rng)
+
+
+class SceneObject(NamedTuple):
+    name: str
+    box: tuple[int, int, int, int]  # VOC: xmin, ymin, xmax, ymax, 1-based inclusive
+    truncated: int
+    difficult: int
+
+
+def draw_scene(seed, index, width=160, height=120, max_objects=4):
+    """Scene ``index``: (height, width, 3) uint8 pixels and its objects."""
+    rng = np.random.default_rng([seed, _SCENE_STREAM, index])
+    canvas = _clutter(rng, width, height, rng.integers(*SCENE_DISTRACTORS), SCENE_DISTRACTOR_SIZE)
+    owner = np.zeros((height, width), dtype=np.int32)
+    shorter = min(width, height)
+    names = list(TARGET_CLASSES)
+    placed = []  # (name, box (x0, y0, x1, y1) float, areas)
+    for _ in range(rng.integers(1, max_objects + 1)):
+        for _attempt in range(20):
+            side = rng.uniform(*SCENE_OBJECT_SIZE) * shorter
+            # up to about 40% of the object may fall outside the image
+            cx = rng.uniform(-0.1 * side, width + 0.1 * side)
+            cy = rng.uniform(-0.1 * side, height + 0.1 * side)
+            box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+            if all(_covered_fraction(other, box) < 0.5 and _covered_fraction(box, other) < 0.7
+                   for _, other, _ in placed):
+                break
+        else:
+            continue
+        name = names[rng.integers(len(names))]
+        owner_id = len(placed) + 1
+        areas = _draw_object(canvas, owner, owner_id, _jitter_parts(TARGET_CLASSES[name], rng),
+                             _object_placement(rng, cx, cy, side), rng)
+        placed.append((name, box, areas))
+    objects = []
+    for owner_id, (name, _, (full_area, inside_area)) in enumerate(placed, 1):
+        ys, xs = np.nonzero(owner == owner_id)
+        if len(xs) < 16:  # hidden or cut away: nothing to annotate
+            continue
+        truncated = int(inside_area < 0.95 * full_area)
+        difficult = int(len(xs) < 0.4 * full_area or np.sqrt(len(xs)) < 0.12 * shorter)
+        box = (int(xs.min()) + 1, int(ys.min()) + 1, int(xs.max()) + 1, int(ys.max()) + 1)
+        objects.append(SceneObject(name, box, truncated, difficult))
+    return _to_uint8(canvas, rng), objects
+
+
+def _covered_fraction(box, by):
+    """Fraction of ``box``'s area inside ``by``."""
+    w = max(0.0, min(box[2], by[2]) - max(box[0], by[0]))
+    h = max(0.0, min(box[3], by[3]) - max(box[1], by[1]))
+    return w * h / max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
+
+
+# --- writing the dataset ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Sizes of the generated dataset (all arguments of ``minicnn make-data``)."""
+
+    seed: int = 0
+    source_per_class: int = 150
+    source_size: int = 32
+    trainval: int = 250
+    test: int = 250
+    scene_width: int = 160
+    scene_height: int = 120
+    max_objects: int = 4
+    jpeg_quality: int = 90
+
+    def check(self):
+        for name in ("source_per_class", "trainval", "test"):
+            if getattr(self, name) < 0:
+                raise InputError(f"make-data: {name} must be >= 0, got {getattr(self, name)}")
+        if self.trainval < 2:
+            raise InputError(f"make-data: trainval must be >= 2 (a train and a val image), "
+                             f"got {self.trainval}")
+        if self.source_size < 8 or min(self.scene_width, self.scene_height) < 32:
+            raise InputError("make-data: source images need >= 8 pixels and scenes >= 32 pixels a side")
+        if not 1 <= self.max_objects <= 10:
+            raise InputError(f"make-data: max_objects must be in 1..10, got {self.max_objects}")
+
+
+MANIFEST = "minicnn-data.json"
+GENERATOR_VERSION = 1
+
+
+def _save_jpeg(pixels, path, quality):
+    # fixed encoder settings: same pixels -> same bytes
+    Image.fromarray(pixels).save(path, "JPEG", quality=quality, subsampling=0, optimize=False)
+
+
+def _write_source_image(job):
+    config, out, class_name, index = job
+    pixels = draw_source_image(config.seed, class_name, index, config.source_size)
+    _save_jpeg(pixels, os.path.join(out, "source", class_name, f"{class_name}_{index:04d}.jpg"),
+               config.jpeg_quality)
+
+
+def _write_scene(job):
+    config, out, index, image_id = job
+    pixels, objects = draw_scene(config.seed, index, config.scene_width, config.scene_height,
+                                 config.max_objects)
+    voc = os.path.join(out, "VOCdevkit", "VOC2007")
+    _save_jpeg(pixels, os.path.join(voc, "JPEGImages", f"{image_id}.jpg"), config.jpeg_quality)
+    with open(os.path.join(voc, "Annotations", f"{image_id}.xml"), "w", encoding="utf-8") as f:
+        f.write(annotation_xml(image_id, config.scene_width, config.scene_height, objects))
+    return [(o.name, o.difficult) for o in objects]
+
+
+def annotation_xml(image_id, width, height, objects) -> str:
+    """A VOC 2007 annotation file's text."""
+    lines = ["<annotation>", "\t<folder>VOC2007</folder>", f"\t<filename>{image_id}.jpg</filename>",
+             "\t<source>", "\t\t<database>minicnn synthetic</database>",
+             "\t\t<annotation>minicnn make-data</annotation>", "\t\t<image>generated</image>", "\t</source>",
+             "\t<size>", f"\t\t<width>{width}</width>", f"\t\t<height>{height}</height>",
+             "\t\t<depth>3</depth>", "\t</size>", "\t<segmented>0</segmented>"]
+    for o in objects:
+        xmin, ymin, xmax, ymax = o.box
+        lines += ["\t<object>", f"\t\t<name>{o.name}</name>", "\t\t<pose>Unspecified</pose>",
+                  f"\t\t<truncated>{o.truncated}</truncated>", f"\t\t<difficult>{o.difficult}</difficult>",
+                  "\t\t<bndbox>", f"\t\t\t<xmin>{xmin}</xmin>", f"\t\t\t<ymin>{ymin}</ymin>",
+                  f"\t\t\t<xmax>{xmax}</xmax>", f"\t\t\t<ymax>{ymax}</ymax>", "\t\t</bndbox>", "\t</object>"]
+    lines.append("</annotation>")
+    return "\n".join(lines) + "\n"
+
+
+def _split(config):
+    """Image ids of train, val and test: ids 000001.. shuffled over the sets by seed."""
+    total = config.trainval + config.test
+    ids = [f"{i:06d}" for i in range(1, total + 1)]
+    order = np.random.default_rng([config.seed, _SPLIT_STREAM]).permutation(total)
+    trainval = sorted(ids[i] for i in order[:config.trainval])
+    test = sorted(ids[i] for i in order[config.trainval:])
+    half = np.random.default_rng([config.seed, _SPLIT_STREAM, 1]).permutation(len(trainval))
+    n_train = (len(trainval) + 1) // 2
+    train = sorted(trainval[i] for i in half[:n_train])
+    val = sorted(trainval[i] for i in half[n_train:])
+    return {"train": train, "val": val, "trainval": trainval, "test": test}
+
+
+def _write_image_sets(voc, sets, labels_of):
+    main = os.path.join(voc, "ImageSets", "Main")
+    os.makedirs(main, exist_ok=True)
+    for set_name, ids in sets.items():
+        with open(os.path.join(main, f"{set_name}.txt"), "w") as f:
+            f.write("".join(f"{i}\n" for i in ids))
+        for name in TARGET_CLASSES:
+            with open(os.path.join(main, f"{name}_{set_name}.txt"), "w") as f:
+                for i in ids:
+                    flags = [difficult for n, difficult in labels_of[i] if n == name]
+                    label = -1 if not flags else (1 if not all(flags) else 0)
+                    f.write(f"{i} {label:2d}\n")
+
+
+def _map(fn, jobs, workers):
+    if workers <= 1:
+        return [fn(job) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+
+
+def is_generated(out, config: DataConfig) -> bool:
+    """Whether ``out`` holds a complete dataset generated with ``config``."""
+    try:
+        with open(os.path.join(out, MANIFEST), encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return manifest.get("config") == asdict(config) and manifest.get("version") == GENERATOR_VERSION
+
+
+def generate(out, config: DataConfig = DataConfig(), workers=None, force=False, progress=None) -> dict:
+    """Write the dataset to ``out`` (``VOCdevkit/VOC2007`` and ``source``) and a manifest
+    ``minicnn-data.json``; returns the manifest. Files are first written to a temporary
+    folder inside ``out`` and moved into place when complete. An existing dataset is
+    replaced only with ``force`` (an error names it otherwise). ``workers`` processes
+    draw the images (default: the CPU count)."""
+    config.check()
+    out = os.fspath(out)
+    targets = [os.path.join(out, "VOCdevkit"), os.path.join(out, "source"), os.path.join(out, MANIFEST)]
+    existing = [p for p in targets if os.path.exists(p)]
+    if existing and not force:
+        raise InputError(f"{existing[0]} exists; choose another --out or replace it with --force")
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    say = progress or (lambda message: None)
+    start = time.perf_counter()
+    os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, f".make-data-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for name in SOURCE_CLASSES:
+            os.makedirs(os.path.join(tmp, "source", name))
+        voc = os.path.join(tmp, "VOCdevkit", "VOC2007")
+        os.makedirs(os.path.join(voc, "JPEGImages"))
+        os.makedirs(os.path.join(voc, "Annotations"))
+        say(f"source set: {len(SOURCE_CLASSES)} classes x {config.source_per_class} images of "
+            f"{config.source_size}x{config.source_size}")
+        _map(_write_source_image, [(config, tmp, name, i) for name in SOURCE_CLASSES
+                                   for i in range(config.source_per_class)], workers)
+        sets = _split(config)
+        ids = sorted(sets["trainval"] + sets["test"])
+        say(f"target set: {len(ids)} scenes of {config.scene_width}x{config.scene_height} "
+            f"({config.trainval} trainval, {config.test} test), {len(TARGET_CLASSES)} classes")
+        objects = _map(_write_scene, [(config, tmp, int(i) - 1, i) for i in ids], workers)
+        labels_of = dict(zip(ids, objects, strict=True))
+        _write_image_sets(voc, sets, labels_of)
+        counts = {name: sum(n == name for objs in objects for n, _ in objs) for name in TARGET_CLASSES}
+        manifest = {"version": GENERATOR_VERSION, "config": asdict(config),
+                    "source_classes": source_classes(), "target_classes": target_classes(),
+                    "source_images": len(SOURCE_CLASSES) * config.source_per_class,
+                    "scenes": {k: len(v) for k, v in sets.items()}, "objects": counts,
+                    "difficult": sum(d for objs in objects for _, d in objs)}
+        with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1, sort_keys=True)
+        for path in existing:
+            shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+        for path in targets:
+            os.replace(os.path.join(tmp, os.path.basename(path)), path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    say(f"wrote {out} in {time.perf_counter() - start:.1f} s")
+    return manifest
