@@ -21,6 +21,8 @@ COMMANDS = {
     "evaluate": "minicnn.commands.evaluate",
     "gradcheck": "minicnn.commands.gradcheck",
     "make-data": "minicnn.commands.make_data",
+    "pretrain": "minicnn.commands.pretrain",
+    "transfer": "minicnn.commands.transfer",
 }
 
 

@@ -26,7 +26,8 @@ def add_arguments(p):
     p.add_argument("--out", required=True, help="output folder (checkpoint, results, summary.json)")
     p.add_argument("--variant", choices=VARIANTS, default="frozen")
     p.add_argument("--classes", default=None,
-                   help="comma-separated target classes (default: the 20 VOC classes)")
+                   help="comma-separated target classes (default: those with "
+                        "ImageSets/Main/<class>_<set>.txt files, or the 20 VOC classes)")
     p.add_argument("--train-set", default="trainval")
     p.add_argument("--test-set", default="test")
     p.add_argument("--val-fraction", type=float, default=0.2,

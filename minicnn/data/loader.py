@@ -157,18 +157,27 @@ class ImageLoader:
         return Batch(images, self.labels[kept], kept), bad
 
 
-def estimate_mean(paths, transform: ImageTransform, max_images=1000, seed=0, workers=2) -> np.ndarray:
-    """The mean image (3, S, S) float32 of ``transform`` (use the test-time transform,
-    i.e. centre crops) over at most ``max_images`` images chosen by ``seed``; its
-    ``.mean(axis=(1, 2))`` is the per-channel mean."""
+def image_statistics(paths, transform: ImageTransform, max_images=1000, seed=0, workers=2):
+    """(mean image (3, S, S), per-channel standard deviation (3,)), float32, of ``transform``
+    (use the test-time transform, i.e. centre crops) over at most ``max_images`` images
+    chosen by ``seed``. ``mean.mean(axis=(1, 2))`` is the per-channel mean."""
     paths = list(paths)
     chosen = np.random.default_rng(seed).permutation(len(paths))[:max_images]
     loader = ImageLoader([paths[i] for i in np.sort(chosen)], np.zeros(len(chosen)), transform,
                          batch_size=64, workers=workers)
-    total, count = np.zeros((3, transform.size, transform.size), np.float64), 0
+    total, squares, count = np.zeros((3, transform.size, transform.size), np.float64), np.zeros(3), 0
     for batch in loader.epoch(0):
         total += batch.images.sum(axis=0, dtype=np.float64)
+        squares += np.square(batch.images, dtype=np.float64).sum(axis=(0, 2, 3))
         count += len(batch.labels)
     if count == 0:
-        raise InputError("estimate_mean: no images")
-    return (total / count).astype(np.float32)
+        raise InputError("image statistics: no images")
+    mean = total / count
+    pixels = count * transform.size * transform.size
+    variance = squares / pixels - mean.mean(axis=(1, 2)) ** 2
+    return mean.astype(np.float32), np.sqrt(np.maximum(variance, 1e-12)).astype(np.float32)
+
+
+def estimate_mean(paths, transform: ImageTransform, max_images=1000, seed=0, workers=2) -> np.ndarray:
+    """The mean image (3, S, S) float32 of :func:`image_statistics`."""
+    return image_statistics(paths, transform, max_images, seed, workers)[0]

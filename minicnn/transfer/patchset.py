@@ -4,7 +4,7 @@ A :class:`PatchSet` holds, for every patch of every image, its image, its box an
 (METHOD.md sections 4-5). :class:`PatchRenderer` turns any selection of patches into a
 network input batch: each image is decoded once per batch (and kept while a memory budget
 allows), the patches are cut and resized to the network's input size, and the mean is
-subtracted.
+subtracted and the result divided by the standard deviation.
 """
 
 from __future__ import annotations
@@ -93,11 +93,13 @@ def voc_patch_set(dataset, image_ids, classes, whole_image=False, scales=None, s
 
 
 class PatchRenderer:
-    """Network inputs (n, 3, S, S) float32, mean subtracted, for patches of a PatchSet."""
+    """Network inputs (n, 3, S, S) float32 for patches of a PatchSet: ``(pixels - mean) / std``
+    per channel, as the source network was trained."""
 
-    def __init__(self, patch_set: PatchSet, input_size, mean, cache_bytes=1 << 30):
+    def __init__(self, patch_set: PatchSet, input_size, mean, std=(1.0, 1.0, 1.0), cache_bytes=1 << 30):
         self.set, self.size = patch_set, int(input_size)
         self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+        self.scale = (1.0 / np.asarray(std, dtype=np.float32)).reshape(3, 1, 1)
         self.cache_bytes, self._images, self._bytes = cache_bytes, OrderedDict(), 0
 
     def _image(self, i):
@@ -119,6 +121,7 @@ class PatchRenderer:
         """The patches ``boxes`` of image ``i``."""
         out = crop_patches(self._image(i), boxes, self.size, full_size=tuple(self.set.sizes[i]))
         out -= self.mean
+        out *= self.scale
         return out
 
     def __call__(self, rows):

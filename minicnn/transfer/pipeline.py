@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from minicnn import backend, models
-from minicnn.data.voc import VOCDataset
+from minicnn.data.voc import VOC_CLASSES, VOCDataset
 from minicnn.errors import InputError
 from minicnn.evaluate import evaluate_voc, result_filename, write_cls_results
 from minicnn.net import Sequential
@@ -88,6 +88,17 @@ def split_trainval(image_ids, val_fraction, seed):
     return [image_ids[i] for i in train], [image_ids[i] for i in val]
 
 
+def devkit_classes(dataset, split):
+    """The classes of a devkit tree, from its ``ImageSets/Main/<class>_<split>.txt`` files: the
+    20 VOC classes in the devkit's order when those are the files, else the names found,
+    sorted (e.g. the generated dataset's); the VOC classes when there are no such files."""
+    main = dataset.dir / "ImageSets" / "Main"
+    found = sorted(p.name[: -len(f"_{split}.txt")] for p in main.glob(f"*_{split}.txt"))
+    if not found or set(found) == set(VOC_CLASSES):
+        return VOC_CLASSES
+    return tuple(found)
+
+
 def image_labels(dataset, image_ids, classes):
     """(n, C) int8 labels 1 / -1 / 0 (difficult only) from the annotations."""
     out = np.full((len(image_ids), len(classes)), -1, dtype=np.int8)
@@ -107,14 +118,16 @@ class Transfer:
                  classes=None, cache_root=None, log=print):
         self.settings, self.log, self.out = settings, log, os.fspath(out_dir)
         os.makedirs(self.out, exist_ok=True)
-        self.classes = list(classes) if classes else None
-        self.dataset = VOCDataset(voc_root, year, classes=self.classes or VOCDataset(voc_root, year).classes)
+        self.dataset = VOCDataset(voc_root, year)
+        classes = classes or devkit_classes(self.dataset, settings.train_split)
+        self.dataset = VOCDataset(voc_root, year, classes=classes)
         self.classes = list(self.dataset.classes)
         self.background = len(self.classes)
         self.source = source
         self.input_size = int((source.input_shape or source.meta.get("input_size"))[-1]
                               if source.input_shape else source.meta["input_size"])
         self.mean = np.asarray(source.meta.get("mean", [0.0, 0.0, 0.0]), dtype=np.float32)
+        self.std = np.asarray(source.meta.get("std", [1.0, 1.0, 1.0]), dtype=np.float32)
         self.cache_root = cache_root or os.path.join(self.out, "cache")
         s = settings
         trainval = self.dataset.image_ids(s.train_split)
@@ -133,7 +146,7 @@ class Transfer:
                                        ("test", self.test_ids))}
         backend.seed(s.train.seed)
         self.net = build_network(source, len(self.classes) + 1, s)
-        self.renderer = PatchRenderer(self.patches, self.input_size, self.mean)
+        self.renderer = PatchRenderer(self.patches, self.input_size, self.mean, self.std)
 
     # --- network inputs -----------------------------------------------------------------------
     def prepare_inputs(self):
@@ -154,7 +167,7 @@ class Transfer:
             self.renderer.image_patches,
             {"sampler": [self.settings.scales, self.settings.stride_fraction],
              "whole": variant == "whole-image", "input_size": self.input_size,
-             "mean": self.mean.tolist(), "paths": p.paths},
+             "mean": self.mean.tolist(), "std": self.std.tolist(), "paths": p.paths},
             dtype=np.dtype(self.settings.cache_dtype), batch_size=self.settings.eval_batch,
             progress=_progress_printer(self.log, "features"))
         self.log(f"feature cache ready in {time.perf_counter() - started:.1f} s: {cache.directory}")

@@ -4,8 +4,13 @@ Krizhevsky's recipe, scaled by arguments for small machines: SGD with momentum 0
 weight decay 5e-4, batch 128, learning rate 0.01 divided by 10 when the validation error
 stops improving; images resized to ``resize`` on the shorter side (256 for 224/227
 inputs), random crops of the input size and horizontal flips for training, centre crops
-for validation; the per-channel mean of the training images subtracted (a mean image
-would not fit the patches of every size and place that transfer feeds the network).
+for validation.
+
+Preprocessing (a default we chose): the per-channel mean of the training images is
+subtracted (a mean image would not fit the patches of every size and place that
+transfer feeds the network) and the result divided by the per-channel standard
+deviation, so that inputs are of unit scale for the He-initialised layers. Both are kept
+in the network's metadata (``mean``, ``std``) and applied to every patch later.
 
 Each epoch reports validation top-1 and top-5 accuracy and writes a checkpoint
 atomically; ``resume`` continues from it. The final network is saved with its class list,
@@ -23,7 +28,7 @@ import numpy as np
 from minicnn import backend, models
 from minicnn.checkpoint import load_checkpoint, save_checkpoint
 from minicnn.data.folders import read_folder, split_train_val, write_class_list
-from minicnn.data.loader import ImageLoader, estimate_mean
+from minicnn.data.loader import ImageLoader, image_statistics
 from minicnn.data.transforms import ImageTransform
 from minicnn.errors import InputError
 from minicnn.losses import softmax_cross_entropy
@@ -70,11 +75,11 @@ def top_k_correct(logits, labels, k):
     return int((top == labels[:, None]).any(axis=1).sum())
 
 
-def evaluate_classifier(net, loader):
-    """(top-1, top-5) accuracy of ``net`` over a loader's epoch."""
+def evaluate_classifier(net, loader, scale=1.0):
+    """(top-1, top-5) accuracy of ``net`` over a loader's epoch (inputs multiplied by ``scale``)."""
     n = top1 = top5 = 0
     for batch in loader.epoch(0):
-        logits = backend.to_numpy(net.forward(backend.asarray(batch.images), train=False))
+        logits = backend.to_numpy(net.forward(backend.asarray(batch.images * scale), train=False))
         top1 += top_k_correct(logits, batch.labels, 1)
         top5 += top_k_correct(logits, batch.labels, 5)
         n += len(batch.labels)
@@ -91,8 +96,10 @@ def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, ski
     log(f"{folder.summary()}; {len(train)} for training, {len(val)} for validation")
     s = settings
     test_tf = ImageTransform(s.input_size, resize=s.resize)
-    mean = estimate_mean(train.paths, test_tf, max_images=1000, seed=s.seed, workers=s.workers)
+    mean, std = image_statistics(train.paths, test_tf, max_images=1000, seed=s.seed, workers=s.workers)
     mean = mean.mean(axis=(1, 2))
+    log(f"per-channel mean {np.round(mean, 1).tolist()}, standard deviation {np.round(std, 1).tolist()}")
+    scale = (1.0 / std).reshape(1, 3, 1, 1)
     train_loader = ImageLoader(train.paths, train.labels,
                                ImageTransform(s.input_size, resize=s.resize, random_crop=True, flip=True),
                                batch_size=s.batch_size, shuffle=True, seed=s.seed, mean=mean,
@@ -101,7 +108,7 @@ def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, ski
                              workers=s.workers, skip_bad=skip_bad)
     backend.seed(s.seed)
     net = s.build(len(folder.classes))
-    net.meta.update(classes=list(folder.classes), mean=[float(m) for m in mean],
+    net.meta.update(classes=list(folder.classes), mean=[float(m) for m in mean], std=[float(v) for v in std],
                     input_size=s.input_size, source=os.path.abspath(os.fspath(data_root)))
     opt = SGD(net, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     schedule = PlateauLR(opt, factor=s.lr_factor, patience=s.lr_patience, mode="min")
@@ -116,6 +123,7 @@ def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, ski
     for epoch in range(start, s.epochs):
         t0, total, n = time.perf_counter(), 0.0, 0  # the loss stays on the device until the epoch ends
         for batch in train_loader.epoch(epoch):
+            batch.images[...] *= scale
             loss, dlogits = softmax_cross_entropy(net.forward(backend.asarray(batch.images), train=True),
                                                   batch.labels)
             net.backward(dlogits)
@@ -126,7 +134,7 @@ def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, ski
         if not np.isfinite(total):
             raise InputError(f"pretrain: the loss became {total} in epoch {epoch + 1}; lower --lr "
                              f"(now {opt.lr:g})")
-        top1, top5 = evaluate_classifier(net, val_loader) if len(val) else (float("nan"),) * 2
+        top1, top5 = evaluate_classifier(net, val_loader, scale) if len(val) else (float("nan"),) * 2
         record = {"epoch": epoch + 1, "loss": total / max(n, 1), "val_top1": top1, "val_top5": top5,
                   "lr": opt.lr, "seconds": time.perf_counter() - t0}
         history.append(record)
