@@ -34,7 +34,7 @@ def run(args):
 
     from minicnn.data.voc import VOCDataset
     from minicnn.evaluate import evaluate_voc
-    from minicnn.evaluate.challenge import TASK_TITLES
+    from minicnn.evaluate.challenge import TASK_TITLES, plot_report
 
     dataset = VOCDataset(args.voc, args.year)
     report = evaluate_voc(dataset, args.split, args.task, args.results,
@@ -55,34 +55,9 @@ def run(args):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
     if args.plots:
-        _plots(report, Path(args.plots))
+        plot_report(report, Path(args.plots))
     return 0
 
 
 def _percent(value) -> str:
     return f"{100 * value:6.2f}" if value == value else "   nan"
-
-
-def _plots(report, folder):
-    import numpy as np
-
-    from minicnn.evaluate.challenge import TASK_TITLES
-    from minicnn.plots import PALETTE, bar_chart, line_plot
-
-    for name, r in report.results.items():
-        # the precision envelope that VOCap.m integrates, as stairs under the raw curve:
-        # precision envelope[i] holds on (rec[i-1], rec[i]]
-        rec = np.concatenate([[0.0], r.rec, [1.0]])
-        envelope = np.fmax.accumulate(np.concatenate([[0.0], r.prec, [0.0]])[::-1])[::-1]
-        stairs_x = np.repeat(rec, 2)[1:-1]
-        stairs_y = np.repeat(envelope[1:], 2)
-        line_plot(folder / f"{report.task}_{name}_pr.png",
-                  [("interpolated", stairs_x, stairs_y, {"color": "#ffbb78", "width": 5}),
-                   ("precision", r.rec, r.prec, {"color": PALETTE[0]})],
-                  title=f"{name}: AP = {100 * r.ap:.2f}% ({report.metric})",
-                  xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-    names = list(report.results)
-    bar_chart(folder / f"{report.task}_summary.png", names, [100 * report.results[n].ap for n in names],
-              title=f"VOC{report.year} {report.split} {TASK_TITLES[report.task]}: "
-                    f"mean AP {100 * report.map:.2f}% ({report.metric})",
-              ylabel="AP (%)", ylim=(0, 105), reference=("mean", 100 * report.map), value_format="{:.1f}")
