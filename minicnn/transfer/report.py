@@ -38,5 +38,5 @@ def heatmaps(image, boxes, probs, classes, k=5.0, top=3, scale=2):
     tiles = [image.resize((image.width * scale, image.height * scale))]
     for c in best:
         tiles.append(heatmap_overlay(image, maps[c], vmax=max(float(maps.max()), 1e-12), scale=scale,
-                                     title=f"{classes[c]} {image_scores[c]:.3f}"))
+                                     title=f"{classes[c]} {image_scores[c]:.3g}"))
     return grid_image(tiles, len(tiles))

@@ -1,0 +1,176 @@
+"""The main job on the embedded default data: generate, pretrain, transfer, compare.
+
+    make-data ──> source/ (30 classes) ──> pretrain a small AlexNet-style network
+              └─> VOCdevkit/VOC2007 (10 classes) ──> transfer (frozen C1..FC7, FCa/FCb)
+                                                  ├─> scratch (same network, random start)
+                                                  └─> whole-image baseline (one patch per image)
+
+Writes OUT/summary.json ({"map": {variant: mAP}, "ap": {variant: {class: AP}}, "seconds"}),
+OUT/report.md, precision/recall and training plots under OUT/plots, and heat maps of
+patch scores over test images under OUT/heatmaps. Every stage resumes from what an
+earlier run with the same settings left (data, checkpoints, feature caches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from minicnn import backend
+from minicnn.data.synthetic import DataConfig, generate, is_generated
+from minicnn.transfer.pipeline import Transfer, TransferSettings
+from minicnn.transfer.pretrain import PretrainSettings, pretrain
+from minicnn.transfer.report import ap_table, heatmaps
+from minicnn.transfer.train import TrainSettings
+
+
+@dataclass
+class DemoSettings:
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainSettings = field(default_factory=lambda: PretrainSettings(
+        model="small", input_size=32, resize=36, channels=(32, 64, 96, 96, 64), hidden=256,
+        epochs=12, batch_size=64, lr=0.01))
+    transfer: TransferSettings = field(default_factory=lambda: TransferSettings(
+        hidden=256, stride_fraction=0.5, val_fraction=0.2,
+        train=TrainSettings(epochs=15, batch_size=64, lr=0.01)))
+    scratch_epochs: int = 15
+    variants: tuple = ("transfer", "scratch", "whole-image")
+    heatmap_images: int = 4
+
+    @classmethod
+    def quick(cls):
+        """A tiny version (seconds) for tests and smoke runs."""
+        return cls(data=DataConfig(source_per_class=6, trainval=8, test=6),
+                   pretrain=PretrainSettings(model="small", input_size=32, resize=36,
+                                             channels=(8, 16, 16, 16, 16), hidden=32, epochs=1,
+                                             batch_size=32, workers=1),
+                   transfer=TransferSettings(hidden=32, stride_fraction=0.5, scales=(1.0, 2.0, 3.0),
+                                             train=TrainSettings(epochs=1, batch_size=64)),
+                   scratch_epochs=1, heatmap_images=2)
+
+
+VARIANT_OF = {"transfer": "frozen", "scratch": "scratch", "whole-image": "whole-image",
+              "update-fc67": "update-fc67", "finetune": "finetune"}
+
+
+def run_demo(out, settings: DemoSettings, resume=True, log=print):
+    """Run every stage; returns the summary dict written to OUT/summary.json."""
+    started = time.perf_counter()
+    stages = {}
+    os.makedirs(out, exist_ok=True)
+    data_dir = os.path.join(out, "data")
+
+    t = time.perf_counter()
+    if is_generated(data_dir, settings.data):
+        log(f"[1/4] data: reusing {data_dir}")
+    else:
+        log(f"[1/4] data: generating into {data_dir}")
+        generate(data_dir, settings.data, force=True, progress=log)
+    stages["data"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    log("[2/4] pretraining the source network on the generated source set")
+    pre = pretrain(os.path.join(data_dir, "source"), os.path.join(out, "pretrain"), settings.pretrain,
+                   resume=resume, log=log)
+    stages["pretrain"] = time.perf_counter() - t
+    from minicnn.transfer.pipeline import load_source
+
+    source = load_source(pre["weights"])
+
+    summaries, runs = {}, {}
+    for n, name in enumerate(settings.variants):
+        t = time.perf_counter()
+        log(f"[3/4] variant {name} ({n + 1}/{len(settings.variants)})")
+        ts = replace(settings.transfer, variant=VARIANT_OF[name])
+        if name == "scratch":
+            ts = replace(ts, train=replace(ts.train, epochs=settings.scratch_epochs))
+        run = Transfer(os.path.join(data_dir, "VOCdevkit"), 2007, source, os.path.join(out, name), ts,
+                       cache_root=os.path.join(out, "cache"), log=log)
+        summaries[name] = run.run(resume=resume)
+        runs[name] = run
+        stages[name] = time.perf_counter() - t
+
+    log("[4/4] report")
+    classes = runs[settings.variants[0]].classes
+    metric = settings.transfer.train.metric
+    table = ap_table(summaries, classes, metric)
+    log(table)
+    plots = os.path.join(out, "plots")
+    _plots(plots, pre["history"], summaries, runs)
+    heat = _heatmaps(os.path.join(out, "heatmaps"), runs.get("transfer") or runs[settings.variants[0]],
+                     settings.heatmap_images, settings.transfer.train.k)
+    summary = {
+        "map": {name: s.get("map") for name, s in summaries.items()},
+        "ap": {name: s.get("ap") for name, s in summaries.items()},
+        "seconds": time.perf_counter() - started,
+        "stages": stages,
+        "backend": backend.get_backend().name,
+        "pretrain": pre["history"][-1] if pre["history"] else None,
+        "settings": asdict(settings),
+    }
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1, default=float)
+    _markdown(os.path.join(out, "report.md"), summary, table, heat)
+    return summary
+
+
+def _plots(folder, pre_history, summaries, runs):
+    from minicnn.evaluate.challenge import plot_report
+    from minicnn.plots import line_plot
+
+    os.makedirs(folder, exist_ok=True)
+    if pre_history:
+        epochs = [h["epoch"] for h in pre_history]
+        line_plot(os.path.join(folder, "pretrain.png"),
+                  [("top-1", epochs, [h["val_top1"] for h in pre_history]),
+                   ("top-5", epochs, [h["val_top5"] for h in pre_history])],
+                  title="source network: validation accuracy", xlabel="epoch", ylabel="accuracy",
+                  ylim=(0, 1))
+    series = [(name, [h["epoch"] for h in s["history"]], [h.get("val_map", np.nan) for h in s["history"]])
+              for name, s in summaries.items()]
+    line_plot(os.path.join(folder, "validation_map.png"), series, title="validation mAP per epoch",
+              xlabel="epoch", ylabel="mAP", ylim=(0, 1))
+    for name, run in runs.items():
+        if run.report is not None:
+            plot_report(run.report, os.path.join(folder, name))
+
+
+def _heatmaps(folder, run, count, k):
+    """Heat maps of the first ``count`` test images; returns the file names."""
+    from minicnn.data.transforms import load_image
+
+    os.makedirs(folder, exist_ok=True)
+    rows = run.rows["test"]
+    names = []
+    for image_id in run.test_ids[:count]:
+        i = run.ids.index(image_id)
+        mine = np.flatnonzero(run.patches.image[rows] == i)
+        if run.settings.variant == "whole-image" or not len(mine):
+            continue
+        image = load_image(run.patches.paths[i])
+        picture = heatmaps(image, run.patches.boxes[rows[mine]], run.test_probs[mine], run.classes, k=k)
+        name = f"{image_id}.png"
+        picture.save(os.path.join(folder, name))
+        names.append(name)
+    return names
+
+
+def _markdown(path, summary, table, heatmap_files):
+    lines = ["# minicnn demo", "",
+             "Transfer of mid-level features (Oquab et al., CVPR 2014) on the generated default data.", "",
+             "```", table, "```", "",
+             "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in summary["stages"].items()]
+    lines += [f"| total | {summary['seconds']:.1f} |", ""]
+    if summary.get("pretrain"):
+        p = summary["pretrain"]
+        lines += [f"Source network after {p['epoch']} epochs: validation top-1 {p['val_top1']:.3f}, "
+                  f"top-5 {p['val_top5']:.3f}.", ""]
+    lines += ["![validation mAP](plots/validation_map.png)", "", "![source training](plots/pretrain.png)", ""]
+    lines += [f"![heat map {name}](heatmaps/{name})" for name in heatmap_files]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")

@@ -1,0 +1,101 @@
+"""The whole method on tiny generated data: pretrain, every transfer variant, the demo."""
+
+import json
+
+import numpy as np
+import pytest
+
+import minicnn as mc
+from minicnn.data.synthetic import DataConfig, generate
+from minicnn.transfer.pipeline import Transfer, TransferSettings, load_source
+from minicnn.transfer.pretrain import PretrainSettings, pretrain
+from minicnn.transfer.train import TrainSettings
+
+TINY_NET = dict(model="small", input_size=32, resize=36, channels=(8, 16, 16, 16, 16), hidden=24,
+                batch_size=32, workers=1)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    generate(root / "data", DataConfig(source_per_class=10, trainval=8, test=5), workers=1)
+    mc.set_backend("numpy")
+    result = pretrain(root / "data" / "source", root / "pre", PretrainSettings(epochs=2, **TINY_NET),
+                      log=lambda *a: None)
+    return root, result
+
+
+def test_pretrain_writes_a_source_network_with_its_classes(tiny):
+    root, result = tiny
+    net = load_source(result["weights"])
+    assert net.meta["classes"] == result["classes"] and len(result["classes"]) == 30
+    assert len(net.meta["mean"]) == 3 and len(net.meta["std"]) == 3
+    assert (root / "pre" / "source.classes.txt").read_text().split() == result["classes"]
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    assert 0 <= result["history"][-1]["val_top1"] <= result["history"][-1]["val_top5"] <= 1
+
+
+def test_pretrain_resumes_after_the_last_checkpoint(tiny, tmp_path):
+    root, _ = tiny
+    logs = []
+    settings = PretrainSettings(epochs=1, **TINY_NET)
+    pretrain(root / "data" / "source", tmp_path, settings, log=logs.append)
+    more = pretrain(root / "data" / "source", tmp_path, PretrainSettings(epochs=2, **TINY_NET), resume=True,
+                    log=logs.append)
+    assert any("resumed" in line and "after epoch 1" in line for line in logs)
+    assert [h["epoch"] for h in more["history"]] == [1, 2]
+
+
+@pytest.mark.parametrize("variant", ["frozen", "update-fc67", "finetune", "scratch", "whole-image"])
+def test_every_variant_runs_end_to_end(tiny, tmp_path, variant):
+    root, result = tiny
+    settings = TransferSettings(variant=variant, hidden=16, stride_fraction=0.5, scales=(1.0, 2.0),
+                                train=TrainSettings(epochs=1, batch_size=32))
+    run = Transfer(root / "data" / "VOCdevkit", 2007, load_source(result["weights"]), tmp_path, settings,
+                   cache_root=root / "cache", log=lambda *a: None)
+    trainable = {n for n, layer in zip(run.net.names, run.net.layers, strict=True)
+                 if layer.params and not layer.frozen}
+    expected = {"frozen": {"fca", "fcb"}, "whole-image": {"fca", "fcb"},
+                "update-fc67": {"fc6", "fc7", "fca", "fcb"}}.get(variant)
+    assert trainable == (expected or {n for n in run.net.names if run.net[n].params})
+    summary = run.run()
+    assert len(run.classes) == 10 and set(summary["ap"]) <= set(run.classes)
+    assert 0 <= summary["map"] <= 1
+    files = sorted((tmp_path / "results" / "VOC2007" / "Main").iterdir())
+    assert len(files) == 10 and files[0].name.startswith("comp1_cls_test_")
+    lines = files[0].read_text().split("\n")
+    assert len([ln for ln in lines if ln]) == 5
+    assert json.loads((tmp_path / "summary.json").read_text())["variant"] == variant
+
+
+def test_frozen_training_resumes_from_its_checkpoint(tiny, tmp_path):
+    root, result = tiny
+    source = load_source(result["weights"])
+
+    def make(epochs):
+        return Transfer(root / "data" / "VOCdevkit", 2007, source, tmp_path,
+                        TransferSettings(hidden=16, stride_fraction=0.5, scales=(1.0, 2.0),
+                                         train=TrainSettings(epochs=epochs, batch_size=16)),
+                        cache_root=root / "cache", log=lambda *a: None)
+
+    straight = make(2).run()["history"]
+    (tmp_path / "checkpoint.npz").unlink()
+    make(1).run()
+    logs = []
+    resumed = make(2)
+    resumed.log = logs.append
+    history = resumed.run(resume=True)["history"]
+    assert any("resumed" in line for line in logs)
+    np.testing.assert_allclose([h["loss"] for h in history], [h["loss"] for h in straight], rtol=1e-6)
+
+
+def test_demo_quick_writes_its_report(tmp_path):
+    from minicnn.cli import main
+
+    assert main(["demo", "--quick", "--backend", "numpy", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["map"]) == {"transfer", "scratch", "whole-image"}
+    assert summary["seconds"] > 0 and "pretrain" in summary["stages"]
+    assert (tmp_path / "report.md").read_text().startswith("# minicnn demo")
+    assert (tmp_path / "plots" / "validation_map.png").exists()
+    assert list((tmp_path / "heatmaps").glob("*.png"))
