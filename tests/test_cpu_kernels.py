@@ -206,3 +206,13 @@ def test_sgd_update_in_place(weight_decay, dtype, rng):
     KERNELS["sgd_update"](view, grad, vel, 0.5, 0.0, 0.0)
     np.testing.assert_array_equal(wide[:, ::2], -0.5 * grad)
     assert not wide[:, 1::2].any()
+
+
+def test_max_pool_nan_wins_like_numpy_argmax():
+    x = np.arange(2 * 7 * 7, dtype=np.float64).reshape(1, 2, 7, 7)
+    x[0, 0, 1, 1] = x[0, 0, 2, 2] = np.nan  # two NaNs in one window: the first wins
+    x[0, 1, 6, 6] = np.nan  # in the clipped corner window of ceil mode
+    (y_ref, a_ref), (y, a) = both("max_pool_forward", x, 3, 3, 2, 2, 0, 0, 4, 4)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(a, a_ref)
+    assert np.isnan(y[0, 0, 0, 0]) and a[0, 0, 0, 0] == 1 * 7 + 1

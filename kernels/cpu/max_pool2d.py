@@ -1,8 +1,8 @@
 """Max pooling with argmax on the CPU (reference and math: ``minicnn/ops/max_pool2d.py``).
 
 One thread per plane (b, c). A window is clipped to the input instead of padded with
--inf, which picks the same element: the first maximum in row-major window order (a NaN
-counts as the maximum, as numpy's argmax has it). Backward adds each dy to its argmax
+-inf, which picks the same element: the first maximum in row-major window order (the
+first NaN, if any, as numpy's argmax has it). Backward adds each dy to its argmax
 in output order, the reference's order, with no atomics.
 """
 
@@ -17,20 +17,29 @@ def _max_pool_forward(x, kh, kw, sh, sw, ph, pw, y, argmax):
     planes, H, W = x.shape
     oh, ow = y.shape[1], y.shape[2]
     for p in prange(planes):
+        plane = x[p]
         for q in range(oh):
             h0 = q * sh - ph
             hs, he = max(h0, 0), min(h0 + kh, H)
             for r in range(ow):
                 w0 = r * sw - pw
                 ws, we = max(w0, 0), min(w0 + kw, W)
-                best = x[p, hs, ws]
+                best = plane[hs, ws]
                 where = hs * W + ws
+                nan = False  # a branch-free test here; NaN windows are redone below
                 for h in range(hs, he):
                     for w in range(ws, we):
-                        v = x[p, h, w]
-                        if v > best or (v != v and best == best):
+                        v = plane[h, w]
+                        nan |= v != v
+                        if v > best:
                             best = v
                             where = h * W + w
+                if nan:  # numpy's argmax: the first NaN is the maximum
+                    for h in range(he - 1, hs - 1, -1):
+                        for w in range(we - 1, ws - 1, -1):
+                            if plane[h, w] != plane[h, w]:
+                                best = plane[h, w]
+                                where = h * W + w
                 y[p, q, r] = best
                 argmax[p, q, r] = where
 
