@@ -41,6 +41,10 @@ import numpy as np
 import minicnn as mc
 
 MODELS = ("small", "alexnet")
+# The SGD step runs in full, but with a learning rate small enough that the weights stay
+# in range over the benchmark: random labels at a training rate make AlexNet diverge,
+# and inf/NaN or denormal numbers would change the speed of the arithmetic.
+LEARNING_RATE = 1e-5
 CONTENDERS_OURS = ("numpy", "cpu")
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS",
             "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
@@ -198,7 +202,8 @@ class Torch:
         self.torch = torch
         self.names = list(net.names)
         self.model = torch_model(net)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LEARNING_RATE, momentum=0.9,
+                                   weight_decay=5e-4)
         self.loss = torch.nn.CrossEntropyLoss()
         self.x, self.labels = torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
 
@@ -311,7 +316,7 @@ def numba_first_call(model: str) -> dict:
     kernels' compilation, or their loading from Numba's cache."""
     net = build_model(model)
     x, labels = make_batch(net, 2)
-    ours = Ours("cpu", net, mc.optim.SGD(net), x, labels)
+    ours = Ours("cpu", net, mc.optim.SGD(net, lr=LEARNING_RATE), x, labels)
     before = _kernel_cache_counts()
     start = time.perf_counter()
     ours.train_step()
@@ -363,7 +368,7 @@ def memory_probe(contender: str, model: str, batch: int, threads: int) -> dict:
         runner = Torch(net, x, labels)
         del net  # PyTorch holds its own copy of the weights
     else:
-        runner = Ours(contender, net, mc.optim.SGD(net), x, labels)
+        runner = Ours(contender, net, mc.optim.SGD(net, lr=LEARNING_RATE), x, labels)
     runner.train_step()
     before = _status_kb("VmRSS")
     reset = _reset_peak_rss()
@@ -435,7 +440,7 @@ def run(args) -> int:
         batches = args.batch or ([32, 128] if model == "small" or full else [32])
         mc.seed(0)
         net = build_model(model)
-        opt = mc.optim.SGD(net, lr=0.01, momentum=0.9, weight_decay=5e-4)
+        opt = mc.optim.SGD(net, lr=LEARNING_RATE, momentum=0.9, weight_decay=5e-4)
         for batch in batches:
             x, labels = make_batch(net, batch)
             contenders = [Ours(b, net, opt, x, labels) for b in backends]

@@ -13,33 +13,33 @@ from numba import njit, prange
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _max_pool_forward(x, kh, kw, sh, sw, ph, pw, y, argmax):
-    planes, H, W = x.shape
-    oh, ow = y.shape[1], y.shape[2]
+def _max_pool_forward(x, H, W, kh, kw, sh, sw, ph, pw, y, argmax):
+    """x flat (planes, H, W); y, argmax (planes, oh, ow)."""
+    planes, oh, ow = y.shape
     for p in prange(planes):
-        plane = x[p]
+        base = np.uint64(p * H * W)
         for q in range(oh):
             h0 = q * sh - ph
             hs, he = max(h0, 0), min(h0 + kh, H)
             for r in range(ow):
                 w0 = r * sw - pw
                 ws, we = max(w0, 0), min(w0 + kw, W)
-                best = plane[hs, ws]
-                where = hs * W + ws
-                nan = False  # a branch-free test here; NaN windows are redone below
-                for h in range(hs, he):
-                    for w in range(ws, we):
-                        v = plane[h, w]
+                where = np.uint64(hs * W + ws)
+                best = x[base + where]
+                nan = False  # a branch-free test here; a window with a NaN is redone below
+                for h in range(np.uint64(hs), np.uint64(he)):
+                    for w in range(np.uint64(h * W + ws), np.uint64(h * W + we)):
+                        v = x[base + w]
                         nan |= v != v
                         if v > best:
                             best = v
-                            where = h * W + w
+                            where = w
                 if nan:  # numpy's argmax: the first NaN is the maximum
                     for h in range(he - 1, hs - 1, -1):
-                        for w in range(we - 1, ws - 1, -1):
-                            if plane[h, w] != plane[h, w]:
-                                best = plane[h, w]
-                                where = h * W + w
+                        for w in range(h * W + we - 1, h * W + ws - 1, -1):
+                            if x[base + np.uint64(w)] != x[base + np.uint64(w)]:
+                                best = x[base + np.uint64(w)]
+                                where = np.uint64(w)
                 y[p, q, r] = best
                 argmax[p, q, r] = where
 
@@ -50,15 +50,15 @@ def _max_pool_backward(dy, argmax, dx):
     for p in prange(planes):
         dx[p, :] = 0
         for t in range(L):
-            dx[p, argmax[p, t]] += dy[p, t]
+            dx[p, np.uint64(argmax[p, t])] += dy[p, t]
 
 
 def max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     n, C, H, W = x.shape
-    x3 = np.ascontiguousarray(x).reshape(n * C, H, W)
     y = np.empty((n, C, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, C, oh, ow), dtype=np.int64)
-    _max_pool_forward(x3, kh, kw, sh, sw, ph, pw, y.reshape(n * C, oh, ow), argmax.reshape(n * C, oh, ow))
+    _max_pool_forward(np.ascontiguousarray(x).reshape(-1), H, W, kh, kw, sh, sw, ph, pw,
+                      y.reshape(n * C, oh, ow), argmax.reshape(n * C, oh, ow))
     return y, argmax
 
 
