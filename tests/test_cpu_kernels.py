@@ -216,3 +216,25 @@ def test_max_pool_nan_wins_like_numpy_argmax():
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(a, a_ref)
     assert np.isnan(y[0, 0, 0, 0]) and a[0, 0, 0, 0] == 1 * 7 + 1
+
+
+@pytest.mark.parametrize("shape", [(70, 300, 250), (260, 300, 40), (33, 5000, 47)])
+def test_gemm_split_over_threads(shape, dtype, rng):
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    M, K, N = shape
+    a = rng.standard_normal((M, K)).astype(dtype)
+    b = rng.standard_normal((N, K)).astype(dtype).T  # a transposed view, as conv's dW uses
+    wide = np.zeros((M, N + 5), dtype)
+    out = wide[:, 2 : 2 + N]  # rows with a gap between them
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        assert KERNELS["gemm"](a, b, out) is out
+    finally:
+        numba.set_num_threads(before)
+    # entries are sums of K products of size ~1: their rounding scales with sqrt(K)
+    np.testing.assert_allclose(out, a @ b, rtol=RTOL[dtype], atol=RTOL[dtype] * np.sqrt(K))
+    assert not wide[:, :2].any() and not wide[:, 2 + N :].any()

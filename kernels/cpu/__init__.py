@@ -20,6 +20,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 from minicnn.kernels.cpu.conv2d import cnhw_to_nchw, nchw_to_cnhw
 from minicnn.kernels.cpu.dropout import dropout_apply
+from minicnn.kernels.cpu.gemm import gemm
 from minicnn.kernels.cpu.im2col import col2im, im2col
 from minicnn.kernels.cpu.lrn import lrn_backward, lrn_forward
 from minicnn.kernels.cpu.max_pool2d import max_pool_backward, max_pool_forward
@@ -31,6 +32,7 @@ __all__ = [
     "cnhw_to_nchw",
     "col2im",
     "dropout_apply",
+    "gemm",
     "im2col",
     "lrn_backward",
     "lrn_forward",

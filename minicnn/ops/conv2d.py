@@ -14,7 +14,9 @@ bounded whatever the batch size; backward unfolds each chunk again instead of ke
 the columns of the whole batch. Each product is one GEMM per group and chunk, over the
 chunk's images at once: Y and dY are handled channel-major, (O, n*OH*OW), the layout the
 columns give, and converted from and to NCHW by :func:`cnhw_to_nchw` and
-:func:`nchw_to_cnhw` (hot paths: a kernel does each in one parallel pass).
+:func:`nchw_to_cnhw` (hot paths: a kernel does each in one parallel pass). The products
+go through :func:`gemm`, BLAS on every backend (the cpu backend splits it into one
+single-threaded GEMM per thread, see ``kernels/cpu/gemm.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ def _chunks(n, rows, cols_per_image, itemsize):
     per_image = rows * cols_per_image * itemsize
     step = max(1, min(n, WORKSPACE_BYTES // max(per_image, 1)))
     return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+@hot_path
+def gemm(a, b, out):
+    """out = a @ b, a (M, K), b (K, N), out (M, N) (BLAS); returns out."""
+    return array_module(a).matmul(a, b, out=out)
 
 
 @hot_path
@@ -83,7 +91,7 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, groups=1):
                       workspace(xp, x.dtype, C * kh * kw * n * L).reshape(C * kh * kw, n * L))
         ycols = workspace(xp, x.dtype, O * n * L, "out").reshape(O, n * L)
         for g in range(groups):
-            xp.matmul(w2[g], cols[g * K : (g + 1) * K], out=ycols[g * Og : (g + 1) * Og])
+            gemm(w2[g], cols[g * K : (g + 1) * K], ycols[g * Og : (g + 1) * Og])
         cnhw_to_nchw(ycols, bias, y[s:e])
     return y
 
@@ -100,7 +108,8 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, 
     w2 = weight.reshape(groups, Og, K)
     chunks = _chunks(N, C * kh * kw, L, x.itemsize)
     dx = xp.empty_like(x) if need_dx and len(chunks) > 1 else None
-    dw = xp.zeros((groups, Og, K), dtype=weight.dtype) if need_dw else None
+    dw = xp.empty((groups, Og, K), dtype=weight.dtype) if need_dw else None
+    dw_chunk = xp.empty((Og, K), dtype=weight.dtype) if need_dw and len(chunks) > 1 else None
     db = xp.zeros(O, dtype=dy.dtype) if need_dw else None
     for s, e in chunks:
         n = e - s
@@ -110,12 +119,15 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, 
             cols = im2col(x[s:e], kh, kw, sh, sw, ph, pw,
                           workspace(xp, x.dtype, C * kh * kw * n * L).reshape(C * kh * kw, n * L))
             for g in range(groups):
-                dw[g] += dyc[g * Og : (g + 1) * Og] @ cols[g * K : (g + 1) * K].T
+                if s == 0:
+                    gemm(dyc[g * Og : (g + 1) * Og], cols[g * K : (g + 1) * K].T, dw[g])
+                else:
+                    dw[g] += gemm(dyc[g * Og : (g + 1) * Og], cols[g * K : (g + 1) * K].T, dw_chunk)
             db += dyc.sum(axis=1)
         if need_dx:
             dcols = workspace(xp, x.dtype, C * kh * kw * n * L, "dcols").reshape(C * kh * kw, n * L)
             for g in range(groups):
-                xp.matmul(w2[g].T, dyc[g * Og : (g + 1) * Og], out=dcols[g * K : (g + 1) * K])
+                gemm(w2[g].T, dyc[g * Og : (g + 1) * Og], dcols[g * K : (g + 1) * K])
             dx_chunk = col2im(dcols, (n, C, H, W), kh, kw, sh, sw, ph, pw)
             if len(chunks) == 1:
                 dx = dx_chunk
