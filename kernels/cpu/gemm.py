@@ -1,4 +1,4 @@
-"""Matrix product on the CPU (reference: ``gemm`` in ``minicnn/ops/conv2d.py``): BLAS
+"""Matrix product on the CPU (reference and math: ``minicnn/ops/gemm.py``): BLAS
 through numpy.matmul, as one single-threaded GEMM per thread, each on its own block of
 the output, instead of one multi-threaded GEMM.
 

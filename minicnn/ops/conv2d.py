@@ -22,6 +22,7 @@ single-threaded GEMM per thread, see ``kernels/cpu/gemm.py``).
 from __future__ import annotations
 
 from minicnn.backend import array_module, hot_path
+from minicnn.ops.gemm import gemm
 from minicnn.ops.im2col import col2im, conv_output_size, im2col
 
 # Bytes of column workspace per chunk; at least one image is always processed.
@@ -49,12 +50,6 @@ def _chunks(n, rows, cols_per_image, itemsize):
     per_image = rows * cols_per_image * itemsize
     step = max(1, min(n, WORKSPACE_BYTES // max(per_image, 1)))
     return [(s, min(n, s + step)) for s in range(0, n, step)]
-
-
-@hot_path
-def gemm(a, b, out):
-    """out = a @ b, a (M, K), b (K, N), out (M, N) (BLAS); returns out."""
-    return array_module(a).matmul(a, b, out=out)
 
 
 @hot_path
