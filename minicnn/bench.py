@@ -505,8 +505,9 @@ def _print_header(report):
     print("variables: " + (", ".join(f"{k}={v}" for k, v in set_vars.items())
                            or "none of " + ", ".join(BLAS_ENV)))
     for model, c in report.get("numba_first_call", {}).items():
-        print(f"numba first call ({model}, reported apart): {c['seconds']:.2f} s "
-              f"({c['compiled']} specialisations compiled, {c['loaded_from_cache']} loaded from cache)")
+        counts = (f"{c['compiled']} specialisations compiled, {c['loaded_from_cache']} loaded from cache"
+                  if c["compiled"] + c["loaded_from_cache"] else "kernels already loaded")
+        print(f"numba first call ({model}, reported apart): {c['seconds']:.2f} s ({counts})")
     print(f"each figure: median of {report['repeats']} interleaved rounds after {report['warmup']} warm-up")
 
 
