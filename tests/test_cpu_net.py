@@ -27,11 +27,14 @@ def hot_paths():
             if hasattr(f, "reference")}
 
 
-def test_every_hot_path_has_a_cpu_kernel():
-    kernels = mc.backend.backend_named("cpu").kernels
+def test_cpu_kernels_replace_the_hot_paths():
+    kernels = set(mc.backend.backend_named("cpu").kernels)
     paths = hot_paths()
-    assert {"im2col", "col2im", "max_pool_forward", "lrn_backward", "sgd_update"} <= paths
-    assert paths == set(kernels), f"missing kernels {paths - set(kernels)}, extra {set(kernels) - paths}"
+    # a kernel whose name matches no hot path would never run
+    assert kernels <= paths, f"kernels without a hot path: {kernels - paths}"
+    assert {"im2col", "col2im", "max_pool_forward", "max_pool_backward", "lrn_forward", "lrn_backward",
+            "relu_forward", "relu_backward", "dropout_apply", "softmax_xent", "sgd_update", "gemm",
+            "nchw_to_cnhw", "cnhw_to_nchw"} <= kernels
 
 
 def run_conv(backend, x, dy, weight, bias, stride, padding, groups, need_dx=True):
