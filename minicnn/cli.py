@@ -17,6 +17,7 @@ from minicnn.backend import BackendUnavailable
 
 # command -> module that implements it (imported only when the command runs)
 COMMANDS = {
+    "bench": "minicnn.commands.bench",
     "demo": "minicnn.commands.demo",
     "evaluate": "minicnn.commands.evaluate",
     "gradcheck": "minicnn.commands.gradcheck",
