@@ -21,6 +21,7 @@ COMMANDS = {
     "demo": "minicnn.commands.demo",
     "evaluate": "minicnn.commands.evaluate",
     "gradcheck": "minicnn.commands.gradcheck",
+    "localize": "minicnn.commands.localize",
     "make-data": "minicnn.commands.make_data",
     "pretrain": "minicnn.commands.pretrain",
     "transfer": "minicnn.commands.transfer",

@@ -99,3 +99,23 @@ def test_demo_quick_writes_its_report(tmp_path):
     assert (tmp_path / "report.md").read_text().startswith("# minicnn demo")
     assert (tmp_path / "plots" / "validation_map.png").exists()
     assert list((tmp_path / "heatmaps").glob("*.png"))
+
+
+def test_localize_writes_heatmaps_boxes_and_detection_results(tiny, tmp_path):
+    from minicnn.cli import main
+
+    root, result = tiny
+    run = Transfer(root / "data" / "VOCdevkit", 2007, load_source(result["weights"]), tmp_path / "t",
+                   TransferSettings(hidden=16, stride_fraction=0.5, scales=(1.0, 2.0),
+                                    train=TrainSettings(epochs=1, batch_size=32)),
+                   cache_root=root / "cache", log=lambda *a: None)
+    run.run()
+    out = tmp_path / "loc"
+    assert main(["localize", "--weights", str(tmp_path / "t" / "transfer.npz"), "--voc",
+                 str(root / "data" / "VOCdevkit"), "--out", str(out), "--backend", "numpy",
+                 "--heatmaps", "2", "--per-class", "2"]) == 0
+    assert len(list((out / "heatmaps").glob("*.png"))) == 2
+    boxes = json.loads((out / "boxes.json").read_text())
+    assert set(boxes) == set(run.classes)
+    assert all(len(v) == 2 * 5 for v in boxes.values())  # 2 boxes per class in each of 5 test images
+    assert len(list((out / "results" / "VOC2007" / "Main").glob("comp3_det_test_*.txt"))) == 10

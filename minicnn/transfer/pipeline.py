@@ -207,6 +207,8 @@ class Transfer:
                                 s.train, validate=validate,
                                 checkpoint=os.path.join(self.out, "checkpoint.npz"), resume=resume,
                                 log=self.log, desc=s.variant)
+        self.net.meta.update(target_classes=self.classes, k=s.train.k, scales=list(s.scales),
+                             stride_fraction=s.stride_fraction, variant=s.variant)
         self.net.save(os.path.join(self.out, "transfer.npz"))
         scores, probs = self.score(trained, inputs_of, "test")
         results = os.path.join(self.out, "results", f"VOC{self.dataset.year}", "Main")

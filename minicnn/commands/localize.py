@@ -1,0 +1,89 @@
+"""Localize objects with a transfer network: score maps, heat maps and boxes (METHOD.md 8).
+
+Every patch of an image is scored; each pixel's score for class c is the mean of
+p(c|P)^k over the patches covering it, drawn as heat maps over the image. The best patches
+of each class after non-maximum suppression are its boxes. With --voc, every image of
+--set is processed, the boxes are written as comp3 detection files and evaluated with the
+VOC detection protocol (AP table printed); with --images, the given files are processed.
+
+Examples:
+  minicnn localize --weights runs/demo/transfer/transfer.npz --voc runs/demo/data/VOCdevkit --out runs/loc
+  minicnn localize --weights transfer.npz --images street.jpg park.jpg --out runs/loc
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(p):
+    p.add_argument("--weights", required=True, help="transfer network (.npz written by minicnn transfer)")
+    p.add_argument("--out", required=True, help="output folder (heatmaps/, boxes.json, results/)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--voc", help="VOCdevkit root: process a whole image set and evaluate detection")
+    src.add_argument("--images", nargs="+", help="image files to process")
+    p.add_argument("--year", type=int, default=2007)
+    p.add_argument("--set", default="test", help="image set with --voc (default test)")
+    p.add_argument("-k", type=float, default=None, help="power of the score maps (default: the network's)")
+    p.add_argument("--per-class", type=int, default=5, help="boxes kept per class and image (default 5)")
+    p.add_argument("--nms", type=float, default=0.3, help="IoU above which a weaker box is dropped")
+    p.add_argument("--heatmaps", type=int, default=8, help="images drawn as heat maps (default 8)")
+    p.add_argument("--top", type=int, default=3, help="classes drawn per image (default 3)")
+    p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu")
+
+
+def run(args):
+    import json
+    import os
+
+    from tqdm import tqdm
+
+    import minicnn as mc
+    from minicnn.data.transforms import load_image
+    from minicnn.errors import InputError
+    from minicnn.transfer.localize import image_patch_probabilities, patch_detections, voc_boxes
+    from minicnn.transfer.report import heatmaps
+
+    mc.set_backend(args.backend)
+    net = mc.Sequential.load(args.weights)
+    meta = net.meta
+    if "target_classes" not in meta:
+        raise InputError(f"{args.weights}: not a transfer network (no target_classes in its metadata)")
+    classes, k = meta["target_classes"], args.k or meta.get("k", 5.0)
+    if args.voc:
+        from minicnn.data.voc import VOCDataset
+
+        dataset = VOCDataset(args.voc, args.year, classes=classes)
+        ids = dataset.image_ids(args.set)
+        paths = [str(dataset.image_path(i)) for i in ids]
+    else:
+        ids = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
+        paths = list(args.images)
+    os.makedirs(os.path.join(args.out, "heatmaps"), exist_ok=True)
+    detections = {c: ([], [], []) for c in classes}  # image ids, scores, VOC boxes
+    for n, (image_id, path) in enumerate(tqdm(list(zip(ids, paths, strict=True)), desc="localize",
+                                              unit="img", disable=None)):
+        image = load_image(path)
+        boxes, probs = image_patch_probabilities(net, image, meta["scales"], meta["stride_fraction"])
+        for c, (scores, kept) in zip(classes, patch_detections(boxes, probs, len(classes), args.per_class,
+                                                               args.nms), strict=True):
+            detections[c][0].extend([image_id] * len(scores))
+            detections[c][1].extend(scores.tolist())
+            detections[c][2].extend(voc_boxes(kept).tolist())
+        if n < args.heatmaps:
+            heatmaps(image, boxes, probs, classes, k=k, top=args.top).save(
+                os.path.join(args.out, "heatmaps", f"{image_id}.png"))
+    with open(os.path.join(args.out, "boxes.json"), "w") as f:
+        json.dump({c: [{"image": i, "score": s, "box": b} for i, s, b in zip(*d, strict=True)]
+                   for c, d in detections.items()}, f)
+    print(f"heat maps: {args.out}/heatmaps; boxes: {args.out}/boxes.json")
+    if args.voc:
+        from minicnn.evaluate import evaluate_voc, result_filename, write_det_results
+        from minicnn.transfer.report import ap_table
+
+        results = os.path.join(args.out, "results", f"VOC{args.year}", "Main")
+        for c, (image_ids, scores, boxes) in detections.items():
+            write_det_results(os.path.join(results, result_filename("comp3", "det", args.set, c)),
+                              image_ids, scores, boxes)
+        report = evaluate_voc(dataset, args.set, "det", results)
+        print(ap_table({"detection": {"ap": {c: r.ap for c, r in report.results.items()}, "map": report.map}},
+                       list(report.results), report.metric))
+    return 0

@@ -1,0 +1,59 @@
+"""Localization from patch scores (METHOD.md section 8).
+
+Score maps: each pixel gets the mean of p(c|P)^k over the patches covering it
+(:func:`minicnn.transfer.scores.score_map`). Boxes: the patches themselves are candidate
+boxes of class c with score p(c|P); the best ones, after greedy non-maximum suppression
+(a patch overlapping an already kept one by IoU > ``nms_iou`` is dropped), are the
+detections, evaluated with the VOC detection protocol.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.transfer.labels import box_area, intersection_areas
+
+
+def non_maximum_suppression(boxes, scores, iou=0.3, limit=None):
+    """Indices of the kept boxes, best score first."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    boxes = np.asarray(boxes, dtype=np.float64)
+    keep = []
+    while len(order) and (limit is None or len(keep) < limit):
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        inter = intersection_areas(boxes[best : best + 1], boxes[rest])[0]
+        union = box_area(boxes[best]) + box_area(boxes[rest]) - inter
+        order = rest[inter / np.maximum(union, 1e-12) <= iou]
+    return np.array(keep, dtype=np.int64)
+
+
+def patch_detections(boxes, probs, num_classes, per_class=5, nms_iou=0.3):
+    """For each class c < num_classes: (scores, boxes) of the best patches after NMS; boxes
+    in 0-based end-exclusive pixels."""
+    out = []
+    for c in range(num_classes):
+        keep = non_maximum_suppression(boxes, probs[:, c], nms_iou, per_class)
+        out.append((probs[keep, c], boxes[keep]))
+    return out
+
+
+def voc_boxes(pixel_boxes):
+    """0-based end-exclusive boxes -> VOC 1-based inclusive boxes (rounded to pixels)."""
+    b = np.rint(np.asarray(pixel_boxes, dtype=np.float64)).reshape(-1, 4)
+    return b + np.array([1.0, 1.0, 0.0, 0.0])
+
+
+def image_patch_probabilities(net, image, scales, stride_fraction, batch_size=256):
+    """(boxes, probs) of every patch of a PIL ``image`` through a transfer network (softmax
+    over the target classes and background), inputs normalised with the network's metadata."""
+    from minicnn.data.transforms import crop_patches
+    from minicnn.transfer.patches import sample_patches
+    from minicnn.transfer.train import patch_probabilities
+
+    boxes = sample_patches(image.width, image.height, scales, stride_fraction)
+    size = int(net.input_shape[-1])
+    x = crop_patches(image, boxes, size)
+    x -= np.asarray(net.meta.get("mean", [0, 0, 0]), np.float32).reshape(1, 3, 1, 1)
+    x /= np.asarray(net.meta.get("std", [1, 1, 1]), np.float32).reshape(1, 3, 1, 1)
+    return boxes, patch_probabilities(net, lambda idx: x[idx], np.arange(len(x)), batch_size)
