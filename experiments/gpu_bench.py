@@ -188,33 +188,10 @@ def ours_layer_times(mc, cupy, net, batch):
 # --- PyTorch -----------------------------------------------------------------------------------
 
 def torch_model(torch, mc, net, device):
-    """The same network in PyTorch, with our weights."""
-    from minicnn import layers as L
+    """The same network in PyTorch, with our weights (minicnn.bench builds it), on ``device``."""
+    from minicnn.bench import torch_model as build
 
-    nn = torch.nn
-    modules = []
-    for layer in net.layers:
-        if isinstance(layer, L.Conv2D):
-            m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                          layer.padding, groups=layer.groups)
-        elif isinstance(layer, L.Linear):
-            m = nn.Linear(layer.in_features, layer.out_features)
-        elif isinstance(layer, L.ReLU):
-            m = nn.ReLU(inplace=True)
-        elif isinstance(layer, L.LRN):
-            m = nn.LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
-        elif isinstance(layer, L.MaxPool2D):
-            m = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
-        elif isinstance(layer, L.Dropout):
-            m = nn.Dropout(layer.p)
-        elif isinstance(layer, L.Flatten):
-            m = nn.Flatten()
-        else:
-            raise TypeError(f"no PyTorch counterpart for layer {layer.name!r} ({type(layer).__name__})")
-        for key, value in layer.params.items():
-            getattr(m, key).data = torch.from_numpy(mc.to_numpy(value).copy())
-        modules.append(m)
-    return nn.Sequential(*modules).to(device)
+    return build(net).to(device)
 
 
 def torch_sync(torch, device):
