@@ -77,16 +77,16 @@ SOURCE_CLASSES: dict[str, tuple[Part, ...]] = {
     # single parts: every shape and every texture appears
     "striped_disc": (P("disc", "stripes"),),
     "dotted_square": (P("square", "dots", w=0.85),),
-    "checker_triangle": (P("triangle", "checker"),),
+    "striped_triangle": (P("triangle", "stripes"),),
     "plain_ring": (P("ring", "plain"),),
     "grid_hexagon": (P("hexagon", "grid"),),
     "bullseye_square": (P("square", "bullseye", w=0.85),),
     "dotted_star": (P("star", "dots"),),
     "striped_cross": (P("cross", "stripes"),),
-    "checker_diamond": (P("diamond", "checker"),),
+    "striped_diamond": (P("diamond", "stripes"),),
     "plain_star": (P("star", "plain"),),
     "striped_hexagon": (P("hexagon", "stripes"),),
-    "dotted_ring": (P("ring", "dots"),),
+    "checker_ring": (P("ring", "checker"),),
     "grid_disc": (P("disc", "grid"),),
     "bullseye_disc": (P("disc", "bullseye"),),
     "plain_cross": (P("cross", "plain"),),
@@ -111,11 +111,13 @@ SOURCE_CLASSES: dict[str, tuple[Part, ...]] = {
 }
 
 # Appearance ranges (in object units: an object spans about 2)
-TEXTURE_PERIOD = (0.28, 0.4)
-DISTRACTOR_OPACITY = (0.5, 1.0)
-SOURCE_DISTRACTORS = (1, 4)          # [low, high) distractor parts per source image
-SOURCE_DISTRACTOR_SIZE = (0.2, 0.5)  # fraction of the image side
-SOURCE_OBJECT_SIZE = (0.55, 0.9)     # fraction of the image side
+TEXTURE_PERIOD = (0.45, 0.6)
+COLOUR_CONTRAST = 0.3                 # least luminance difference of a part's two colours
+ROTATION = 0.45                       # largest rotation of an object, radians
+DISTRACTOR_OPACITY = (0.3, 0.6)
+SOURCE_DISTRACTORS = (0, 3)           # [low, high) distractor parts per source image
+SOURCE_DISTRACTOR_SIZE = (0.15, 0.35)  # fraction of the image side
+SOURCE_OBJECT_SIZE = (0.65, 0.95)     # fraction of the image side
 SCENE_DISTRACTORS = (3, 8)
 SCENE_DISTRACTOR_SIZE = (0.1, 0.35)  # fraction of the shorter side
 SCENE_OBJECT_SIZE = (0.2, 0.7)       # fraction of the shorter side
@@ -192,7 +194,7 @@ def _random_colour_pair(rng):
     while True:
         pair = rng.random((2, 3))
         luma = pair @ np.array([0.299, 0.587, 0.114])
-        if abs(luma[0] - luma[1]) >= 0.3:
+        if abs(luma[0] - luma[1]) >= COLOUR_CONTRAST:
             return pair
 
 
@@ -296,7 +298,7 @@ def _object_placement(rng, cx, cy, side):
     "house" have an up), aspect within 20%, mirrored half the time."""
     aspect = np.exp(rng.uniform(-0.2, 0.2))
     mirror = -1.0 if rng.random() < 0.5 else 1.0
-    return Placement(cx, cy, side / 2, rng.uniform(-0.45, 0.45), mirror * np.sqrt(aspect),
+    return Placement(cx, cy, side / 2, rng.uniform(-ROTATION, ROTATION), mirror * np.sqrt(aspect),
                      1 / np.sqrt(aspect))
 
 
