@@ -235,11 +235,10 @@ def _part_alpha(part, placement, x0, y0, x1, y1, texture_params):
     return alpha, t
 
 
-def _window(corners, width, height, clip=True):
+def _window(corners):
+    """Integer pixel window [x0, x1) x [y0, y1) around ``corners``, a pixel of margin."""
     x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 1
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 1
-    if clip:
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     return int(x0), int(y0), int(x1), int(y1)
 
 
@@ -248,19 +247,18 @@ def _draw_object(canvas, owner, owner_id, parts, placement, rng):
     (alpha > 0.5) become ``owner_id`` in ``owner``. Returns the pixel count the object
     would cover on an unbounded canvas and the count inside the image."""
     height, width = canvas.shape[:2]
-    full_area = inside_area = 0
-    for part in parts:
+    windows = [_window(_part_corners(part, placement)) for part in parts]
+    # the whole object, also outside the image, to tell how much the border cuts
+    ox0, oy0 = min(w[0] for w in windows), min(w[1] for w in windows)
+    ox1, oy1 = max(w[2] for w in windows), max(w[3] for w in windows)
+    covered = np.zeros((oy1 - oy0, ox1 - ox0), dtype=bool)
+    for part, (fx0, fy0, fx1, fy1) in zip(parts, windows, strict=True):
         colours = _random_colour_pair(rng)
         texture_params = (rng.uniform(*TEXTURE_PERIOD), rng.uniform(0, np.pi), rng.random())
-        corners = _part_corners(part, placement)
-        fx0, fy0, fx1, fy1 = _window(corners, width, height, clip=False)
         x0, y0, x1, y1 = max(fx0, 0), max(fy0, 0), min(fx1, width), min(fy1, height)
         if owner is not None:
-            # the whole part, also outside the image, to tell how much the border cuts
             alpha_full, _ = _part_alpha(part, placement, fx0, fy0, fx1, fy1, texture_params)
-            covered = alpha_full > 0.5
-            full_area += int(covered.sum())
-            inside_area += int(covered[y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0].sum())
+            covered[fy0 - oy0:fy1 - oy0, fx0 - ox0:fx1 - ox0] |= alpha_full > 0.5
         if x0 >= x1 or y0 >= y1:
             continue
         alpha, t = _part_alpha(part, placement, x0, y0, x1, y1, texture_params)
@@ -269,7 +267,8 @@ def _draw_object(canvas, owner, owner_id, parts, placement, rng):
         region += alpha[..., None] * (colour - region)
         if owner is not None:
             owner[y0:y1, x0:x1][alpha > 0.5] = owner_id
-    return full_area, inside_area
+    inside = covered[max(0, -oy0):max(0, height - oy0), max(0, -ox0):max(0, width - ox0)]
+    return int(covered.sum()), int(inside.sum())
 
 
 def _clutter(rng, width, height, distractors, size_range):
