@@ -78,6 +78,10 @@ def test_list_file_errors_name_file_and_line(tmp_path):
         read_folder(root, list_file=lists)
     folder = read_folder(root, list_file=lists, skip_bad=True)
     assert len(folder) == 1 and "missing.png" in folder.skipped[0][0]
+    (root / "a" / "tmp").write_text("not an image")
+    lists.write_text("a/a_0.png\na/tmp\n")  # as in Caltech-101's lists
+    with pytest.raises(InputError, match=r"line 2: image .*tmp is not an image file"):
+        read_folder(root, list_file=lists)
     lists.write_text("a/a_0.png\nloose.png\n")
     with pytest.raises(InputError, match="line 2: 'loose.png' is not <class>/<image>"):
         read_folder(root, list_file=lists)

@@ -104,6 +104,10 @@ def test_breaking_off_stops_the_workers(images):
     next(it)
     it.close()
     assert not loader_threads()
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C while the network computes
+        for _ in loader.epoch(2):
+            raise KeyboardInterrupt
+    assert not loader_threads()
 
 
 def test_ordered_map_is_bounded_ordered_and_raises():

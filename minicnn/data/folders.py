@@ -107,10 +107,12 @@ def _read_list(root, list_file, classes, exclude, skip_bad, skipped):
         if parts[0] in exclude:
             continue
         path = os.path.join(root, *parts)
-        if not os.path.isfile(path):
+        problem = ("does not exist" if not os.path.isfile(path) else
+                   None if _is_image(parts[-1]) else f"is not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        if problem:
             if not skip_bad:
-                raise InputError(f"{where}: image {path} does not exist; --skip-bad skips it")
-            skipped.append((path, f"named in {where}, does not exist"))
+                raise InputError(f"{where}: image {path} {problem}; --skip-bad skips it")
+            skipped.append((path, f"named in {where}, {problem}"))
             continue
         entries.append((parts[0], path, where))
     if classes is None:

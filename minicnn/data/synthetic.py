@@ -77,16 +77,16 @@ SOURCE_CLASSES: dict[str, tuple[Part, ...]] = {
     # single parts: every shape and every texture appears
     "striped_disc": (P("disc", "stripes"),),
     "dotted_square": (P("square", "dots", w=0.85),),
-    "checker_triangle": (P("triangle", "checker"),),
+    "striped_triangle": (P("triangle", "stripes"),),
     "plain_ring": (P("ring", "plain"),),
     "grid_hexagon": (P("hexagon", "grid"),),
     "bullseye_square": (P("square", "bullseye", w=0.85),),
     "dotted_star": (P("star", "dots"),),
     "striped_cross": (P("cross", "stripes"),),
-    "checker_diamond": (P("diamond", "checker"),),
+    "striped_diamond": (P("diamond", "stripes"),),
     "plain_star": (P("star", "plain"),),
     "striped_hexagon": (P("hexagon", "stripes"),),
-    "dotted_ring": (P("ring", "dots"),),
+    "checker_ring": (P("ring", "checker"),),
     "grid_disc": (P("disc", "grid"),),
     "bullseye_disc": (P("disc", "bullseye"),),
     "plain_cross": (P("cross", "plain"),),
@@ -111,11 +111,13 @@ SOURCE_CLASSES: dict[str, tuple[Part, ...]] = {
 }
 
 # Appearance ranges (in object units: an object spans about 2)
-TEXTURE_PERIOD = (0.28, 0.4)
-DISTRACTOR_OPACITY = (0.5, 1.0)
-SOURCE_DISTRACTORS = (1, 4)          # [low, high) distractor parts per source image
-SOURCE_DISTRACTOR_SIZE = (0.2, 0.5)  # fraction of the image side
-SOURCE_OBJECT_SIZE = (0.55, 0.9)     # fraction of the image side
+TEXTURE_PERIOD = (0.45, 0.6)
+COLOUR_CONTRAST = 0.3                 # least luminance difference of a part's two colours
+ROTATION = 0.45                       # largest rotation of an object, radians
+DISTRACTOR_OPACITY = (0.3, 0.6)
+SOURCE_DISTRACTORS = (0, 3)           # [low, high) distractor parts per source image
+SOURCE_DISTRACTOR_SIZE = (0.15, 0.35)  # fraction of the image side
+SOURCE_OBJECT_SIZE = (0.65, 0.95)     # fraction of the image side
 SCENE_DISTRACTORS = (3, 8)
 SCENE_DISTRACTOR_SIZE = (0.1, 0.35)  # fraction of the shorter side
 SCENE_OBJECT_SIZE = (0.2, 0.7)       # fraction of the shorter side
@@ -192,7 +194,7 @@ def _random_colour_pair(rng):
     while True:
         pair = rng.random((2, 3))
         luma = pair @ np.array([0.299, 0.587, 0.114])
-        if abs(luma[0] - luma[1]) >= 0.3:
+        if abs(luma[0] - luma[1]) >= COLOUR_CONTRAST:
             return pair
 
 
@@ -233,11 +235,10 @@ def _part_alpha(part, placement, x0, y0, x1, y1, texture_params):
     return alpha, t
 
 
-def _window(corners, width, height, clip=True):
+def _window(corners):
+    """Integer pixel window [x0, x1) x [y0, y1) around ``corners``, a pixel of margin."""
     x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 1
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 1
-    if clip:
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     return int(x0), int(y0), int(x1), int(y1)
 
 
@@ -246,19 +247,18 @@ def _draw_object(canvas, owner, owner_id, parts, placement, rng):
     (alpha > 0.5) become ``owner_id`` in ``owner``. Returns the pixel count the object
     would cover on an unbounded canvas and the count inside the image."""
     height, width = canvas.shape[:2]
-    full_area = inside_area = 0
-    for part in parts:
+    windows = [_window(_part_corners(part, placement)) for part in parts]
+    # the whole object, also outside the image, to tell how much the border cuts
+    ox0, oy0 = min(w[0] for w in windows), min(w[1] for w in windows)
+    ox1, oy1 = max(w[2] for w in windows), max(w[3] for w in windows)
+    covered = np.zeros((oy1 - oy0, ox1 - ox0), dtype=bool)
+    for part, (fx0, fy0, fx1, fy1) in zip(parts, windows, strict=True):
         colours = _random_colour_pair(rng)
         texture_params = (rng.uniform(*TEXTURE_PERIOD), rng.uniform(0, np.pi), rng.random())
-        corners = _part_corners(part, placement)
-        fx0, fy0, fx1, fy1 = _window(corners, width, height, clip=False)
         x0, y0, x1, y1 = max(fx0, 0), max(fy0, 0), min(fx1, width), min(fy1, height)
         if owner is not None:
-            # the whole part, also outside the image, to tell how much the border cuts
             alpha_full, _ = _part_alpha(part, placement, fx0, fy0, fx1, fy1, texture_params)
-            covered = alpha_full > 0.5
-            full_area += int(covered.sum())
-            inside_area += int(covered[y0 - fy0:y1 - fy0, x0 - fx0:x1 - fx0].sum())
+            covered[fy0 - oy0:fy1 - oy0, fx0 - ox0:fx1 - ox0] |= alpha_full > 0.5
         if x0 >= x1 or y0 >= y1:
             continue
         alpha, t = _part_alpha(part, placement, x0, y0, x1, y1, texture_params)
@@ -267,7 +267,8 @@ def _draw_object(canvas, owner, owner_id, parts, placement, rng):
         region += alpha[..., None] * (colour - region)
         if owner is not None:
             owner[y0:y1, x0:x1][alpha > 0.5] = owner_id
-    return full_area, inside_area
+    inside = covered[max(0, -oy0):max(0, height - oy0), max(0, -ox0):max(0, width - ox0)]
+    return int(covered.sum()), int(inside.sum())
 
 
 def _clutter(rng, width, height, distractors, size_range):
@@ -296,7 +297,7 @@ def _object_placement(rng, cx, cy, side):
     "house" have an up), aspect within 20%, mirrored half the time."""
     aspect = np.exp(rng.uniform(-0.2, 0.2))
     mirror = -1.0 if rng.random() < 0.5 else 1.0
-    return Placement(cx, cy, side / 2, rng.uniform(-0.45, 0.45), mirror * np.sqrt(aspect),
+    return Placement(cx, cy, side / 2, rng.uniform(-ROTATION, ROTATION), mirror * np.sqrt(aspect),
                      1 / np.sqrt(aspect))
 
 

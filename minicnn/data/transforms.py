@@ -65,10 +65,8 @@ def _open(path, draft_side=None, max_reduction=None):
                 reduction = min(raw_w, raw_h) / draft_side
             if reduction >= 2 and f.format == "JPEG":
                 f.draft("RGB", (int(np.ceil(raw_w / reduction)), int(np.ceil(raw_h / reduction))))
-            f.load()
-            image = to_rgb(ImageOps.exif_transpose(f))
-            if image is f:  # keep the pixels after the file closes
-                image = image.copy()
+            f.load()  # the pixels stay valid after the file closes
+            image = to_rgb(ImageOps.exif_transpose(f) if orientation != 1 else f)
     except FileNotFoundError:
         raise InputError(f"{os.fspath(path)}: no such image file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
