@@ -53,11 +53,12 @@ def test_interrupted_build_resumes(tmp_path):
             raise KeyboardInterrupt
         return render(i, boxes)
 
+    # groups of >= 2 patches: [0], [1, 2], [3], [4]
     with pytest.raises(KeyboardInterrupt):
-        build_feature_cache(tmp_path, "fc7", prefix, images, boxes_of, labels_of, failing, {})
+        build_feature_cache(tmp_path, "fc7", prefix, images, boxes_of, labels_of, failing, {}, batch_size=2)
     calls = []
     cache = build_feature_cache(tmp_path, "fc7", prefix, images, boxes_of, labels_of,
-                                lambda i, b: calls.append(i) or render(i, b), {})
+                                lambda i, b: calls.append(i) or render(i, b), {}, batch_size=2)
     assert calls == [3, 4]  # images 0-2 were stored before the interruption
     direct = np.concatenate([extract(prefix, render(i, boxes_of(i))) for i in range(5)])
     np.testing.assert_allclose(np.asarray(cache.features), direct, rtol=1e-5, atol=1e-6)

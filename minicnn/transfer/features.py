@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minicnn import backend
+from minicnn.data.loader import ordered_map
 
 
 def _write_json_atomic(path, obj):
@@ -73,7 +74,9 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
     their labels; ``render(i, boxes)`` the (M_i, 3, S, S) float32 network input of those
     patches; ``key_parts``: a JSON-able description of the sampler, patch size and
     preprocessing (the network and images are added here). ``progress``: an optional
-    callable(n_done, n_total) called after each image.
+    callable(n_done, n_total) called as images are done. Images are processed in groups of
+    at least ``batch_size`` patches, rendered in a background thread while the network
+    computes the previous group.
     """
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float16):
@@ -111,18 +114,38 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
     offsets = index["offsets"]
     if state["done"] < len(images):
         feats = np.load(features_path, mmap_mode="r+")
-        for i in range(state["done"], len(images)):
-            rows = slice(int(offsets[i]), int(offsets[i + 1]))
-            feats[rows] = extract(extractor, render(i, index["boxes"][rows]), batch_size)
+        groups = _image_groups(offsets, state["done"], batch_size)
+
+        def rendered(group):  # runs in a background thread, overlapping the network
+            return group, [render(i, index["boxes"][offsets[i]:offsets[i + 1]]) for i in group]
+
+        for group, pixels in ordered_map(rendered, groups, workers=1, prefetch=2):
+            rows = slice(int(offsets[group[0]]), int(offsets[group[-1] + 1]))
+            feats[rows] = extract(extractor, np.concatenate(pixels), batch_size)
             # flush before recording progress: a crash never marks unwritten rows as done
             feats.flush()
-            state["done"] = i + 1
+            state["done"] = group[-1] + 1
             _write_json_atomic(progress_path, state)
             if progress:
-                progress(i + 1, len(images))
+                progress(state["done"], len(images))
         del feats
     return FeatureCache(directory, np.load(features_path, mmap_mode="r"), index["image"],
                         index["boxes"], index["labels"], offsets)
+
+
+def _image_groups(offsets, start, batch_size):
+    """Consecutive images from ``start`` in groups of at least ``batch_size`` patches (the
+    last group may hold fewer): full batches for the network whatever the patches per image."""
+    groups, group, count = [], [], 0
+    for i in range(start, len(offsets) - 1):
+        group.append(i)
+        count += int(offsets[i + 1] - offsets[i])
+        if count >= batch_size:
+            groups.append(group)
+            group, count = [], 0
+    if group:
+        groups.append(group)
+    return groups
 
 
 def _output_dim(extractor, render, all_boxes):

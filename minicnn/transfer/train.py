@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from minicnn import backend
 from minicnn.checkpoint import load_checkpoint, save_checkpoint
+from minicnn.data.loader import ordered_map
 from minicnn.losses import softmax, softmax_cross_entropy
 from minicnn.optim import SGD, PlateauLR
 from minicnn.transfer.labels import background_weights, resample_background
@@ -52,12 +53,18 @@ class TrainSettings:
             raise ValueError("epochs and batch_size must be positive")
 
 
+def prefetched(inputs_of, batches):
+    """(indices, inputs) of each batch, the next one prepared in a background thread while
+    the network computes on the current one."""
+    return ordered_map(lambda idx: (idx, inputs_of(idx)), batches, workers=1, prefetch=2)
+
+
 def patch_probabilities(net, inputs_of, indices, batch_size=256):
     """(len(indices), K) softmax outputs of the patches ``indices`` (evaluation mode)."""
     out = []
-    for s in range(0, len(indices), batch_size):
-        logits = net.forward(backend.asarray(inputs_of(indices[s : s + batch_size])), train=False)
-        out.append(backend.to_numpy(softmax(logits)))
+    batches = [indices[s : s + batch_size] for s in range(0, len(indices), batch_size)]
+    for _, x in prefetched(inputs_of, batches):
+        out.append(backend.to_numpy(softmax(net.forward(backend.asarray(x), train=False))))
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -104,11 +111,11 @@ def train_patches(net, inputs_of, labels, background, settings: TrainSettings, v
             chosen = np.flatnonzero(labels >= 0)
         chosen = rng.permutation(chosen)
         total, steps = None, 0
-        bar = tqdm(range(0, len(chosen), settings.batch_size), desc=f"{desc} epoch {epoch + 1}",
+        batches = [chosen[s : s + settings.batch_size] for s in range(0, len(chosen), settings.batch_size)]
+        bar = tqdm(prefetched(inputs_of, batches), total=len(batches), desc=f"{desc} epoch {epoch + 1}",
                    unit="batch", leave=False, disable=None)
-        for s in bar:
-            idx = chosen[s : s + settings.batch_size]
-            x = backend.asarray(inputs_of(idx))
+        for idx, x in bar:
+            x = backend.asarray(x)
             w = None if weights_all is None else backend.asarray(weights_all[idx])
             loss, dlogits = softmax_cross_entropy(net.forward(x, train=True), backend.asarray(labels[idx]), w)
             net.backward(dlogits)
