@@ -3,9 +3,10 @@
 Krizhevsky's recipe (METHOD.md section 2), scaled by arguments: SGD with momentum 0.9,
 weight decay 5e-4, learning rate divided by 10 when the validation error stops
 improving; random crops and flips for training, centre crops for validation, per-channel
-mean subtracted. Prints validation top-1/top-5 after each epoch and writes an atomic
-checkpoint (--resume continues it). The result, OUT/source.npz, carries its class list,
-input size and mean, and is what `minicnn transfer --weights` takes.
+mean subtracted and standard deviation divided out. Prints validation top-1/top-5 after
+each epoch and writes an atomic checkpoint (--resume continues it). The result,
+OUT/source.npz, carries its class list, input size, mean and standard deviation, and is
+what `minicnn transfer --weights` takes.
 
 Examples:
   minicnn pretrain --data ILSVRC2012/train --out runs/pre1000 --backend cpu

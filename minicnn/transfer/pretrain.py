@@ -98,7 +98,8 @@ def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, ski
     test_tf = ImageTransform(s.input_size, resize=s.resize)
     mean, std = image_statistics(train.paths, test_tf, max_images=1000, seed=s.seed, workers=s.workers)
     mean = mean.mean(axis=(1, 2))
-    log(f"per-channel mean {np.round(mean, 1).tolist()}, standard deviation {np.round(std, 1).tolist()}")
+    log(f"per-channel mean {[round(float(m), 1) for m in mean]}, "
+        f"standard deviation {[round(float(v), 1) for v in std]}")
     scale = (1.0 / std).reshape(1, 3, 1, 1)
     train_loader = ImageLoader(train.paths, train.labels,
                                ImageTransform(s.input_size, resize=s.resize, random_crop=True, flip=True),
