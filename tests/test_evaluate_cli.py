@@ -119,3 +119,25 @@ def test_bar_chart_bars_and_reference(tmp_path):
     assert tallest[2] == pytest.approx(10 * tallest[0], rel=0.1)
     with pytest.raises(ValueError, match="2 labels but 3 values"):
         bar_chart(path, ["a", "b"], [1, 2, 3])
+
+
+def test_a_tree_with_its_own_classes(tmp_path, capsys):
+    """Classes other than VOC's (the generated dataset's) come from the per-class set files,
+    or from --classes; an unknown class in an annotation is still an error."""
+    voc = write_voc(tmp_path / "VOCdevkit", {
+        "000001": [obj("kite", (1, 1, 10, 10))],
+        "000002": [obj("boat", (1, 1, 10, 10))],
+    })
+    for cls, signs in (("kite", ("1", "-1")), ("boat", ("-1", "1"))):
+        write_lines(voc / "ImageSets" / "Main" / f"{cls}_test.txt",
+                    [f"00000{i + 1} {s}" for i, s in enumerate(signs)])
+    results = tmp_path / "results"
+    write_lines(results / "comp1_cls_test_kite.txt", ["000001 0.9", "000002 0.1"])
+    write_lines(results / "comp1_cls_test_boat.txt", ["000001 0.9", "000002 0.1"])
+    args = ["evaluate", "--voc", str(tmp_path / "VOCdevkit"), "--results", str(results)]
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["boat   50.00", "kite  100.00", "mean   75.00"]
+    assert main(args + ["--classes", "kite,boat"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["kite  100.00", "boat   50.00", "mean   75.00"]
+    assert main(args + ["--classes", "kite"]) == 2
+    assert "unknown class 'boat'" in capsys.readouterr().err

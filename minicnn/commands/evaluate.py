@@ -22,6 +22,9 @@ def add_arguments(p):
                    help="compN of the file names (default comp1 for cls, comp3 for det, comp9 for action)")
     p.add_argument("--metric", choices=("voc07", "area"), default=None,
                    help="voc07 (11-point) or area; default: the devkit's of --year")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated classes of the tree (default: those with ImageSets/Main/"
+                        "<class>_<set>.txt files, or the 20 VOC classes)")
     p.add_argument("--json", default=None, metavar="PATH", help="write {task, metric, ap, map, warnings}")
     p.add_argument("--plots", default=None, metavar="DIR",
                    help="write a precision/recall PNG per class and a summary bar chart")
@@ -36,7 +39,11 @@ def run(args):
     from minicnn.evaluate import evaluate_voc
     from minicnn.evaluate.challenge import TASK_TITLES, plot_report
 
-    dataset = VOCDataset(args.voc, args.year)
+    if args.classes:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    else:
+        classes = VOCDataset(args.voc, args.year).listed_classes(args.split)
+    dataset = VOCDataset(args.voc, args.year, classes=classes)
     report = evaluate_voc(dataset, args.split, args.task, args.results,
                           competition=args.competition, metric=args.metric)
     for warning in report.warnings:

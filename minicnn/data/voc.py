@@ -127,6 +127,16 @@ class VOCDataset:
             ids.append(image_id)
         return ids
 
+    def listed_classes(self, split: str) -> tuple[str, ...]:
+        """The classes named by ``ImageSets/Main/<class>_<split>.txt`` files: the 20 VOC
+        classes in the devkit's order when those are the files, else the names found, sorted
+        (e.g. the generated dataset's); the VOC classes when there are no such files."""
+        main = self.dir / "ImageSets" / "Main"
+        found = sorted(p.name[: -len(f"_{split}.txt")] for p in main.glob(f"*_{split}.txt"))
+        if not found or set(found) == set(VOC_CLASSES):
+            return VOC_CLASSES
+        return tuple(found)
+
     def image_path(self, image_id: str) -> Path:
         return self.dir / "JPEGImages" / f"{image_id}.jpg"
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from minicnn import backend, models
-from minicnn.data.voc import VOC_CLASSES, VOCDataset
+from minicnn.data.voc import VOCDataset
 from minicnn.errors import InputError
 from minicnn.evaluate import evaluate_voc, result_filename, write_cls_results
 from minicnn.net import Sequential
@@ -88,17 +88,6 @@ def split_trainval(image_ids, val_fraction, seed):
     return [image_ids[i] for i in train], [image_ids[i] for i in val]
 
 
-def devkit_classes(dataset, split):
-    """The classes of a devkit tree, from its ``ImageSets/Main/<class>_<split>.txt`` files: the
-    20 VOC classes in the devkit's order when those are the files, else the names found,
-    sorted (e.g. the generated dataset's); the VOC classes when there are no such files."""
-    main = dataset.dir / "ImageSets" / "Main"
-    found = sorted(p.name[: -len(f"_{split}.txt")] for p in main.glob(f"*_{split}.txt"))
-    if not found or set(found) == set(VOC_CLASSES):
-        return VOC_CLASSES
-    return tuple(found)
-
-
 def image_labels(dataset, image_ids, classes):
     """(n, C) int8 labels 1 / -1 / 0 (difficult only) from the annotations."""
     out = np.full((len(image_ids), len(classes)), -1, dtype=np.int8)
@@ -118,8 +107,7 @@ class Transfer:
                  classes=None, cache_root=None, log=print):
         self.settings, self.log, self.out = settings, log, os.fspath(out_dir)
         os.makedirs(self.out, exist_ok=True)
-        self.dataset = VOCDataset(voc_root, year)
-        classes = classes or devkit_classes(self.dataset, settings.train_split)
+        classes = classes or VOCDataset(voc_root, year).listed_classes(settings.train_split)
         self.dataset = VOCDataset(voc_root, year, classes=classes)
         self.classes = list(self.dataset.classes)
         self.background = len(self.classes)
