@@ -179,6 +179,16 @@ def check_net(net, x, labels, mode="directional", eps=1e-3, kink_tol=1e-4, seed=
     return _check(lambda: float(loss()[0]), analytic, tensors, mode, eps, kink_tol, seed)
 
 
+def check_loss(logits, labels, weights=None, mode="directional", eps=1e-3, kink_tol=1e-4,
+               seed=0) -> CheckResult:
+    """Check the gradient of the softmax cross-entropy (optionally per-sample weighted)
+    with respect to the logits (float64)."""
+    z = backend.asarray(np.array(backend.to_numpy(logits), dtype=np.float64))
+    _, dz = softmax_cross_entropy(z, labels, weights=weights)
+    return _check(lambda: float(softmax_cross_entropy(z, labels, weights=weights)[0]),
+                  {"logits": dz}, {"logits": z}, mode, eps, kink_tol, seed)
+
+
 def kinkless_input(shape, rng=None, gap=None):
     """Distinct values, at least ``gap`` apart and ``gap/2`` away from 0, in random order:
     no ReLU kink and no max-pool tie within reach of the stencil (default gap: 2/size,

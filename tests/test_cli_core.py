@@ -12,6 +12,10 @@ def test_gradcheck_command_passes_and_prints_a_table(capsys):
     assert main(["gradcheck", "--op", "relu", "--op", "lrn", "--mode", "exhaustive"]) == 0
     out = capsys.readouterr().out
     assert "relu" in out and "lrn size 4" in out and "PASS" in out
+    assert "softmax" not in out and "tiny AlexNet-like net" not in out
+    assert main(["gradcheck", "--op", "softmax"]) == 0
+    out = capsys.readouterr().out
+    assert "softmax_cross_entropy weighted" in out and "relu" not in out
 
 
 def test_unknown_backend_is_a_value_error():

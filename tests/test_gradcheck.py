@@ -34,6 +34,15 @@ def test_tiny_alexnet_like_net_gradients():
     assert gradcheck.check_net(net, x, np.array([1, 3]), mode="directional").passed(1e-6)
 
 
+@pytest.mark.parametrize("weights", [None, np.array([1.0, 0.5, 0.0, 2.0])])
+def test_softmax_cross_entropy_gradient(weights):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((4, 5))
+    result = gradcheck.check_loss(logits, np.array([0, 4, 2, 2]), weights, mode="exhaustive")
+    assert result.passed(1e-6), result.table()
+    assert sum(result.kinks.values()) == 0
+
+
 def test_a_wrong_backward_is_caught():
     class BrokenReLU(L.ReLU):
         def backward(self, dy):

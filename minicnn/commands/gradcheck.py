@@ -2,7 +2,8 @@
 
 Runs in float64 on the chosen backend: for each op, a directional check (one random
 direction through inputs and parameters) or an exhaustive per-element check, then the
-whole-network check through the softmax loss. Prints the worst relative error per op;
+softmax cross-entropy (plain and with per-sample weights) with respect to its logits, then
+the whole-network check through that loss. Prints the worst relative error per op;
 exits 1 if any exceeds --tol.
 """
 
@@ -31,26 +32,36 @@ def run(args):
 
     mc.set_backend(args.backend)
     mc.seed(args.seed)
-    cases = gradcheck.standard_cases(np.random.default_rng(args.seed))
-    if args.op:
-        cases = [c for c in cases if any(c[0].startswith(o) for o in args.op)]
-    worst = 0.0
-    print(f"{'op':<26} {'max rel. error':>14}  kinks  tensor (worst index)")
-    for name, layer, x in cases:
-        res = gradcheck.check_layer(layer, x, mode=args.mode, eps=args.eps, seed=args.seed)
+
+    def wanted(name):
+        return not args.op or any(name.startswith(o) for o in args.op)
+
+    def row(name, res):
         tensor = max(res.errors, key=res.errors.get)
         where = res.worst_index.get(tensor)
-        print(f"{name:<26} {res.max_error:>14.3e}  {sum(res.kinks.values()):>5}  "
+        print(f"{name:<30} {res.max_error:>14.3e}  {sum(res.kinks.values()):>5}  "
               f"{tensor}{' ' + str(where) if where is not None else ''}")
-        worst = max(worst, res.max_error)
-    if not args.op or any("net".startswith(o) or o == "net" for o in args.op):
+        return res.max_error
+
+    worst = 0.0
+    print(f"{'op':<30} {'max rel. error':>14}  kinks  tensor (worst index)")
+    for name, layer, x in gradcheck.standard_cases(np.random.default_rng(args.seed)):
+        if wanted(name):
+            worst = max(worst, row(name, gradcheck.check_layer(layer, x, mode=args.mode, eps=args.eps,
+                                                               seed=args.seed)))
+    if wanted("softmax_cross_entropy"):
+        rng = np.random.default_rng(args.seed)
+        logits, labels = rng.standard_normal((4, 5)), np.array([0, 4, 2, 2])
+        for name, weights in (("softmax_cross_entropy", None),
+                              ("softmax_cross_entropy weighted", np.array([1.0, 0.5, 0.0, 2.0]))):
+            worst = max(worst, row(name, gradcheck.check_loss(logits, labels, weights, mode=args.mode,
+                                                              eps=args.eps, seed=args.seed)))
+    if wanted("net") or wanted("tiny"):
         net = mc.models.tiny_alexnet(num_classes=5, input_size=12)
         x = gradcheck.kinkless_input((2, 3, 12, 12), np.random.default_rng(args.seed))
-        res = gradcheck.check_net(net, x, np.array([1, 3]), mode=args.mode, eps=args.eps,
-                                  seed=args.seed)
-        print(f"{'tiny AlexNet-like net':<26} {res.max_error:>14.3e}  {sum(res.kinks.values()):>5}  "
-              f"{max(res.errors, key=res.errors.get)}")
-        worst = max(worst, res.max_error)
+        worst = max(worst, row("tiny AlexNet-like net",
+                               gradcheck.check_net(net, x, np.array([1, 3]), mode=args.mode,
+                                                   eps=args.eps, seed=args.seed)))
     ok = worst <= args.tol
     print(f"worst relative error {worst:.3e}: {'PASS' if ok else 'FAIL'} (tol {args.tol:g})")
     return 0 if ok else 1
