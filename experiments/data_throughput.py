@@ -8,7 +8,7 @@ times a real image folder (``root/<class>/<image>``, optionally ``--list FILE``)
     python experiments/data_throughput.py
     python experiments/data_throughput.py --folder /work/realdata/cifar10/train --size 28 --resize 32
     python experiments/data_throughput.py --folder /work/realdata/caltech101/101_ObjectCategories \
-        --list /work/realdata/caltech101/train.txt --size 224 --resize 256
+        --list /work/realdata/caltech101/train.txt --exclude BACKGROUND_Google --size 224 --resize 256
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from PIL import Image
 from minicnn.data.folders import read_folder
 from minicnn.data.loader import ImageLoader
 from minicnn.data.transforms import ImageTransform
+from minicnn.errors import InputError
 
 
 def write_jpegs(root, side, count, seed=0):
@@ -66,10 +67,17 @@ def main():
     parser.add_argument("--resize", type=int, default=256, help="shorter side before cropping, for --folder")
     parser.add_argument("--max-images", type=int, default=5000, help="time at most this many images")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--exclude", action="append", default=[],
+                        help="class folder to leave out (repeatable), e.g. BACKGROUND_Google")
+    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted)")
     args = parser.parse_args()
     print(f"cpu count {os.cpu_count()}")
     if args.folder:
-        folder = read_folder(args.folder, list_file=args.list)
+        try:
+            folder = read_folder(args.folder, list_file=args.list, exclude=args.exclude,
+                                 skip_bad=args.skip_bad)
+        except InputError as e:
+            raise SystemExit(f"data_throughput: error: {e}") from None
         print(folder.summary())
         chosen = np.random.default_rng(0).permutation(len(folder))[:args.max_images]
         report(args.folder, [folder.paths[i] for i in chosen],
