@@ -68,6 +68,33 @@ def test_every_variant_runs_end_to_end(tiny, tmp_path, variant):
     assert json.loads((tmp_path / "summary.json").read_text())["variant"] == variant
 
 
+def test_test_images_without_annotations_are_scored_not_evaluated(tiny, tmp_path):
+    """VOC 2012's test set comes without its XML files: its images are scored and the
+    submission files written; only the evaluation is left out, and said so."""
+    import shutil
+
+    root, result = tiny
+    voc = tmp_path / "VOCdevkit"
+    shutil.copytree(root / "data" / "VOCdevkit", voc)
+    test_ids = (voc / "VOC2007" / "ImageSets" / "Main" / "test.txt").read_text().split()
+    for image_id in test_ids:
+        (voc / "VOC2007" / "Annotations" / f"{image_id}.xml").unlink()
+    for per_class in (voc / "VOC2007" / "ImageSets" / "Main").glob("*_test.txt"):
+        per_class.unlink()
+    logs = []
+    settings = TransferSettings(hidden=16, stride_fraction=0.5, scales=(1.0, 2.0),
+                                train=TrainSettings(epochs=1, batch_size=32))
+    run = Transfer(voc, 2007, load_source(result["weights"]), tmp_path / "out", settings,
+                   cache_root=tmp_path / "cache", log=logs.append)
+    test_rows = run.rows["test"]
+    assert len(test_rows) and np.all(run.patches.labels[test_rows] == -1)
+    summary = run.run()
+    assert "map" not in summary and any(line.startswith("not evaluated:") for line in logs)
+    files = sorted((tmp_path / "out" / "results" / "VOC2007" / "Main").iterdir())
+    assert len(files) == 10
+    assert [ln.split()[0] for ln in files[0].read_text().splitlines()] == test_ids
+
+
 def test_frozen_training_resumes_from_its_checkpoint(tiny, tmp_path):
     root, result = tiny
     source = load_source(result["weights"])
@@ -119,3 +146,19 @@ def test_localize_writes_heatmaps_boxes_and_detection_results(tiny, tmp_path):
     assert set(boxes) == set(run.classes)
     assert all(len(v) == 2 * 5 for v in boxes.values())  # 2 boxes per class in each of 5 test images
     assert len(list((out / "results" / "VOC2007" / "Main").glob("comp3_det_test_*.txt"))) == 10
+
+
+def test_settings_are_checked_and_val_fraction_zero_trains_on_everything(tiny, tmp_path):
+    from minicnn.errors import InputError
+
+    for bad in (dict(dropout=1.0), dict(val_fraction=-0.1), dict(hidden=0)):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            TransferSettings(**bad)
+    root, result = tiny
+    settings = TransferSettings(hidden=16, val_fraction=0.0, stride_fraction=0.5, scales=(1.0, 2.0),
+                                train=TrainSettings(epochs=2, batch_size=32))
+    run = Transfer(root / "data" / "VOCdevkit", 2007, load_source(result["weights"]), tmp_path, settings,
+                   cache_root=root / "cache", log=lambda *a: None)
+    assert run.val_ids == [] and len(run.train_ids) == 8
+    history = run.run()["history"]
+    assert [h["lr"] for h in history] == [0.01, 0.01] and all("val_map" not in h for h in history)

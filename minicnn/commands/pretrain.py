@@ -25,7 +25,8 @@ def add_arguments(p):
                         "for small images (default alexnet)")
     p.add_argument("--input-size", type=int, default=None, help="network input (default 227; small: 32)")
     p.add_argument("--resize", type=int, default=None,
-                   help="shorter side before cropping (default input * 256 / 224)")
+                   help="shorter side before cropping (default 256 for 224/227 inputs, "
+                        "else input * 256 / 224)")
     p.add_argument("--groups", type=int, choices=(1, 2), default=2, help="conv2/4/5 groups (default 2)")
     p.add_argument("--channels", default=None,
                    help="conv widths, comma-separated (default 96,256,384,384,256; small: 32,64,96,96,64)")

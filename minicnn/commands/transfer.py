@@ -31,12 +31,15 @@ def add_arguments(p):
     p.add_argument("--train-set", default="trainval")
     p.add_argument("--test-set", default="test")
     p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="part of the training set held out for per-epoch validation mAP (default 0.2)")
+                   help="part of the training set held out for per-epoch validation mAP, which also "
+                        "drives the learning-rate schedule (default 0.2; 0: train on all of it, no "
+                        "validation, constant learning rate)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--hidden", type=int, default=2048, help="FCa width (default 2048)")
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout after FCa (default 0.5)")
     p.add_argument("--background", type=float, default=0.1,
                    help="fraction of background patches kept each epoch (default 0.1)")
     p.add_argument("--balance", choices=("resample", "reweight"), default="resample",
@@ -65,8 +68,8 @@ def settings_from_args(args):
                           balance=args.balance, k=args.k, metric=args.metric or default_metric(args.year),
                           seed=args.seed)
     return TransferSettings(
-        variant=args.variant, hidden=args.hidden, val_fraction=args.val_fraction, train_split=args.train_set,
-        test_split=args.test_set,
+        variant=args.variant, hidden=args.hidden, dropout=args.dropout, val_fraction=args.val_fraction,
+        train_split=args.train_set, test_split=args.test_set,
         scales=tuple(float(s) for s in args.scales.split(",")) if args.scales else SCALES,
         stride_fraction=args.stride or STRIDE_FRACTION, cache_dtype=args.cache_dtype, train=train)
 

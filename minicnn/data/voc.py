@@ -140,6 +140,9 @@ class VOCDataset:
     def image_path(self, image_id: str) -> Path:
         return self.dir / "JPEGImages" / f"{image_id}.jpg"
 
+    def has_annotation(self, image_id: str) -> bool:
+        return image_id in self._annotations or (self.dir / "Annotations" / f"{image_id}.xml").is_file()
+
     def annotation(self, image_id: str) -> VOCAnnotation:
         ann = self._annotations.get(image_id)
         if ann is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minicnn.data.transforms import crop_patches, load_image
+from minicnn.data.transforms import crop_patches, image_size, load_image
 from minicnn.data.voc import pixel_boxes
 from minicnn.transfer.labels import label_patches
 from minicnn.transfer.patches import sample_patches, whole_image_box
@@ -52,28 +52,33 @@ class PatchSet:
                 f"{n - bg - gone} object, {bg} background, {gone} discarded")
 
 
-def voc_patch_set(dataset, image_ids, classes, whole_image=False, scales=None, stride_fraction=None):
+def voc_patch_set(dataset, image_ids, classes, whole_image=False, scales=None, stride_fraction=None,
+                  unannotated_ok=()):
     """Sample and label the patches of ``image_ids`` of a :class:`~minicnn.data.voc.VOCDataset`.
 
     ``whole_image``: one patch per image, the whole image (the baseline of METHOD.md claim
     2); for training it is repeated once per class present (non-difficult), or labelled
-    background when the image holds no object."""
+    background when the image holds no object. Images of ``unannotated_ok`` may lack their
+    XML file (VOC 2012's test set): their patches are then labelled -1 (unknown)."""
     kwargs = {k: v for k, v in (("scales", scales), ("stride_fraction", stride_fraction)) if v is not None}
     class_index = {c: i for i, c in enumerate(classes)}
     background = len(classes)
     paths, sizes, image, boxes, labels = [], [], [], [], []
+    unannotated_ok = set(unannotated_ok)
     for i, image_id in enumerate(image_ids):
-        ann = dataset.annotation(image_id)
         path = dataset.image_path(image_id)
-        width, height = ann.width, ann.height
+        known = image_id not in unannotated_ok or dataset.has_annotation(image_id)
+        ann = dataset.annotation(image_id) if known else None
+        width, height = (ann.width, ann.height) if known else (0, 0)
         if not width or not height:
-            from minicnn.data.transforms import image_size
-
             width, height = image_size(path)
-        objects = [o for o in ann.objects if o.name in class_index]
+        objects = [o for o in ann.objects if o.name in class_index] if known else []
         gt_classes = np.array([class_index[o.name] for o in objects], dtype=np.int64)
         gt_difficult = np.array([o.difficult for o in objects], dtype=bool)
-        if whole_image:
+        if not known:
+            b = whole_image_box(width, height) if whole_image else sample_patches(width, height, **kwargs)
+            lab = np.full(len(b), -1, dtype=np.int64)
+        elif whole_image:
             present = sorted(set(gt_classes[~gt_difficult].tolist())) or [background]
             b = np.repeat(whole_image_box(width, height), len(present), axis=0)
             lab = np.array(present, dtype=np.int64)

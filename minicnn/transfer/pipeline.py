@@ -61,6 +61,11 @@ class TransferSettings:
         if isinstance(self.train, dict):
             self.train = TrainSettings(**self.train)
         self.scales = tuple(float(s) for s in self.scales)
+        for name in ("dropout", "val_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.hidden < 1:
+            raise InputError(f"hidden (the width of FCa) must be >= 1, got {self.hidden}")
 
 
 def build_network(source: Sequential, num_outputs, settings: TransferSettings):
@@ -126,7 +131,8 @@ class Transfer:
         self.log(f"patch sampler: {describe_sampler(scales=s.scales, stride_fraction=s.stride_fraction)}")
         # one patch set over every image: a single cache serves train, val and test
         self.ids = sorted(set(trainval) | set(self.test_ids))
-        self.patches = voc_patch_set(self.dataset, self.ids, self.classes, whole_image=whole, **sampler)
+        self.patches = voc_patch_set(self.dataset, self.ids, self.classes, whole_image=whole,
+                                     unannotated_ok=set(self.test_ids) - set(trainval), **sampler)
         self.log(f"patches of {s.train_split}+{s.test_split}: {self.patches.describe(self.background)}")
         where = {image_id: i for i, image_id in enumerate(self.ids)}
         self.rows = {name: np.flatnonzero(np.isin(self.patches.image, [where[i] for i in ids]))
@@ -184,15 +190,13 @@ class Transfer:
         val_gt = image_labels(self.dataset, self.val_ids, self.classes)
 
         def validate(net):
-            if not self.val_ids:
-                return {}, float("nan")
             scores, _ = self.score(net, inputs_of, "val")
             return mean_ap(scores, val_gt, s.train.metric)
 
         train_rows = self.rows["train"]
         labels = self.patches.labels[train_rows]
         history = train_patches(trained, lambda idx: inputs_of(train_rows[idx]), labels, self.background,
-                                s.train, validate=validate,
+                                s.train, validate=validate if self.val_ids else None,
                                 checkpoint=os.path.join(self.out, "checkpoint.npz"), resume=resume,
                                 log=self.log, desc=s.variant)
         self.net.meta.update(target_classes=self.classes, k=s.train.k, scales=list(s.scales),

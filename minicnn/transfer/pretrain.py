@@ -39,7 +39,8 @@ from minicnn.optim import SGD, PlateauLR
 class PretrainSettings:
     model: str = "alexnet"          # "alexnet" (224/227) or "small" (small_alexnet)
     input_size: int = 227
-    resize: int | None = None       # shorter side before cropping; default round(input * 256 / 224)
+    resize: int | None = None       # shorter side before cropping; default 256 for 224/227 inputs
+                                    # (Krizhevsky's), else round(input * 256 / 224)
     groups: int = 2
     channels: tuple = (96, 256, 384, 384, 256)
     hidden: int = 4096
@@ -59,7 +60,7 @@ class PretrainSettings:
         if self.model not in ("alexnet", "small"):
             raise InputError(f"model must be 'alexnet' or 'small', got {self.model!r}")
         if self.resize is None:
-            self.resize = round(self.input_size * 256 / 224)
+            self.resize = 256 if self.input_size in (224, 227) else round(self.input_size * 256 / 224)
 
     def build(self, num_classes):
         if self.model == "alexnet":
