@@ -162,3 +162,73 @@ def test_settings_are_checked_and_val_fraction_zero_trains_on_everything(tiny, t
     assert run.val_ids == [] and len(run.train_ids) == 8
     history = run.run()["history"]
     assert [h["lr"] for h in history] == [0.01, 0.01] and all("val_map" not in h for h in history)
+
+
+def action_tree(tiny_voc, out):
+    """The tiny generated tree as an action tree: every object becomes a person whose action
+    is the one of its class's index (difficult objects: "other"), Action sets beside Main."""
+    import shutil
+
+    from voc_tree import annotation_xml, obj, write_lines
+
+    from minicnn.data.voc import VOC_CHALLENGE_ACTIONS, VOCDataset
+
+    shutil.copytree(tiny_voc, out)
+    dataset = VOCDataset(out, 2007, classes=VOCDataset(out, 2007).listed_classes("trainval"))
+    classes = list(dataset.classes)
+    for split in ("trainval", "test"):
+        ids = dataset.image_ids(split)
+        write_lines(out / "VOC2007" / "ImageSets" / "Action" / f"{split}.txt", ids)
+        for image_id in ids:
+            ann = dataset.annotation(image_id)
+            persons = [obj("person", o.box, actions={"other"} if o.difficult
+                           else {VOC_CHALLENGE_ACTIONS[classes.index(o.name)]}) for o in ann.objects]
+            (out / "VOC2007" / "Annotations" / f"{image_id}.xml").write_text(
+                annotation_xml(image_id, persons, ann.width, ann.height))
+    return out
+
+
+def test_action_task_scores_each_person_from_the_patches_on_its_box(tiny, tmp_path):
+    from minicnn.data.voc import VOC_CHALLENGE_ACTIONS, VOCDataset
+    from minicnn.evaluate import read_action_results
+
+    root, result = tiny
+    voc = action_tree(root / "data" / "VOCdevkit", tmp_path / "VOCdevkit")
+    settings = TransferSettings(task="action", hidden=16, stride_fraction=0.5, scales=(1.0, 2.0),
+                                val_fraction=0.25, train=TrainSettings(epochs=2, batch_size=32))
+    run = Transfer(voc, 2007, load_source(result["weights"]), tmp_path / "out", settings,
+                   cache_root=tmp_path / "cache", log=lambda *a: None)
+    assert run.classes == list(VOC_CHALLENGE_ACTIONS) and run.net["fcb"].out_features == 11
+    persons = VOCDataset(voc, 2007).action_persons("test")
+    assert [(i, o.index) for i, o in run.samples["test"]] == [(i, o.index) for i, o in persons]
+    # every person is scored by patches of its own image, which hold most of its box
+    positions, sample = run.pairs["test"]
+    assert set(sample.tolist()) == set(range(len(persons)))
+    rows = run.rows["test"][positions]
+    for j in range(len(persons)):
+        image_id, person = persons[j]
+        assert {run.ids[i] for i in run.patches.image[rows[sample == j]]} == {image_id}
+    gt = run.ground_truth("test")
+    assert gt.shape == (len(persons), 10) and set(np.unique(gt)) <= {-1, 1}
+    summary = run.run()
+    assert 0 <= summary["map"] <= 1 and set(summary["ap"]) <= set(VOC_CHALLENGE_ACTIONS)
+    folder = tmp_path / "out" / "results" / "VOC2007" / "Action"
+    written = read_action_results(folder / "comp9_action_test_jumping.txt")
+    assert len(written[0]) == len(persons)
+    with pytest.raises(Exception, match="whole-image"):
+        TransferSettings(task="action", variant="whole-image")
+
+
+def test_action_task_from_the_command_line(tiny, tmp_path, capsys):
+    from minicnn.cli import main
+
+    root, result = tiny
+    voc = action_tree(root / "data" / "VOCdevkit", tmp_path / "VOCdevkit")
+    args = ["transfer", "--voc", str(voc), "--year", "2007", "--task", "action", "--weights",
+            str(result["weights"]), "--out", str(tmp_path / "out"), "--epochs", "1", "--hidden", "8",
+            "--stride", "0.5", "--scales", "1,2", "--backend", "numpy", "--batch-size", "32"]
+    assert main(args + ["--classes", "jumping,phoning,dancing"]) == 2
+    assert "unknown action 'dancing'" in capsys.readouterr().err
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "jumping" in out and "mean" in out and "Action" in out

@@ -48,6 +48,9 @@ def run(args):
     if "target_classes" not in meta:
         raise InputError(f"{args.weights}: not a transfer network (no target_classes in its metadata)")
     classes, k = meta["target_classes"], args.k or meta.get("k", 5.0)
+    if args.voc and meta.get("task") == "action":
+        raise InputError(f"{args.weights}: an action network has no detection task to evaluate with "
+                         "--voc; draw its heat maps with --images")
     if args.voc:
         from minicnn.data.voc import VOCDataset
 

@@ -10,8 +10,14 @@ Variants: frozen (FCa/FCb on cached FC7 features; the paper's method), update-fc
 and FC7 trained too, from cached C5 features), finetune (all layers), scratch (same
 architecture, random initialisation), whole-image (one patch per image: the baseline).
 
-Example:
+--task action (METHOD.md 7) does the same for the persons of ImageSets/Action: the person
+box plays the object box with its action as class, and each test person is scored from
+the patches that satisfy both overlap rules for its box; comp9 files, action AP.
+
+Examples:
   minicnn transfer --voc VOCdevkit --year 2007 --weights runs/pre1000/source.npz --out runs/t07
+  minicnn transfer --voc VOCdevkit --year 2012 --task action --variant update-fc67 \
+      --train-set train --test-set val --weights runs/pre1000/source.npz --out runs/a12
 """
 
 from __future__ import annotations
@@ -27,7 +33,12 @@ def add_arguments(p):
     p.add_argument("--variant", choices=VARIANTS, default="frozen")
     p.add_argument("--classes", default=None,
                    help="comma-separated target classes (default: those with "
-                        "ImageSets/Main/<class>_<set>.txt files, or the 20 VOC classes)")
+                        "ImageSets/Main/<class>_<set>.txt files, or the 20 VOC classes; with "
+                        "--task action, the 10 VOC actions)")
+    p.add_argument("--task", choices=("cls", "action"), default="cls",
+                   help="cls: object classes (ImageSets/Main, comp1); action: the persons of "
+                        "ImageSets/Action with their action as class, each scored from the patches "
+                        "on its box (VOC 2012, comp9)")
     p.add_argument("--train-set", default="trainval")
     p.add_argument("--test-set", default="test")
     p.add_argument("--val-fraction", type=float, default=0.2,
@@ -68,7 +79,8 @@ def settings_from_args(args):
                           balance=args.balance, k=args.k, metric=args.metric or default_metric(args.year),
                           seed=args.seed)
     return TransferSettings(
-        variant=args.variant, hidden=args.hidden, dropout=args.dropout, val_fraction=args.val_fraction,
+        variant=args.variant, task=args.task, hidden=args.hidden, dropout=args.dropout,
+        val_fraction=args.val_fraction,
         train_split=args.train_set, test_split=args.test_set,
         scales=tuple(float(s) for s in args.scales.split(",")) if args.scales else SCALES,
         stride_fraction=args.stride or STRIDE_FRACTION, cache_dtype=args.cache_dtype, train=train)

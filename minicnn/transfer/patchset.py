@@ -52,16 +52,41 @@ class PatchSet:
                 f"{n - bg - gone} object, {bg} background, {gone} discarded")
 
 
+def object_truth(annotation, classes):
+    """The objects of ``classes`` in an annotation: (boxes (G, 4) VOC 1-based, class
+    indices (G,), difficult (G,))."""
+    index = {c: i for i, c in enumerate(classes)}
+    objects = [o for o in annotation.objects if o.name in index]
+    return ([o.box for o in objects], np.array([index[o.name] for o in objects], dtype=np.int64),
+            np.array([o.difficult for o in objects], dtype=bool))
+
+
+def action_truth(annotation, actions):
+    """The persons of the action task as objects (METHOD.md 7): the person box with its action
+    as class. A person with none of ``actions`` (only "other") or with several is ambiguous:
+    marked difficult, so that the patches it would label are discarded."""
+    index = {a: i for i, a in enumerate(actions)}
+    persons = [o for o in annotation.objects if o.actions is not None]
+    flagged = [sorted(index[a] for a in o.actions if a in index) for o in persons]
+    return ([o.box for o in persons], np.array([f[0] if len(f) == 1 else 0 for f in flagged], dtype=np.int64),
+            np.array([len(f) != 1 for f in flagged], dtype=bool))
+
+
+TRUTH = {"cls": object_truth, "action": action_truth}
+
+
 def voc_patch_set(dataset, image_ids, classes, whole_image=False, scales=None, stride_fraction=None,
-                  unannotated_ok=()):
-    """Sample and label the patches of ``image_ids`` of a :class:`~minicnn.data.voc.VOCDataset`.
+                  unannotated_ok=(), task="cls"):
+    """Sample and label the patches of ``image_ids`` of a :class:`~minicnn.data.voc.VOCDataset`,
+    for the classification task (objects of ``classes``) or the action task (persons, with
+    ``classes`` the actions).
 
     ``whole_image``: one patch per image, the whole image (the baseline of METHOD.md claim
     2); for training it is repeated once per class present (non-difficult), or labelled
     background when the image holds no object. Images of ``unannotated_ok`` may lack their
     XML file (VOC 2012's test set): their patches are then labelled -1 (unknown)."""
     kwargs = {k: v for k, v in (("scales", scales), ("stride_fraction", stride_fraction)) if v is not None}
-    class_index = {c: i for i, c in enumerate(classes)}
+    truth = TRUTH[task]
     background = len(classes)
     paths, sizes, image, boxes, labels = [], [], [], [], []
     unannotated_ok = set(unannotated_ok)
@@ -72,20 +97,18 @@ def voc_patch_set(dataset, image_ids, classes, whole_image=False, scales=None, s
         width, height = (ann.width, ann.height) if known else (0, 0)
         if not width or not height:
             width, height = image_size(path)
-        objects = [o for o in ann.objects if o.name in class_index] if known else []
-        gt_classes = np.array([class_index[o.name] for o in objects], dtype=np.int64)
-        gt_difficult = np.array([o.difficult for o in objects], dtype=bool)
         if not known:
             b = whole_image_box(width, height) if whole_image else sample_patches(width, height, **kwargs)
             lab = np.full(len(b), -1, dtype=np.int64)
-        elif whole_image:
-            present = sorted(set(gt_classes[~gt_difficult].tolist())) or [background]
-            b = np.repeat(whole_image_box(width, height), len(present), axis=0)
-            lab = np.array(present, dtype=np.int64)
         else:
-            b = sample_patches(width, height, **kwargs)
-            lab = label_patches(b, pixel_boxes([o.box for o in objects]), gt_classes, gt_difficult,
-                                len(classes))
+            gt_boxes, gt_classes, gt_difficult = truth(ann, classes)
+            if whole_image:
+                present = sorted(set(gt_classes[~gt_difficult].tolist())) or [background]
+                b = np.repeat(whole_image_box(width, height), len(present), axis=0)
+                lab = np.array(present, dtype=np.int64)
+            else:
+                b = sample_patches(width, height, **kwargs)
+                lab = label_patches(b, pixel_boxes(gt_boxes), gt_classes, gt_difficult, len(classes))
         paths.append(str(path))
         sizes.append((width, height))
         image.append(np.full(len(b), i, dtype=np.int64))

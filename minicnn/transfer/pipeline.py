@@ -4,6 +4,10 @@
     trainval images ──> patches + labels ──> train (a held-out part validates each epoch)
     test images ──> patches ──> softmax ──> mean of p^k per image ──> comp1 files ──> VOC AP
 
+With ``task="action"`` (METHOD.md 7, VOC 2012's action set) the persons play the objects, with
+their action as class, and each test person is scored by the mean of p^k over the patches
+that satisfy both overlap rules for its box (comp9 files).
+
 Variants (``TransferSettings.variant``):
 
 =============  ====================================================================
@@ -25,11 +29,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from minicnn import backend, models
-from minicnn.data.voc import VOCDataset
+from minicnn.data.voc import VOC_CHALLENGE_ACTIONS, VOCDataset, pixel_boxes
 from minicnn.errors import InputError
-from minicnn.evaluate import evaluate_voc, result_filename, write_cls_results
+from minicnn.evaluate import evaluate_voc, result_filename, write_action_results, write_cls_results
+from minicnn.evaluate.submission import DEFAULT_COMPETITION
 from minicnn.net import Sequential
 from minicnn.transfer.features import build_feature_cache
+from minicnn.transfer.labels import MIN_OBJECT_FRACTION, box_area, intersection_areas, match_matrix
 from minicnn.transfer.patches import SCALES, STRIDE_FRACTION, describe_sampler
 from minicnn.transfer.patchset import PatchRenderer, voc_patch_set
 from minicnn.transfer.scores import aggregate_by_image
@@ -43,6 +49,7 @@ CACHE_CUT = {"frozen": "drop7", "whole-image": "drop7", "update-fc67": "flatten"
 @dataclass
 class TransferSettings:
     variant: str = "frozen"
+    task: str = "cls"                   # "cls" (objects, VOC Main) or "action" (persons, VOC Action)
     hidden: int = 2048                  # FCa width
     dropout: float = 0.5                # after FCa (a default we chose, METHOD.md 3)
     val_fraction: float = 0.2           # held-out part of trainval for per-epoch validation mAP
@@ -52,12 +59,17 @@ class TransferSettings:
     stride_fraction: float = STRIDE_FRACTION
     cache_dtype: str = "float32"
     eval_batch: int = 256
-    competition: str = "comp1"
+    competition: str | None = None      # default comp1 (cls) or comp9 (action)
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise InputError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if self.task not in ("cls", "action"):
+            raise InputError(f"unknown task {self.task!r}; choose cls or action")
+        if self.task == "action" and self.variant == "whole-image":
+            raise InputError("the whole-image variant is a baseline of the classification task, not of "
+                             "the action task (whose test samples are persons)")
         if isinstance(self.train, dict):
             self.train = TrainSettings(**self.train)
         self.scales = tuple(float(s) for s in self.scales)
@@ -112,9 +124,19 @@ class Transfer:
                  classes=None, cache_root=None, log=print):
         self.settings, self.log, self.out = settings, log, os.fspath(out_dir)
         os.makedirs(self.out, exist_ok=True)
-        classes = classes or VOCDataset(voc_root, year).listed_classes(settings.train_split)
-        self.dataset = VOCDataset(voc_root, year, classes=classes)
-        self.classes = list(self.dataset.classes)
+        s = settings
+        action = s.task == "action"
+        if action:
+            classes = list(classes or VOC_CHALLENGE_ACTIONS)
+            unknown = [a for a in classes if a not in VOC_CHALLENGE_ACTIONS]
+            if unknown:
+                raise InputError(f"unknown action {unknown[0]!r}; the actions are "
+                                 f"{', '.join(VOC_CHALLENGE_ACTIONS)}")
+            self.dataset = VOCDataset(voc_root, year)
+        else:
+            classes = classes or VOCDataset(voc_root, year).listed_classes(s.train_split)
+            self.dataset = VOCDataset(voc_root, year, classes=classes)
+        self.classes = list(classes)
         self.background = len(self.classes)
         self.source = source
         self.input_size = int((source.input_shape or source.meta.get("input_size"))[-1]
@@ -122,22 +144,32 @@ class Transfer:
         self.mean = np.asarray(source.meta.get("mean", [0.0, 0.0, 0.0]), dtype=np.float32)
         self.std = np.asarray(source.meta.get("std", [1.0, 1.0, 1.0]), dtype=np.float32)
         self.cache_root = cache_root or os.path.join(self.out, "cache")
-        s = settings
-        trainval = self.dataset.image_ids(s.train_split)
+        image_set = "Action" if action else "Main"
+        trainval = self.dataset.image_ids(s.train_split, task=image_set)
         self.train_ids, self.val_ids = split_trainval(trainval, s.val_fraction, s.train.seed)
-        self.test_ids = self.dataset.image_ids(s.test_split)
+        self.test_ids = self.dataset.image_ids(s.test_split, task=image_set)
         whole = s.variant == "whole-image"
         sampler = dict(scales=s.scales, stride_fraction=s.stride_fraction)
         self.log(f"patch sampler: {describe_sampler(scales=s.scales, stride_fraction=s.stride_fraction)}")
         # one patch set over every image: a single cache serves train, val and test
         self.ids = sorted(set(trainval) | set(self.test_ids))
         self.patches = voc_patch_set(self.dataset, self.ids, self.classes, whole_image=whole,
-                                     unannotated_ok=set(self.test_ids) - set(trainval), **sampler)
+                                     unannotated_ok=set(self.test_ids) - set(trainval), task=s.task,
+                                     **sampler)
         self.log(f"patches of {s.train_split}+{s.test_split}: {self.patches.describe(self.background)}")
         where = {image_id: i for i, image_id in enumerate(self.ids)}
         self.rows = {name: np.flatnonzero(np.isin(self.patches.image, [where[i] for i in ids]))
                      for name, ids in (("train", self.train_ids), ("val", self.val_ids),
                                        ("test", self.test_ids))}
+        # what is scored: images (cls) or (image id, person) pairs (action), and for each the
+        # patches whose p^k it averages, as (position in rows[split], sample) pairs
+        if action:
+            self.samples = {"val": self._persons(s.train_split, self.val_ids),
+                            "test": self._persons(s.test_split, self.test_ids)}
+            self.pairs = {split: self._person_patches(split) for split in ("val", "test")}
+        else:
+            self.samples = {"val": self.val_ids, "test": self.test_ids}
+            self.pairs = {split: self._image_patches(split) for split in ("val", "test")}
         backend.seed(s.train.seed)
         self.net = build_network(source, len(self.classes) + 1, s)
         self.renderer = PatchRenderer(self.patches, self.input_size, self.mean, self.std)
@@ -160,7 +192,7 @@ class Transfer:
             lambda i: p.boxes[offsets[i]:offsets[i + 1]], lambda i: p.labels[offsets[i]:offsets[i + 1]],
             self.renderer.image_patches,
             {"sampler": [self.settings.scales, self.settings.stride_fraction],
-             "whole": variant == "whole-image", "input_size": self.input_size,
+             "whole": variant == "whole-image", "input_size": self.input_size, "task": self.settings.task,
              "mean": self.mean.tolist(), "std": self.std.tolist(), "paths": p.paths},
             dtype=np.dtype(self.settings.cache_dtype), batch_size=self.settings.eval_batch,
             progress=_progress_printer(self.log, "features"))
@@ -173,21 +205,60 @@ class Transfer:
         return trained, inputs_of
 
     # --- scoring -------------------------------------------------------------------------------
-    def score(self, net, inputs_of, split):
-        """(n_images, C) image scores of ``split`` ("val" or "test"), background dropped."""
-        rows = self.rows[split]
-        ids = self.val_ids if split == "val" else self.test_ids
-        probs = patch_probabilities(net, inputs_of, rows, self.settings.eval_batch)
+    def _image_patches(self, split):
+        ids = self.samples[split]
         where = {image_id: i for i, image_id in enumerate(ids)}
-        image_of = np.array([where[self.ids[i]] for i in self.patches.image[rows]], dtype=np.int64)
-        scores = aggregate_by_image(probs, image_of, len(ids), self.settings.train.k)
+        image_of = np.array([where[self.ids[i]] for i in self.patches.image[self.rows[split]]],
+                            dtype=np.int64)
+        return np.arange(len(image_of)), image_of
+
+    def _persons(self, split, image_ids):
+        """(image id, person) pairs of the action set ``split`` whose image is in ``image_ids``."""
+        chosen = set(image_ids)
+        return [(i, o) for i, o in self.dataset.action_persons(split) if i in chosen]
+
+    def _person_patches(self, split):
+        """The patches scoring each person: those satisfying both overlap rules for its box
+        (METHOD.md 7); failing that, those holding 60% of it; failing that, the whole image's."""
+        rows = self.rows[split]
+        image_of_row = self.patches.image[rows]  # non-decreasing: patches are stored by image
+        where = {image_id: i for i, image_id in enumerate(self.ids)}
+        positions, samples = [], []
+        for j, (image_id, person) in enumerate(self.samples[split]):
+            k = where[image_id]
+            pos = np.arange(np.searchsorted(image_of_row, k), np.searchsorted(image_of_row, k, side="right"))
+            boxes, box = self.patches.boxes[rows[pos]], pixel_boxes([person.box])
+            chosen = match_matrix(boxes, box)[:, 0]
+            if not chosen.any():
+                chosen = intersection_areas(boxes, box)[:, 0] >= MIN_OBJECT_FRACTION * box_area(box)[0]
+            if not chosen.any():
+                chosen = np.ones(len(pos), dtype=bool)
+            positions.append(pos[chosen])
+            samples.append(np.full(int(chosen.sum()), j, dtype=np.int64))
+        if not positions:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(positions), np.concatenate(samples)
+
+    def ground_truth(self, split):
+        """(n_samples, C) labels 1 / -1 (/ 0 for difficult-only images) of ``split``'s samples."""
+        if self.settings.task == "cls":
+            return image_labels(self.dataset, self.samples[split], self.classes)
+        return np.array([[1 if a in person.actions else -1 for a in self.classes]
+                         for _, person in self.samples[split]], dtype=np.int8).reshape(-1, len(self.classes))
+
+    def score(self, net, inputs_of, split):
+        """(n_samples, C) scores of ``split``'s images (cls) or persons (action), background
+        dropped, and the patch probabilities of the split."""
+        probs = patch_probabilities(net, inputs_of, self.rows[split], self.settings.eval_batch)
+        positions, sample = self.pairs[split]
+        scores = aggregate_by_image(probs[positions], sample, len(self.samples[split]), self.settings.train.k)
         return scores[:, : len(self.classes)], probs
 
     def run(self, resume=False):
         s = self.settings
         started = time.perf_counter()
         trained, inputs_of = self.prepare_inputs()
-        val_gt = image_labels(self.dataset, self.val_ids, self.classes)
+        val_gt = self.ground_truth("val")
 
         def validate(net):
             scores, _ = self.score(net, inputs_of, "val")
@@ -196,21 +267,26 @@ class Transfer:
         train_rows = self.rows["train"]
         labels = self.patches.labels[train_rows]
         history = train_patches(trained, lambda idx: inputs_of(train_rows[idx]), labels, self.background,
-                                s.train, validate=validate if self.val_ids else None,
+                                s.train, validate=validate if len(val_gt) else None,
                                 checkpoint=os.path.join(self.out, "checkpoint.npz"), resume=resume,
                                 log=self.log, desc=s.variant)
         self.net.meta.update(target_classes=self.classes, k=s.train.k, scales=list(s.scales),
-                             stride_fraction=s.stride_fraction, variant=s.variant)
+                             stride_fraction=s.stride_fraction, variant=s.variant, task=s.task)
         self.net.save(os.path.join(self.out, "transfer.npz"))
         scores, probs = self.score(trained, inputs_of, "test")
-        results = os.path.join(self.out, "results", f"VOC{self.dataset.year}", "Main")
+        competition = s.competition or DEFAULT_COMPETITION[s.task]
+        results = os.path.join(self.out, "results", f"VOC{self.dataset.year}",
+                               "Action" if s.task == "action" else "Main")
         for j, name in enumerate(self.classes):
-            filename = result_filename(s.competition, "cls", s.test_split, name)
-            write_cls_results(os.path.join(results, filename), self.test_ids, scores[:, j])
+            path = os.path.join(results, result_filename(competition, s.task, s.test_split, name))
+            if s.task == "action":
+                write_action_results(path, [(i, o.index) for i, o in self.samples["test"]], scores[:, j])
+            else:
+                write_cls_results(path, self.test_ids, scores[:, j])
         summary = {"variant": s.variant, "history": history, "settings": asdict(s),
                    "results": results, "seconds": None}
         try:
-            report = evaluate_voc(self.dataset, s.test_split, "cls", results, competition=s.competition,
+            report = evaluate_voc(self.dataset, s.test_split, s.task, results, competition=competition,
                                   metric=s.train.metric)
             summary["ap"] = {name: r.ap for name, r in report.results.items()}
             summary["map"] = report.map
