@@ -173,7 +173,8 @@ def _markdown(path, summary, table, heatmap_files):
         lines += [f"Source network after {p['epoch']} epochs: validation top-1 {p['val_top1']:.3f}, "
                   f"top-5 {p['val_top5']:.3f}.", ""]
     lines += ["![validation mAP](plots/validation_map.png)", "", "![source training](plots/pretrain.png)", ""]
-    lines += [f"![precision/recall, {name}](plots/{name}/cls_summary.png)" for name in summary["map"]] + [""]
+    lines += [f"![AP per class, {name}](plots/{name}/cls_summary.png)" for name in summary["map"]]
+    lines += ["", "Precision/recall curves per class: `plots/<variant>/cls_<class>_pr.png`.", ""]
     lines += [f"![heat map {name}](heatmaps/{name})" for name in heatmap_files]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
