@@ -3,7 +3,7 @@ import pytest
 
 from minicnn.data.voc import pixel_boxes
 from minicnn.transfer import label_patches, resample_background
-from minicnn.transfer.labels import background_weights
+from minicnn.transfer.labels import background_weights, patches_on_box
 
 BG = 3  # three classes, background label 3
 
@@ -86,3 +86,13 @@ def test_background_resampling_keeps_objects_and_a_fraction(rng):
     assert len(resample_background(labels, BG, 1.0, rng)) == len(labels) - 20
     w = background_weights(labels, BG, 0.1)
     assert w[0] == pytest.approx(0.1) and w[10000] == 1.0
+
+
+def test_patches_on_a_person_box_follow_the_rules_then_fall_back():
+    patches = np.array([[0, 0, 10, 10], [0, 0, 100, 100], [50, 50, 60, 60]], dtype=float)
+    # both rules: the 10x10 patch is half filled by the box and holds all of it
+    np.testing.assert_array_equal(patches_on_box(patches, [0, 0, 10, 5]), [True, False, False])
+    # a box too small for any patch's 20% rule: the patches holding 60% of it
+    np.testing.assert_array_equal(patches_on_box(patches, [52, 52, 54, 54]), [False, True, True])
+    # a box no patch holds 60% of: every patch of the image
+    np.testing.assert_array_equal(patches_on_box(patches[[0, 2]], [5, 5, 55, 55]), [True, True])

@@ -65,6 +65,20 @@ def label_patches(boxes, gt_boxes, gt_classes, gt_difficult, num_classes,
     return labels
 
 
+def patches_on_box(patches, box, min_patch=MIN_PATCH_FRACTION, min_object=MIN_OBJECT_FRACTION):
+    """(M,) bool: the patches that score an object given by its box (the action task's person,
+    METHOD.md 7): those satisfying both overlap rules for it; failing that, those holding
+    ``min_object`` of it; failing that, all of them."""
+    patches = np.asarray(patches, np.float64).reshape(-1, 4)
+    box = np.asarray(box, np.float64).reshape(1, 4)
+    chosen = match_matrix(patches, box, min_patch, min_object)[:, 0]
+    if not chosen.any():
+        chosen = intersection_areas(patches, box)[:, 0] >= min_object * box_area(box)[0]
+    if not chosen.any():
+        chosen = np.ones(len(patches), dtype=bool)
+    return chosen
+
+
 def resample_background(labels, background, fraction, rng):
     """Indices of one epoch's training patches: every object patch and a fresh random
     ``fraction`` of the background patches (discarded patches never)."""

@@ -35,7 +35,7 @@ from minicnn.evaluate import evaluate_voc, result_filename, write_action_results
 from minicnn.evaluate.submission import DEFAULT_COMPETITION
 from minicnn.net import Sequential
 from minicnn.transfer.features import build_feature_cache
-from minicnn.transfer.labels import MIN_OBJECT_FRACTION, box_area, intersection_areas, match_matrix
+from minicnn.transfer.labels import patches_on_box
 from minicnn.transfer.patches import SCALES, STRIDE_FRACTION, describe_sampler
 from minicnn.transfer.patchset import PatchRenderer, voc_patch_set
 from minicnn.transfer.scores import aggregate_by_image
@@ -218,8 +218,7 @@ class Transfer:
         return [(i, o) for i, o in self.dataset.action_persons(split) if i in chosen]
 
     def _person_patches(self, split):
-        """The patches scoring each person: those satisfying both overlap rules for its box
-        (METHOD.md 7); failing that, those holding 60% of it; failing that, the whole image's."""
+        """The patches of its image that score each person (:func:`patches_on_box`)."""
         rows = self.rows[split]
         image_of_row = self.patches.image[rows]  # non-decreasing: patches are stored by image
         where = {image_id: i for i, image_id in enumerate(self.ids)}
@@ -227,12 +226,7 @@ class Transfer:
         for j, (image_id, person) in enumerate(self.samples[split]):
             k = where[image_id]
             pos = np.arange(np.searchsorted(image_of_row, k), np.searchsorted(image_of_row, k, side="right"))
-            boxes, box = self.patches.boxes[rows[pos]], pixel_boxes([person.box])
-            chosen = match_matrix(boxes, box)[:, 0]
-            if not chosen.any():
-                chosen = intersection_areas(boxes, box)[:, 0] >= MIN_OBJECT_FRACTION * box_area(box)[0]
-            if not chosen.any():
-                chosen = np.ones(len(pos), dtype=bool)
+            chosen = patches_on_box(self.patches.boxes[rows[pos]], pixel_boxes([person.box]))
             positions.append(pos[chosen])
             samples.append(np.full(int(chosen.sum()), j, dtype=np.int64))
         if not positions:
