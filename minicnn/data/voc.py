@@ -113,7 +113,7 @@ class VOCDataset:
         repeat an id; action sets may list an image once per person, so repeats collapse."""
         path = self.dir / "ImageSets" / task / f"{split}.txt"
         ids, first_line = [], {}
-        for lineno, fields in _lines(path):
+        for lineno, fields in numbered_fields(path):
             if len(fields) > 2 or (len(fields) == 2 and not _is_int(fields[1])):
                 raise InputError(f"{path}, line {lineno}: expected '<image id>' (or '<image id> <index>'), "
                                  f"found {len(fields)} fields")
@@ -295,12 +295,14 @@ def _parse_xml(path: Path) -> tuple[ET.Element, dict]:
 
 # --- set files ------------------------------------------------------------------------------
 
-def _lines(path: Path):
-    """(line number, fields) of each non-blank line of a set file."""
+def numbered_fields(path, what="image set file"):
+    """(line number, fields) of each non-blank line of a text file (a set file, a results
+    file: ``what`` names it in the error when it is missing)."""
+    path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise InputError(f"missing image set file {path}") from None
+        raise InputError(f"missing {what} {path}") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text file") from None
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -319,7 +321,7 @@ def _is_int(text: str) -> bool:
 def _read_labelled_set(path: Path, n_keys: int):
     """[(key tuple, label, line)] of a ``<id> [<object index>] <label>`` set file."""
     out = []
-    for lineno, fields in _lines(path):
+    for lineno, fields in numbered_fields(path):
         if len(fields) != n_keys + 1 or not all(_is_int(f) for f in fields[1:]):
             expected = "<image id> <label>" if n_keys == 1 else "<image id> <object index> <label>"
             raise InputError(f"{path}, line {lineno}: expected '{expected}' with integer index and label, "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minicnn.data.voc import numbered_fields
 from minicnn.errors import InputError
 
 TASKS = ("cls", "det", "action")
@@ -49,15 +50,20 @@ def read_cls_results(path, image_ids=None):
     ids, scores, first = [], [], {}
     for lineno, fields in _records(path, "cls"):
         image_id = fields[0]
-        if known is not None and image_id not in known:
-            raise InputError(f"{path}, line {lineno}: image '{image_id}' is not in the image set")
-        if image_id in first:
-            raise InputError(f"{path}, line {lineno}: image '{image_id}' given twice "
-                             f"(first at line {first[image_id]})")
-        first[image_id] = lineno
+        _record_key(path, lineno, image_id, f"image '{image_id}'", "image set", known, first)
         ids.append(image_id)
         scores.append(_number(path, lineno, fields[1], "score"))
     return ids, np.array(scores, dtype=np.float64)
+
+
+def _record_key(path, lineno, key, name, set_name, known, first):
+    """Check that ``key`` (called ``name``) is one of ``known`` (when given) and not seen
+    before in the file; remember its line in ``first``."""
+    if known is not None and key not in known:
+        raise InputError(f"{path}, line {lineno}: {name} is not in the {set_name}")
+    if key in first:
+        raise InputError(f"{path}, line {lineno}: {name} given twice (first at line {first[key]})")
+    first[key] = lineno
 
 
 def read_det_results(path, image_ids=None):
@@ -83,13 +89,7 @@ def read_action_results(path, persons=None):
         if re.fullmatch(r"[+-]?\d+", fields[1]) is None:
             raise InputError(f"{path}, line {lineno}: object index '{fields[1]}' is not an integer")
         key = (fields[0], int(fields[1]))
-        if known is not None and key not in known:
-            raise InputError(f"{path}, line {lineno}: person {key[1]} of image '{key[0]}' is not in the "
-                             "action set")
-        if key in first:
-            raise InputError(f"{path}, line {lineno}: person {key[1]} of image '{key[0]}' given twice "
-                             f"(first at line {first[key]})")
-        first[key] = lineno
+        _record_key(path, lineno, key, f"person {key[1]} of image '{key[0]}'", "action set", known, first)
         keys.append(key)
         scores.append(_number(path, lineno, fields[2], "score"))
     return keys, np.array(scores, dtype=np.float64)
@@ -123,18 +123,8 @@ def _write(path, lines):
 
 
 def _records(path, task):
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"missing results file {path}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file") from None
     n = _FIELDS[task].count("<")
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
+    for lineno, fields in numbered_fields(path, "results file"):
         if len(fields) != n:
             raise InputError(f"{path}, line {lineno}: expected {n} fields '{_FIELDS[task]}', "
                              f"found {len(fields)}")

@@ -32,7 +32,7 @@ from minicnn import backend, models
 from minicnn.data.voc import VOC_CHALLENGE_ACTIONS, VOCDataset, pixel_boxes
 from minicnn.errors import InputError
 from minicnn.evaluate import evaluate_voc, result_filename, write_action_results, write_cls_results
-from minicnn.evaluate.submission import DEFAULT_COMPETITION
+from minicnn.evaluate.submission import DEFAULT_COMPETITION, TASK_FOLDER
 from minicnn.net import Sequential
 from minicnn.transfer.features import build_feature_cache
 from minicnn.transfer.labels import patches_on_box
@@ -269,8 +269,7 @@ class Transfer:
         self.net.save(os.path.join(self.out, "transfer.npz"))
         scores, probs = self.score(trained, inputs_of, "test")
         competition = s.competition or DEFAULT_COMPETITION[s.task]
-        results = os.path.join(self.out, "results", f"VOC{self.dataset.year}",
-                               "Action" if s.task == "action" else "Main")
+        results = os.path.join(self.out, "results", f"VOC{self.dataset.year}", TASK_FOLDER[s.task])
         for j, name in enumerate(self.classes):
             path = os.path.join(results, result_filename(competition, s.task, s.test_split, name))
             if s.task == "action":
