@@ -30,14 +30,21 @@ class BackendUnavailable(RuntimeError):
 
 
 class Backend:
-    """One backend: its name, its array module ``xp``, its kernels and its random generator."""
+    """One backend: its name, its array module ``xp``, its kernels and its random generator.
 
-    def __init__(self, name: str, xp, kernels: dict):
+    ``activate``, if given, is called when the backend becomes the current one and returns
+    the callable that undoes it, called when another backend takes over (the cpu backend
+    keeps the BLAS single-threaded meanwhile: it runs its own threads, see
+    ``kernels/cpu/gemm.py``)."""
+
+    def __init__(self, name: str, xp, kernels: dict, activate=None):
         self.name = name
         self.xp = xp
         self.kernels = kernels
         self.rng = None  # set by seed(); draws on the backend's own device
         self.simulated = False
+        self.activate = activate
+        self.deactivate = None
 
     def __repr__(self):
         return f"Backend({self.name!r})"
@@ -59,7 +66,9 @@ def _make_cpu():
         raise BackendUnavailable(f"backend 'cpu' needs numba: {e}") from e
     if not kernels:
         raise BackendUnavailable("backend 'cpu' has no kernels built yet")
-    return Backend("cpu", np, kernels)
+    from minicnn.kernels.cpu.gemm import single_threaded_blas
+
+    return Backend("cpu", np, kernels, activate=single_threaded_blas)
 
 
 GPU_INSTALL_HINT = ("install the gpu extra: pip install 'minicnn[gpu]' (CuPy for CUDA 12; "
@@ -146,7 +155,14 @@ def backend_named(name: str) -> Backend:
 def set_backend(name: str) -> Backend:
     """Make ``name`` ("numpy", "cpu" or "cuda") the current backend and return it."""
     global _current
-    _current = backend_named(name)
+    backend = backend_named(name)
+    if backend is not _current:
+        if _current.deactivate is not None:
+            _current.deactivate()
+            _current.deactivate = None
+        if backend.activate is not None:
+            backend.deactivate = backend.activate()
+        _current = backend
     return _current
 
 

@@ -1,5 +1,9 @@
 """The "cpu" backend end to end: convolution through its kernels, a whole tiny net's
-gradients against the NumPy reference, and repeatability with a fixed seed."""
+gradients against the NumPy reference, and repeatability with a fixed seed.
+
+Parity to rtol 1e-4 (float32) is asked of the im2col path, whose arithmetic is the
+reference's; with Winograd on (the cpu default for 3x3 stride-1 convolutions) rounding
+differs by a bounded amount relative to each tensor's scale (``tests/test_winograd.py``)."""
 
 import importlib
 import inspect
@@ -51,6 +55,7 @@ def run_conv(backend, x, dy, weight, bias, stride, padding, groups, need_dx=True
 ])
 def test_conv2d_on_cpu_matches_reference(shape, out, k, stride, padding, groups, one_image_chunks,
                                          dtype, rng, monkeypatch):
+    monkeypatch.setattr(conv_op, "WINOGRAD_BACKENDS", ())
     if one_image_chunks:
         monkeypatch.setattr(conv_op, "WORKSPACE_BYTES", 1)
     C = shape[1]
@@ -83,18 +88,21 @@ def tiny_net_gradients(backend, dtype):
     return float(loss), mc.to_numpy(dx), grads
 
 
+@pytest.mark.parametrize("winograd", [False, True], ids=["im2col", "winograd"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_tiny_net_gradients_on_cpu_equal_the_reference(dtype):
+def test_tiny_net_gradients_on_cpu_equal_the_reference(dtype, winograd, monkeypatch):
+    if not winograd:
+        monkeypatch.setattr(conv_op, "WINOGRAD_BACKENDS", ())
     loss_ref, dx_ref, grads_ref = tiny_net_gradients("numpy", dtype)
     loss, dx, grads = tiny_net_gradients("cpu", dtype)
     rtol = RTOL[dtype]
     assert loss == pytest.approx(loss_ref, rel=rtol)
-    np.testing.assert_allclose(dx, dx_ref, rtol=rtol, atol=rtol * 1e-3)
     assert grads.keys() == grads_ref.keys() and len(grads) == 10
-    for name in grads:
-        assert np.abs(grads[name]).max() > 0, name  # every layer gets a real gradient
-        np.testing.assert_allclose(grads[name], grads_ref[name], rtol=rtol, atol=rtol * 1e-3,
-                                   err_msg=name)
+    for name, a, b in [("input", dx, dx_ref)] + [(k, grads[k], grads_ref[k]) for k in grads]:
+        assert np.abs(a).max() > 0, name  # every layer gets a real gradient
+        # Winograd's rounding is bounded relative to the tensor's scale, not per element
+        atol = rtol * np.abs(b).max() if winograd else rtol * 1e-3
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=name)
 
 
 def train_a_few_steps(seed):

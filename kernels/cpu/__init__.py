@@ -20,19 +20,26 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 from minicnn.kernels.cpu.conv2d import cnhw_to_nchw, nchw_to_cnhw
 from minicnn.kernels.cpu.dropout import dropout_apply
-from minicnn.kernels.cpu.gemm import gemm
+from minicnn.kernels.cpu.gemm import gemm, gemm_many
 from minicnn.kernels.cpu.im2col import col2im, im2col
 from minicnn.kernels.cpu.lrn import lrn_backward, lrn_forward
 from minicnn.kernels.cpu.max_pool2d import max_pool_backward, max_pool_forward
 from minicnn.kernels.cpu.relu import relu_backward, relu_forward
 from minicnn.kernels.cpu.sgd import sgd_update
 from minicnn.kernels.cpu.softmax_xent import softmax_xent
+from minicnn.kernels.cpu.winograd import (
+    winograd_input_adjoint,
+    winograd_input_transform,
+    winograd_output_adjoint,
+    winograd_output_transform,
+)
 
 __all__ = [
     "cnhw_to_nchw",
     "col2im",
     "dropout_apply",
     "gemm",
+    "gemm_many",
     "im2col",
     "lrn_backward",
     "lrn_forward",
@@ -43,4 +50,8 @@ __all__ = [
     "relu_forward",
     "sgd_update",
     "softmax_xent",
+    "winograd_input_adjoint",
+    "winograd_input_transform",
+    "winograd_output_adjoint",
+    "winograd_output_transform",
 ]

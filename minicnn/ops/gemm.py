@@ -16,3 +16,11 @@ from minicnn.backend import array_module, hot_path
 def gemm(a, b, out):
     """Write a @ b into ``out`` (M, N) and return ``out``."""
     return array_module(a).matmul(a, b, out=out)
+
+
+@hot_path
+def gemm_many(products):
+    """Write a @ b into out for every (a, b, out) of ``products`` (independent products, such
+    as Winograd's one per transformed position); returns None."""
+    for a, b, out in products:
+        gemm(a, b, out)
