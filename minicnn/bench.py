@@ -446,7 +446,8 @@ def run(args) -> int:
             contenders = [Ours(b, net, opt, x, labels) for b in backends]
             if use_torch:
                 contenders.append(Torch(net, x, labels))
-            entry = {"model": model, "batch": batch, "figures": {}}
+            entry = {"model": model, "batch": batch, "figures": {},
+                     "convolutions": {b: conv_algorithms(net, b) for b in backends}}
             for figure, method in (("forward", "forward"), ("train", "train_step")):
                 times = interleaved(contenders, method, args.warmup, args.repeats)
                 entry["figures"][figure] = {
@@ -511,8 +512,31 @@ def _print_header(report):
     print(f"each figure: median of {report['repeats']} interleaved rounds after {report['warmup']} warm-up")
 
 
+def conv_algorithms(net, backend: str) -> dict:
+    """{convolution layer: "im2col" or "winograd F(m x m, r x r)"}, as run on ``backend``."""
+    from minicnn.ops import conv2d
+
+    previous = mc.get_backend().name
+    mc.set_backend(backend)
+    try:
+        algorithms = {}
+        for name, layer in zip(net.names, net.layers, strict=True):
+            if isinstance(layer, mc.layers.Conv2D):
+                m = conv2d.winograd_tile(layer.params["weight"].shape, layer.stride)
+                r = layer.kernel_size[0]
+                algorithms[name] = f"winograd F({m}x{m}, {r}x{r})" if m else "im2col"
+        return algorithms
+    finally:
+        mc.set_backend(previous)
+
+
 def _print_run(entry):
     print(f"\n{entry['model']}, batch {entry['batch']}")
+    for backend, algorithms in entry.get("convolutions", {}).items():
+        groups = {}
+        for layer, algorithm in algorithms.items():
+            groups.setdefault(algorithm, []).append(layer)
+        print(f"  {backend} convolutions: " + "; ".join(f"{a} ({', '.join(ls)})" for a, ls in groups.items()))
     names = list(entry["figures"]["forward"])
     print(f"  {'':10}" + "".join(f"{n:>12}" for n in names) + "   ratios (images/s)")
     for figure, per in entry["figures"].items():

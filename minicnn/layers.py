@@ -159,13 +159,15 @@ class Conv2D(Layer):
             raise ValueError(f"layer {self.name!r} (Conv2D): input {tuple(x.shape)} is smaller "
                              f"than the kernel {self.kernel_size} with padding {self.padding}")
         self._x = x
+        # what the backward can reuse (Winograd's transformed input), kept from step to step
+        self._kept = self.__dict__.setdefault("_kept_for_backward", {}) if train and not self.frozen else None
         return conv_op.conv2d_forward(x, self.params["weight"], self.params.get("bias"),
-                                      self.stride, self.padding, self.groups)
+                                      self.stride, self.padding, self.groups, keep=self._kept)
 
     def backward(self, dy):
         dx, dw, db = conv_op.conv2d_backward(
             dy, self._x, self.params["weight"], self.stride, self.padding, self.groups,
-            need_dx=self.need_input_grad, need_dw=not self.frozen)
+            need_dx=self.need_input_grad, need_dw=not self.frozen, kept=getattr(self, "_kept", None))
         if not self.frozen:
             self.grads["weight"] = dw
             if "bias" in self.params:

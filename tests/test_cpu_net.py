@@ -133,3 +133,21 @@ def test_layers_run_on_cpu_with_float32_by_default(rng):
                          L.Flatten(), L.Linear(4 * 4 * 4, 2), L.Dropout(0.5)])
     y = net.forward(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
     assert y.dtype == np.float32 and y.shape == (2, 2)
+
+
+def test_cpu_backend_keeps_the_blas_single_threaded_while_current():
+    import threadpoolctl
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    mc.set_backend("numpy")
+    before = blas_threads()
+    try:
+        mc.set_backend("cpu")
+        assert blas_threads() and all(n == 1 for n in blas_threads())
+        mc.set_backend("cpu")  # making it current again changes nothing
+        assert all(n == 1 for n in blas_threads())
+    finally:
+        mc.set_backend("numpy")
+    assert blas_threads() == before

@@ -170,3 +170,27 @@ def test_winograd_gradient_against_finite_differences(m, monkeypatch):
     finally:
         mc.set_backend("numpy")
     assert result.passed(), result.table()
+
+
+def test_kept_transformed_input_serves_the_backward_of_the_same_input_only(rng):
+    x, x2 = (rng.standard_normal((3, 4, 9, 9)).astype(np.float32) for _ in range(2))
+    weight = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((3, 6, 9, 9)).astype(np.float32)
+    mc.set_backend("cpu")
+    try:
+        keep = {}
+        conv_op.conv2d_forward(x, weight, None, 1, 1, keep=keep)
+        assert keep["x"] is x and keep["V"].shape == (36, 4, 3 * 9)  # F(4x4, 3x3): 3x3 tiles
+        kept = conv_op.conv2d_backward(dy, x, weight, 1, 1, kept=keep)
+        recomputed = conv_op.conv2d_backward(dy, x, weight, 1, 1)
+        for a, b in zip(kept, recomputed, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+        # kept for x, asked for x2: recomputed for x2
+        for a, b in zip(conv_op.conv2d_backward(dy, x2, weight, 1, 1, kept=keep),
+                        conv_op.conv2d_backward(dy, x2, weight, 1, 1), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+        buffer = keep["V"]
+        conv_op.conv2d_forward(x2, weight, None, 1, 1, keep=keep)
+        assert keep["V"] is buffer and keep["x"] is x2  # the buffer serves the next step
+    finally:
+        mc.set_backend("numpy")

@@ -47,9 +47,11 @@ def _executor_and_controller(workers):
 
 
 def single_threaded_blas():
-    """Limit the BLAS to one thread; return the callable that restores the previous limits."""
-    limiter = _executor_and_controller(0)[1].limit(limits=1, user_api="blas")
-    return limiter.restore_original_limits
+    """Limit every BLAS loaded to one thread; return the callable that restores the previous
+    limits. (A new look at the loaded libraries each time: SciPy or PyTorch may bring their own.)"""
+    import threadpoolctl
+
+    return threadpoolctl.threadpool_limits(limits=1, user_api="blas").restore_original_limits
 
 
 def _bounds(size, parts, align=16):

@@ -24,15 +24,20 @@ IMAGES = 8
 
 
 @njit(inline="always")
-def _axpy(dst, coef, src):
-    for q in range(np.uint64(dst.size)):
-        dst[q] += coef * src[q]
+def _axpy(dst, d0, coef, src, s0, count):
+    """dst[d0 : d0 + count] += coef * src[s0 : s0 + count] (flat arrays, offsets instead of
+    slices: a view per call costs more than these short runs)."""
+    d, s = np.uint64(d0), np.uint64(s0)
+    for q in range(np.uint64(count)):
+        dst[d + q] += coef * src[s + q]
 
 
 @njit(inline="always")
-def _copy(dst, src):
-    for q in range(np.uint64(dst.size)):
-        dst[q] = src[q]
+def _copy(dst, d0, dstep, src, s0, sstep, count):
+    """dst[d0 + q * dstep] = src[s0 + q * sstep] for q < count (flat arrays)."""
+    d, ds, s, ss = np.uint64(d0), np.uint64(dstep), np.uint64(s0), np.uint64(sstep)
+    for q in range(np.uint64(count)):
+        dst[d + q * ds] = src[s + q * ss]
 
 
 @njit(inline="always")
@@ -44,51 +49,51 @@ def _phase_columns(W, Wq, m, pw, qc):
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _input_transform(x, BT, m, ph, pw, TH, TW, out):
-    N, C, H, W = x.shape
+def _input_transform(x4, BT, m, ph, pw, TH, TW, out3):
+    N, C, H, W = x4.shape
+    x, out, T = x4.reshape(-1), out3.reshape(-1), out3.shape[2]
     n = BT.shape[0]
     e = (n - 1) // m
     Wq, L = TW + e, TH * TW
-    S = (TH + e) * Wq  # one image's P run
+    S = (TH + e) * Wq  # one image's run in P
     blocks = (N + IMAGES - 1) // IMAGES
     for job in prange(C * blocks):
         c, b0 = job // blocks, (job % blocks) * IMAGES
         nb = min(IMAGES, N - b0)
         F = nb * S
-        P = np.zeros((m, m, F + e), dtype=x.dtype)
-        R = np.empty((n, m, F), dtype=x.dtype)  # R[nu, qr] = sum_b BT[nu, b] P[qr, b % m] >> b // m
-        Z = np.empty(F, dtype=x.dtype)
+        Fe = F + e
+        P = np.zeros(m * m * Fe, dtype=x.dtype)  # P[qr, qc] at (qr * m + qc) * Fe
+        R = np.zeros(n * m * F, dtype=x.dtype)  # R[nu, qr] = sum_b BT[nu, b] P[qr, b % m] >> b // m
+        Z = np.empty(F, dtype=x.dtype)  # Z = sum_a BT[xi, a] R[nu, a % m] >> (a // m) rows
         for bi in range(nb):
             for i in range(H):
                 qr, ii = (i + ph) % m, (i + ph) // m
                 for qc in range(m):
                     lo, hi = _phase_columns(W, Wq, m, pw, qc)
-                    if hi > lo:
-                        j0, row = lo * m + qc - pw, bi * S + ii * Wq
-                        _copy(P[qr, qc, row + lo : row + hi],
-                              x[b0 + bi, c, i, j0 : j0 + (hi - lo - 1) * m + 1 : m])
+                    _copy(P, (qr * m + qc) * Fe + bi * S + ii * Wq + lo, 1,
+                          x, ((b0 + bi) * C + c) * H * W + i * W + lo * m + qc - pw, m, hi - lo)
         for nu in range(n):
             for qr in range(m):
-                R[nu, qr] = 0
                 for bb in range(n):
                     if BT[nu, bb] != 0:
-                        _axpy(R[nu, qr], BT[nu, bb], P[qr, bb % m, bb // m : bb // m + F])
+                        _axpy(R, (nu * m + qr) * F, BT[nu, bb], P, (qr * m + bb % m) * Fe + bb // m, F)
         for xi in range(n):
             for nu in range(n):
-                Z[:] = 0  # Z = sum_a BT[xi, a] R[nu, a % m] >> (a // m) rows
+                Z[:] = 0
                 for a in range(n):
                     if BT[xi, a] != 0:
                         off = (a // m) * Wq
-                        _axpy(Z[: F - off], BT[xi, a], R[nu, a % m, off:])
-                dst = out[xi * n + nu, c, b0 * L : (b0 + nb) * L]
+                        _axpy(Z, 0, BT[xi, a], R, (nu * m + a % m) * F + off, F - off)
+                base = ((xi * n + nu) * C + c) * T + b0 * L
                 for bi in range(nb):
                     for th in range(TH):
-                        _copy(dst[bi * L + th * TW : bi * L + (th + 1) * TW], Z[bi * S + th * Wq :])
+                        _copy(out, base + bi * L + th * TW, 1, Z, bi * S + th * Wq, 1, TW)
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _input_adjoint(dV, BT, m, ph, pw, TH, TW, out):
-    N, C, H, W = out.shape
+def _input_adjoint(dV3, BT, m, ph, pw, TH, TW, out4):
+    N, C, H, W = out4.shape
+    dV, out, T = dV3.reshape(-1), out4.reshape(-1), dV3.shape[2]
     n = BT.shape[0]
     e = (n - 1) // m
     Wq, L = TW + e, TH * TW
@@ -98,38 +103,38 @@ def _input_adjoint(dV, BT, m, ph, pw, TH, TW, out):
         c, b0 = job // blocks, (job % blocks) * IMAGES
         nb = min(IMAGES, N - b0)
         F = nb * S
-        P = np.zeros((m, m, F + e), dtype=out.dtype)
-        R = np.zeros((n, m, F), dtype=out.dtype)
+        Fe = F + e
+        P = np.zeros(m * m * Fe, dtype=out.dtype)
+        R = np.zeros(n * m * F, dtype=out.dtype)
         Z = np.zeros(F, dtype=out.dtype)  # entries off the tiles stay 0
         for xi in range(n):
             for nu in range(n):
-                src = dV[xi * n + nu, c, b0 * L : (b0 + nb) * L]
+                base = ((xi * n + nu) * C + c) * T + b0 * L
                 for bi in range(nb):
                     for th in range(TH):
-                        _copy(Z[bi * S + th * Wq : bi * S + th * Wq + TW], src[bi * L + th * TW :])
+                        _copy(Z, bi * S + th * Wq, 1, dV, base + bi * L + th * TW, 1, TW)
                 for a in range(n):
                     if BT[xi, a] != 0:
                         off = (a // m) * Wq
-                        _axpy(R[nu, a % m, off:], BT[xi, a], Z[: F - off])
+                        _axpy(R, (nu * m + a % m) * F + off, BT[xi, a], Z, 0, F - off)
         for nu in range(n):
             for qr in range(m):
                 for bb in range(n):
                     if BT[nu, bb] != 0:
-                        _axpy(P[qr, bb % m, bb // m : bb // m + F], BT[nu, bb], R[nu, qr])
+                        _axpy(P, (qr * m + bb % m) * Fe + bb // m, BT[nu, bb], R, (nu * m + qr) * F, F)
         for bi in range(nb):
             for i in range(H):
                 qr, ii = (i + ph) % m, (i + ph) // m
                 for qc in range(m):
                     lo, hi = _phase_columns(W, Wq, m, pw, qc)
-                    if hi > lo:
-                        j0, row = lo * m + qc - pw, bi * S + ii * Wq
-                        _copy(out[b0 + bi, c, i, j0 : j0 + (hi - lo - 1) * m + 1 : m],
-                              P[qr, qc, row + lo : row + hi])
+                    _copy(out, ((b0 + bi) * C + c) * H * W + i * W + lo * m + qc - pw, m,
+                          P, (qr * m + qc) * Fe + bi * S + ii * Wq + lo, 1, hi - lo)
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _output_transform(M, AT, bias, use_bias, out):
-    N, O, OH, OW = out.shape
+def _output_transform(M3, AT, bias, use_bias, out4):
+    N, O, OH, OW = out4.shape
+    M, out, T = M3.reshape(-1), out4.reshape(-1), M3.shape[2]
     m, n = AT.shape
     TH, TW = (OH + m - 1) // m, (OW + m - 1) // m
     L = TH * TW
@@ -137,32 +142,33 @@ def _output_transform(M, AT, bias, use_bias, out):
     for job in prange(O * blocks):
         o, b0 = job // blocks, (job % blocks) * IMAGES
         nb = min(IMAGES, N - b0)
-        R = np.zeros((n, m, nb * L), dtype=out.dtype)  # R[xi, v] = sum_nu AT[v, nu] M[(xi, nu)]
-        Y = np.empty((m, m, nb * L), dtype=out.dtype)  # Y[u, v] = sum_xi AT[u, xi] R[xi, v]
+        F = nb * L
+        R = np.zeros(n * m * F, dtype=out.dtype)  # R[xi, v] = sum_nu AT[v, nu] M[(xi, nu)]
+        Y = np.empty(m * m * F, dtype=out.dtype)  # Y[u, v] = sum_xi AT[u, xi] R[xi, v]
         for xi in range(n):
             for nu in range(n):
-                src = M[xi * n + nu, o, b0 * L : (b0 + nb) * L]
+                base = ((xi * n + nu) * O + o) * T + b0 * L
                 for v in range(m):
                     if AT[v, nu] != 0:
-                        _axpy(R[xi, v], AT[v, nu], src)
+                        _axpy(R, (xi * m + v) * F, AT[v, nu], M, base, F)
         Y[:] = bias[o] if use_bias else 0
         for u in range(m):
             for xi in range(n):
                 if AT[u, xi] != 0:
                     for v in range(m):
-                        _axpy(Y[u, v], AT[u, xi], R[xi, v])
+                        _axpy(Y, (u * m + v) * F, AT[u, xi], R, (xi * m + v) * F, F)
         for bi in range(nb):
             for th in range(TH):
                 for u in range(min(m, OH - th * m)):
                     for v in range(min(m, OW)):
-                        count = (OW - v + m - 1) // m  # tiles t with t*m + v < OW
-                        _copy(out[b0 + bi, o, th * m + u, v : v + (count - 1) * m + 1 : m],
-                              Y[u, v, bi * L + th * TW :])
+                        _copy(out, (((b0 + bi) * O + o) * OH + th * m + u) * OW + v, m,
+                              Y, (u * m + v) * F + bi * L + th * TW, 1, (OW - v + m - 1) // m)
 
 
 @njit(parallel=True, fastmath=False, cache=True)
-def _output_adjoint(dy, AT, out):
-    N, O, OH, OW = dy.shape
+def _output_adjoint(dy4, AT, out3):
+    N, O, OH, OW = dy4.shape
+    dy, out, T = dy4.reshape(-1), out3.reshape(-1), out3.shape[2]
     m, n = AT.shape
     TH, TW = (OH + m - 1) // m, (OW + m - 1) // m
     L = TH * TW
@@ -170,27 +176,27 @@ def _output_adjoint(dy, AT, out):
     for job in prange(O * blocks):
         o, b0 = job // blocks, (job % blocks) * IMAGES
         nb = min(IMAGES, N - b0)
-        Y = np.zeros((m, m, nb * L), dtype=dy.dtype)  # entries beyond the output stay 0
-        R = np.zeros((n, m, nb * L), dtype=dy.dtype)
+        F = nb * L
+        Y = np.zeros(m * m * F, dtype=dy.dtype)  # entries beyond the output stay 0
+        R = np.zeros(n * m * F, dtype=dy.dtype)
         for bi in range(nb):
             for th in range(TH):
                 for u in range(min(m, OH - th * m)):
                     for v in range(min(m, OW)):
-                        count = (OW - v + m - 1) // m
-                        _copy(Y[u, v, bi * L + th * TW : bi * L + th * TW + count],
-                              dy[b0 + bi, o, th * m + u, v : v + (count - 1) * m + 1 : m])
+                        _copy(Y, (u * m + v) * F + bi * L + th * TW, 1,
+                              dy, (((b0 + bi) * O + o) * OH + th * m + u) * OW + v, m, (OW - v + m - 1) // m)
         for u in range(m):
             for xi in range(n):
                 if AT[u, xi] != 0:
                     for v in range(m):
-                        _axpy(R[xi, v], AT[u, xi], Y[u, v])
+                        _axpy(R, (xi * m + v) * F, AT[u, xi], Y, (u * m + v) * F, F)
         for xi in range(n):
             for nu in range(n):
-                dst = out[xi * n + nu, o, b0 * L : (b0 + nb) * L]
-                dst[:] = 0
+                base = ((xi * n + nu) * O + o) * T + b0 * L
+                out[base : base + F] = 0
                 for v in range(m):
                     if AT[v, nu] != 0:
-                        _axpy(dst, AT[v, nu], R[xi, v])
+                        _axpy(out, base, AT[v, nu], R, (xi * m + v) * F, F)
 
 
 def _writable(out):

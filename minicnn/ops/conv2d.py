@@ -93,10 +93,13 @@ def winograd_tile(weight_shape, stride) -> int | None:
     return WINOGRAD_TILE.get(kh)
 
 
-def conv2d_forward(x, weight, bias, stride=1, padding=0, groups=1):
+def conv2d_forward(x, weight, bias, stride=1, padding=0, groups=1, keep=None):
+    """y; ``keep``, a dict, receives what :func:`conv2d_backward` can reuse for this same x
+    if given the dict (Winograd's transformed input: a training step then transforms each
+    input once; the buffer is reused from step to step)."""
     m = winograd_tile(weight.shape, stride)
     if m:
-        return _winograd_forward(x, weight, bias, _pair(padding), groups, m)
+        return _winograd_forward(x, weight, bias, _pair(padding), groups, m, keep)
     xp = array_module(x)
     sh, sw = _pair(stride)
     ph, pw = _pair(padding)
@@ -117,11 +120,14 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, groups=1):
     return y
 
 
-def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, need_dw=True):
-    """Return (dx, dweight, dbias); the ones not asked for are None."""
+def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, need_dw=True,
+                    kept=None):
+    """Return (dx, dweight, dbias); the ones not asked for are None. ``kept``: the forward's
+    ``keep`` dict, used only if it was filled for this x."""
     m = winograd_tile(weight.shape, stride)
     if m:
-        return _winograd_backward(dy, x, weight, _pair(padding), groups, m, need_dx, need_dw)
+        V = kept.get("V") if kept is not None and kept.get("x") is x else None
+        return _winograd_backward(dy, x, weight, _pair(padding), groups, m, need_dx, need_dw, V)
     xp = array_module(x)
     sh, sw = _pair(stride)
     ph, pw = _pair(padding)
@@ -180,39 +186,52 @@ def _group_slices(O, Cg, groups):
     return [(slice(g * Og, (g + 1) * Og), slice(g * Cg, (g + 1) * Cg)) for g in range(groups)]
 
 
-def _winograd_forward(x, weight, bias, padding, groups, m):
+def _winograd_forward(x, weight, bias, padding, groups, m, keep=None):
     xp = array_module(x)
     (N, C, O, Cg, OH, OW, TH, TW), (AT, G, BT), chunks = _winograd_setup(x, weight, padding, m)
-    n2 = G.shape[0] ** 2
+    n2, T = G.shape[0] ** 2, TH * TW
     group_slices = _group_slices(O, Cg, groups)
     U = winograd.filter_transform(weight, G)
     y = xp.empty((N, O, OH, OW), dtype=x.dtype)
+    V_all = None
+    if keep is not None:  # the whole batch's transformed input, kept for the backward
+        V_all = keep.get("V")
+        if V_all is None or V_all.shape != (n2, C, N * T) or V_all.dtype != x.dtype:
+            keep.pop("V", None)
+            V_all = xp.empty((n2, C, N * T), dtype=x.dtype)
+        keep.update(V=winograd.winograd_input_transform(x, BT, m, *padding, TH, TW, V_all), x=x)
     for s, e in chunks:
-        nt = (e - s) * TH * TW
-        V = winograd.winograd_input_transform(
-            x[s:e], BT, m, *padding, TH, TW, workspace(xp, x.dtype, n2 * C * nt).reshape(n2, C, nt))
+        nt = (e - s) * T
+        if V_all is not None:
+            V = V_all[:, :, s * T : e * T]
+        else:
+            V = winograd.winograd_input_transform(
+                x[s:e], BT, m, *padding, TH, TW, workspace(xp, x.dtype, n2 * C * nt).reshape(n2, C, nt))
         M = workspace(xp, x.dtype, n2 * O * nt, "out").reshape(n2, O, nt)
         gemm_many([(U[k, G_o], V[k, G_c], M[k, G_o]) for k in range(n2) for G_o, G_c in group_slices])
         winograd.winograd_output_transform(M, AT, bias, y[s:e])
     return y
 
 
-def _winograd_backward(dy, x, weight, padding, groups, m, need_dx, need_dw):
+def _winograd_backward(dy, x, weight, padding, groups, m, need_dx, need_dw, V_all=None):
     xp = array_module(x)
     (N, C, O, Cg, OH, OW, TH, TW), (AT, G, BT), chunks = _winograd_setup(x, weight, padding, m)
-    n2 = G.shape[0] ** 2
+    n2, T = G.shape[0] ** 2, TH * TW
     group_slices = _group_slices(O, Cg, groups)
     U = winograd.filter_transform(weight, G) if need_dx else None
     dU = xp.empty((n2, O, Cg), dtype=weight.dtype) if need_dw else None
     dU_chunk = xp.empty((n2, O, Cg), dtype=weight.dtype) if need_dw and len(chunks) > 1 else None
     dx = xp.empty_like(x) if need_dx else None
     for s, e in chunks:
-        nt = (e - s) * TH * TW
+        nt = (e - s) * T
         dM = winograd.winograd_output_adjoint(
             dy[s:e], AT, workspace(xp, dy.dtype, n2 * O * nt, "out").reshape(n2, O, nt))
         if need_dw:
-            V = winograd.winograd_input_transform(
-                x[s:e], BT, m, *padding, TH, TW, workspace(xp, x.dtype, n2 * C * nt).reshape(n2, C, nt))
+            if V_all is not None:
+                V = V_all[:, :, s * T : e * T]
+            else:
+                V = winograd.winograd_input_transform(
+                    x[s:e], BT, m, *padding, TH, TW, workspace(xp, x.dtype, n2 * C * nt).reshape(n2, C, nt))
             target = dU if s == 0 else dU_chunk
             gemm_many([(dM[k, G_o], V[k, G_c].T, target[k, G_o])
                        for k in range(n2) for G_o, G_c in group_slices])
