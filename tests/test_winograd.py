@@ -145,12 +145,57 @@ def test_default_tiles_in_float32_stay_close_on_alexnet_like_layers(shape, out, 
         assert np.abs(a - b).max() <= 2e-5 * np.abs(b).max(), name
 
 
-def test_cpu_backend_picks_winograd_for_3x3_stride_1_only(monkeypatch):
+@pytest.mark.parametrize("shape,out,k,stride,padding,groups", [
+    ((2, 3, 35, 35), 5, 11, 4, 0, 1),   # AlexNet's conv1, smaller: 3x3 after space-to-depth
+    ((2, 4, 13, 12), 6, 5, 2, 2, 2),    # padding, groups, odd sizes
+    ((1, 2, 9, 10), 3, 6, 2, 1, 1),     # even filter: ceil(6 / 2) = 3
+])
+def test_strided_convolution_through_space_to_depth_equals_the_direct_one(
+        shape, out, k, stride, padding, groups, dtype, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    weight = rng.standard_normal((out, shape[1] // groups, k, k)).astype(dtype)
+    bias = rng.standard_normal(out).astype(dtype)
+    OH = (shape[2] + 2 * padding - k) // stride + 1
+    OW = (shape[3] + 2 * padding - k) // stride + 1
+    dy = rng.standard_normal((shape[0], out, OH, OW)).astype(dtype)
+    mc.set_backend("numpy")
+    direct = (conv_op.conv2d_forward(x, weight, bias, stride, padding, groups),) + conv_op.conv2d_backward(
+        dy, x, weight, stride, padding, groups)
+    mc.set_backend("cpu")
+    try:
+        assert conv_op.winograd_tile(weight.shape, stride)
+        for keep in (None, {}):
+            y = conv_op.conv2d_forward(x, weight, bias, stride, padding, groups, keep=keep)
+            grads = conv_op.conv2d_backward(dy, x, weight, stride, padding, groups, kept=keep)
+            for name, a, b in zip(("y", "dx", "dw", "db"), (y,) + grads, direct, strict=True):
+                close_to_scale(a, b, dtype, name)
+    finally:
+        mc.set_backend("numpy")
+
+
+def test_space_to_depth_and_its_adjoint(rng):
+    x = rng.standard_normal((2, 3, 7, 9))
+    xs = conv_op.space_to_depth(x, 4, 1, 2, 3, 3)
+    assert xs.shape == (2, 48, 3, 3)
+    assert xs[1, 2 * 16 + 1 * 4 + 3, 1, 1] == x[1, 2, 4 + 1 - 1, 4 + 3 - 2]  # padding (1, 2)
+    # adjoint: <S x, z> = <x, S^T z>
+    z = rng.standard_normal(xs.shape)
+    assert np.isclose((xs * z).sum(), (x * conv_op.depth_to_space(z, 4, 1, 2, 7, 9)).sum())
+    w = rng.standard_normal((5, 3, 11, 11))
+    ws = conv_op.filter_to_depth(w, 4)
+    assert ws.shape == (5, 48, 3, 3)
+    np.testing.assert_array_equal(conv_op.depth_to_filter(ws, 4, 11), w)
+
+
+def test_cpu_backend_picks_winograd_where_a_tile_size_is_set(monkeypatch):
     mc.set_backend("cpu")
     try:
         assert conv_op.winograd_tile((8, 4, 3, 3), 1) == conv_op.WINOGRAD_TILE[3]
-        assert conv_op.winograd_tile((8, 4, 3, 3), 2) is None
+        assert conv_op.winograd_tile((8, 4, 5, 5), 1) == conv_op.WINOGRAD_TILE[5]
+        assert conv_op.winograd_tile((8, 4, 11, 11), 4) == conv_op.WINOGRAD_TILE[3]  # via 3x3
+        assert conv_op.winograd_tile((8, 4, 3, 3), 2) is None  # 2x2 after space-to-depth
         assert conv_op.winograd_tile((8, 4, 11, 11), 1) is None
+        assert conv_op.winograd_tile((8, 4, 3, 3), (1, 2)) is None
         assert conv_op.winograd_tile((8, 4, 3, 2), 1) is None
         monkeypatch.setattr(conv_op, "WINOGRAD_BACKENDS", ())
         assert conv_op.winograd_tile((8, 4, 3, 3), 1) is None
@@ -159,12 +204,12 @@ def test_cpu_backend_picks_winograd_for_3x3_stride_1_only(monkeypatch):
     assert conv_op.winograd_tile((8, 4, 3, 3), 1) is None  # the reference computes the definition
 
 
-@pytest.mark.parametrize("m", [2, 4])
-def test_winograd_gradient_against_finite_differences(m, monkeypatch):
+@pytest.mark.parametrize("m,stride,kernel", [(2, 1, 3), (4, 1, 3), (4, 2, 5)])
+def test_winograd_gradient_against_finite_differences(m, stride, kernel, monkeypatch):
     monkeypatch.setitem(conv_op.WINOGRAD_TILE, 3, m)
     mc.set_backend("cpu")
     try:
-        layer = L.Conv2D(4, 6, 3, padding=1, groups=2, dtype=np.float64)
+        layer = L.Conv2D(4, 6, kernel, stride=stride, padding=1, groups=2, dtype=np.float64)
         assert conv_op.winograd_tile(layer.params["weight"].shape, layer.stride) == m
         result = gradcheck.check_layer(layer, gradcheck.kinkless_input((2, 4, 5, 7)), mode="exhaustive")
     finally:

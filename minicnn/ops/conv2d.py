@@ -86,11 +86,66 @@ def cnhw_to_nchw(a, bias, out):
 
 def winograd_tile(weight_shape, stride) -> int | None:
     """The Winograd output tile size m for this convolution on the current backend, or None
-    when it runs through im2col."""
+    when it runs through im2col. A stride s > 1 counts as the stride-1 convolution of its
+    space-to-depth form, with filters of ceil(k / s) (:func:`space_to_depth`)."""
     kh, kw = weight_shape[2:]
-    if get_backend().name not in WINOGRAD_BACKENDS or _pair(stride) != (1, 1) or kh != kw:
+    sh, sw = _pair(stride)
+    if get_backend().name not in WINOGRAD_BACKENDS or sh != sw or kh != kw:
         return None
-    return WINOGRAD_TILE.get(kh)
+    return WINOGRAD_TILE.get(-(-kh // sh))
+
+
+def space_to_depth(x, s, ph, pw, Hs, Ws):
+    """x (N, C, H, W), zero-padded by (ph, pw) before and up to (Hs*s, Ws*s) after, as
+    (N, C*s*s, Hs, Ws) with xs[n, (c, a, b), i, j] = xpad[n, c, i*s + a, j*s + b]. Then the
+    stride-s convolution by w (O, C, k, k) is the stride-1 convolution of xs by
+    ws[o, (c, a, b), p, q] = w[o, c, p*s + a, q*s + b] (zero beyond k: :func:`filter_to_depth`),
+    whose filters are ceil(k / s) wide: conv1 of AlexNet (11x11, stride 4) becomes a 3x3
+    convolution of 48 channels, fit for Winograd."""
+    xp = array_module(x)
+    N, C, H, W = x.shape
+    xpad = xp.zeros((N, C, Hs * s, Ws * s), dtype=x.dtype)
+    xpad[:, :, ph : ph + H, pw : pw + W] = x
+    return xp.ascontiguousarray(
+        xpad.reshape(N, C, Hs, s, Ws, s).transpose(0, 1, 3, 5, 2, 4).reshape(N, C * s * s, Hs, Ws))
+
+
+def depth_to_space(xs, s, ph, pw, H, W):
+    """The adjoint of :func:`space_to_depth`: (N, C*s*s, Hs, Ws) back to (N, C, H, W)."""
+    xp = array_module(xs)
+    N, Cs, Hs, Ws = xs.shape
+    C = Cs // (s * s)
+    xpad = xs.reshape(N, C, s, s, Hs, Ws).transpose(0, 1, 4, 2, 5, 3).reshape(N, C, Hs * s, Ws * s)
+    return xp.ascontiguousarray(xpad[:, :, ph : ph + H, pw : pw + W])
+
+
+def filter_to_depth(w, s):
+    """ws (O, C*s*s, ceil(k/s), ceil(k/s)) of :func:`space_to_depth` from w (O, C, k, k)."""
+    xp = array_module(w)
+    O, C, k, _ = w.shape
+    kd = -(-k // s)
+    wpad = xp.zeros((O, C, kd * s, kd * s), dtype=w.dtype)
+    wpad[:, :, :k, :k] = w
+    return xp.ascontiguousarray(
+        wpad.reshape(O, C, kd, s, kd, s).transpose(0, 1, 3, 5, 2, 4).reshape(O, C * s * s, kd, kd))
+
+
+def depth_to_filter(ws, s, k):
+    """The adjoint of :func:`filter_to_depth`: the gradient of w from that of ws."""
+    xp = array_module(ws)
+    O, Cs, kd, _ = ws.shape
+    C = Cs // (s * s)
+    wpad = ws.reshape(O, C, s, s, kd, kd).transpose(0, 1, 4, 2, 5, 3).reshape(O, C, kd * s, kd * s)
+    return xp.ascontiguousarray(wpad[:, :, :k, :k])
+
+
+def _depth_sizes(x_shape, k, s, padding):
+    """(Hs, Ws) of the space-to-depth input: the padded input, and room for every output."""
+    H, W = x_shape[2:]
+    ph, pw = padding
+    kd = -(-k // s)
+    return (max(-(-(H + 2 * ph) // s), conv_output_size(H, k, s, ph) + kd - 1),
+            max(-(-(W + 2 * pw) // s), conv_output_size(W, k, s, pw) + kd - 1))
 
 
 def conv2d_forward(x, weight, bias, stride=1, padding=0, groups=1, keep=None):
@@ -98,6 +153,15 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, groups=1, keep=None):
     if given the dict (Winograd's transformed input: a training step then transforms each
     input once; the buffer is reused from step to step)."""
     m = winograd_tile(weight.shape, stride)
+    if m and _pair(stride)[0] > 1:
+        s, k, padding = _pair(stride)[0], weight.shape[2], _pair(padding)
+        N, _, H, W = x.shape
+        xs = space_to_depth(x, s, *padding, *_depth_sizes(x.shape, k, s, padding))
+        if keep is not None:
+            keep["source"] = x
+        y = _winograd_forward(xs, filter_to_depth(weight, s), bias, (0, 0), groups, m, keep)
+        OH, OW = conv_output_size(H, k, s, padding[0]), conv_output_size(W, k, s, padding[1])
+        return y if y.shape[2:] == (OH, OW) else array_module(x).ascontiguousarray(y[:, :, :OH, :OW])
     if m:
         return _winograd_forward(x, weight, bias, _pair(padding), groups, m, keep)
     xp = array_module(x)
@@ -125,6 +189,24 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, 
     """Return (dx, dweight, dbias); the ones not asked for are None. ``kept``: the forward's
     ``keep`` dict, used only if it was filled for this x."""
     m = winograd_tile(weight.shape, stride)
+    if m and _pair(stride)[0] > 1:
+        s, k, padding = _pair(stride)[0], weight.shape[2], _pair(padding)
+        if kept is not None and kept.get("source") is x:
+            xs, V = kept["x"], kept.get("V")
+        else:
+            xs, V = space_to_depth(x, s, *padding, *_depth_sizes(x.shape, k, s, padding)), None
+        xp = array_module(x)
+        kd = -(-k // s)
+        OHs, OWs = xs.shape[2] - kd + 1, xs.shape[3] - kd + 1
+        if (OHs, OWs) != dy.shape[2:]:  # outputs beyond the strided ones: zero gradient
+            dys = xp.zeros(dy.shape[:2] + (OHs, OWs), dtype=dy.dtype)
+            dys[:, :, : dy.shape[2], : dy.shape[3]] = dy
+        else:
+            dys = dy
+        dxs, dws, db = _winograd_backward(dys, xs, filter_to_depth(weight, s), (0, 0), groups, m,
+                                          need_dx, need_dw, V)
+        dx = depth_to_space(dxs, s, *padding, *x.shape[2:]) if need_dx else None
+        return dx, (depth_to_filter(dws, s, k) if need_dw else None), db
     if m:
         V = kept.get("V") if kept is not None and kept.get("x") is x else None
         return _winograd_backward(dy, x, weight, _pair(padding), groups, m, need_dx, need_dw, V)
