@@ -523,8 +523,10 @@ def conv_algorithms(net, backend: str) -> dict:
         for name, layer in zip(net.names, net.layers, strict=True):
             if isinstance(layer, mc.layers.Conv2D):
                 m = conv2d.winograd_tile(layer.params["weight"].shape, layer.stride)
-                r = layer.kernel_size[0]
-                algorithms[name] = f"winograd F({m}x{m}, {r}x{r})" if m else "im2col"
+                stride = layer.stride[0]
+                r = -(-layer.kernel_size[0] // stride)
+                via = f" after space-to-depth (stride {stride})" if stride > 1 else ""
+                algorithms[name] = f"winograd F({m}x{m}, {r}x{r}){via}" if m else "im2col"
         return algorithms
     finally:
         mc.set_backend(previous)
