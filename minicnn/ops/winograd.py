@@ -175,18 +175,18 @@ def winograd_output_adjoint(dy, AT, out):
 
 
 def filter_transform(weight, G):
-    """U (n*n, O, C/groups) = G g G^T of every filter g of weight (O, C/groups, r, r)."""
+    """U (n*n, O, C/groups) = G g G^T of every filter g of weight (O, C/groups, r, r): one
+    product by the Kronecker matrix, (G kron G)[(xi, nu), (i, j)] = G[xi, i] G[nu, j]."""
     xp = array_module(weight)
-    g = xp.asarray(G, dtype=weight.dtype)
-    n = g.shape[0]
-    u = xp.einsum("xi,ocij,yj->xyoc", g, weight, g, optimize=True)
-    return xp.ascontiguousarray(u).reshape(n * n, *weight.shape[:2])
+    O, Cg, r, _ = weight.shape
+    kron = xp.asarray(np.kron(G, G), dtype=weight.dtype)
+    return xp.matmul(kron, weight.reshape(O * Cg, r * r).T).reshape(-1, O, Cg)
 
 
 def filter_adjoint(dU, G):
     """dweight (O, C/groups, r, r) = G^T dU G, the adjoint of :func:`filter_transform`."""
     xp = array_module(dU)
-    g = xp.asarray(G, dtype=dU.dtype)
-    n = g.shape[0]
-    return xp.ascontiguousarray(
-        xp.einsum("xi,xyoc,yj->ocij", g, dU.reshape(n, n, *dU.shape[1:]), g, optimize=True))
+    n2, O, Cg = dU.shape
+    r = G.shape[1]
+    kron = xp.asarray(np.kron(G, G), dtype=dU.dtype)
+    return xp.matmul(dU.reshape(n2, O * Cg).T, kron).reshape(O, Cg, r, r)
