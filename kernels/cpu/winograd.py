@@ -41,6 +41,13 @@ def _copy(dst, d0, dstep, src, s0, sstep, count):
 
 
 @njit(inline="always")
+def _job(job, blocks, N):
+    """(channel, first image, image count) of thread job ``job``: a channel's block of images."""
+    b0 = (job % blocks) * IMAGES
+    return job // blocks, b0, min(IMAGES, N - b0)
+
+
+@njit(inline="always")
 def _phase_columns(W, Wq, m, pw, qc):
     """[lo, hi) of the P columns jj of phase qc that hold input columns jj*m + qc - pw."""
     lo = max(0, (pw - qc + m - 1) // m)
@@ -58,8 +65,7 @@ def _input_transform(x4, BT, m, ph, pw, TH, TW, out3):
     S = (TH + e) * Wq  # one image's run in P
     blocks = (N + IMAGES - 1) // IMAGES
     for job in prange(C * blocks):
-        c, b0 = job // blocks, (job % blocks) * IMAGES
-        nb = min(IMAGES, N - b0)
+        c, b0, nb = _job(job, blocks, N)
         F = nb * S
         Fe = F + e
         P = np.zeros(m * m * Fe, dtype=x.dtype)  # P[qr, qc] at (qr * m + qc) * Fe
@@ -100,8 +106,7 @@ def _input_adjoint(dV3, BT, m, ph, pw, TH, TW, out4):
     S = (TH + e) * Wq
     blocks = (N + IMAGES - 1) // IMAGES
     for job in prange(C * blocks):
-        c, b0 = job // blocks, (job % blocks) * IMAGES
-        nb = min(IMAGES, N - b0)
+        c, b0, nb = _job(job, blocks, N)
         F = nb * S
         Fe = F + e
         P = np.zeros(m * m * Fe, dtype=out.dtype)
@@ -140,8 +145,7 @@ def _output_transform(M3, AT, bias, use_bias, out4):
     L = TH * TW
     blocks = (N + IMAGES - 1) // IMAGES
     for job in prange(O * blocks):
-        o, b0 = job // blocks, (job % blocks) * IMAGES
-        nb = min(IMAGES, N - b0)
+        o, b0, nb = _job(job, blocks, N)
         F = nb * L
         R = np.zeros(n * m * F, dtype=out.dtype)  # R[xi, v] = sum_nu AT[v, nu] M[(xi, nu)]
         Y = np.empty(m * m * F, dtype=out.dtype)  # Y[u, v] = sum_xi AT[u, xi] R[xi, v]
@@ -174,8 +178,7 @@ def _output_adjoint(dy4, AT, out3):
     L = TH * TW
     blocks = (N + IMAGES - 1) // IMAGES
     for job in prange(O * blocks):
-        o, b0 = job // blocks, (job % blocks) * IMAGES
-        nb = min(IMAGES, N - b0)
+        o, b0, nb = _job(job, blocks, N)
         F = nb * L
         Y = np.zeros(m * m * F, dtype=dy.dtype)  # entries beyond the output stay 0
         R = np.zeros(n * m * F, dtype=dy.dtype)

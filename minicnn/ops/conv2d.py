@@ -191,10 +191,8 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, 
     m = winograd_tile(weight.shape, stride)
     if m and _pair(stride)[0] > 1:
         s, k, padding = _pair(stride)[0], weight.shape[2], _pair(padding)
-        if kept is not None and kept.get("source") is x:
-            xs, V = kept["x"], kept.get("V")
-        else:
-            xs, V = space_to_depth(x, s, *padding, *_depth_sizes(x.shape, k, s, padding)), None
+        kept = kept if kept is not None and kept.get("source") is x else None
+        xs = kept["x"] if kept else space_to_depth(x, s, *padding, *_depth_sizes(x.shape, k, s, padding))
         xp = array_module(x)
         kd = -(-k // s)
         OHs, OWs = xs.shape[2] - kd + 1, xs.shape[3] - kd + 1
@@ -204,12 +202,12 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, 
         else:
             dys = dy
         dxs, dws, db = _winograd_backward(dys, xs, filter_to_depth(weight, s), (0, 0), groups, m,
-                                          need_dx, need_dw, V)
+                                          need_dx, need_dw, kept)
         dx = depth_to_space(dxs, s, *padding, *x.shape[2:]) if need_dx else None
         return dx, (depth_to_filter(dws, s, k) if need_dw else None), db
     if m:
-        V = kept.get("V") if kept is not None and kept.get("x") is x else None
-        return _winograd_backward(dy, x, weight, _pair(padding), groups, m, need_dx, need_dw, V)
+        kept = kept if kept is not None and kept.get("x") is x else None
+        return _winograd_backward(dy, x, weight, _pair(padding), groups, m, need_dx, need_dw, kept)
     xp = array_module(x)
     sh, sw = _pair(stride)
     ph, pw = _pair(padding)
@@ -273,7 +271,7 @@ def _winograd_forward(x, weight, bias, padding, groups, m, keep=None):
     (N, C, O, Cg, OH, OW, TH, TW), (AT, G, BT), chunks = _winograd_setup(x, weight, padding, m)
     n2, T = G.shape[0] ** 2, TH * TW
     group_slices = _group_slices(O, Cg, groups)
-    U = winograd.filter_transform(weight, G)
+    U = winograd.filter_transform(weight, G, keep.get("U") if keep is not None else None)
     y = xp.empty((N, O, OH, OW), dtype=x.dtype)
     V_all = None
     if keep is not None:  # the whole batch's transformed input, kept for the backward
@@ -281,7 +279,7 @@ def _winograd_forward(x, weight, bias, padding, groups, m, keep=None):
         if V_all is None or V_all.shape != (n2, C, N * T) or V_all.dtype != x.dtype:
             keep.pop("V", None)
             V_all = xp.empty((n2, C, N * T), dtype=x.dtype)
-        keep.update(V=winograd.winograd_input_transform(x, BT, m, *padding, TH, TW, V_all), x=x)
+        keep.update(V=winograd.winograd_input_transform(x, BT, m, *padding, TH, TW, V_all), x=x, U=U)
     for s, e in chunks:
         nt = (e - s) * T
         if V_all is not None:
@@ -295,12 +293,15 @@ def _winograd_forward(x, weight, bias, padding, groups, m, keep=None):
     return y
 
 
-def _winograd_backward(dy, x, weight, padding, groups, m, need_dx, need_dw, V_all=None):
+def _winograd_backward(dy, x, weight, padding, groups, m, need_dx, need_dw, kept=None):
+    """``kept``: the forward's keep dict for this x (its transformed input and filters), or None."""
     xp = array_module(x)
     (N, C, O, Cg, OH, OW, TH, TW), (AT, G, BT), chunks = _winograd_setup(x, weight, padding, m)
     n2, T = G.shape[0] ** 2, TH * TW
     group_slices = _group_slices(O, Cg, groups)
-    U = winograd.filter_transform(weight, G) if need_dx else None
+    V_all, U = (kept.get("V"), kept.get("U")) if kept else (None, None)
+    if need_dx and U is None:
+        U = winograd.filter_transform(weight, G)
     dU = xp.empty((n2, O, Cg), dtype=weight.dtype) if need_dw else None
     dU_chunk = xp.empty((n2, O, Cg), dtype=weight.dtype) if need_dw and len(chunks) > 1 else None
     dx = xp.empty_like(x) if need_dx else None

@@ -174,13 +174,18 @@ def winograd_output_adjoint(dy, AT, out):
     return out
 
 
-def filter_transform(weight, G):
+def filter_transform(weight, G, out=None):
     """U (n*n, O, C/groups) = G g G^T of every filter g of weight (O, C/groups, r, r): one
-    product by the Kronecker matrix, (G kron G)[(xi, nu), (i, j)] = G[xi, i] G[nu, j]."""
+    product by the Kronecker matrix, (G kron G)[(xi, nu), (i, j)] = G[xi, i] G[nu, j].
+    Written into ``out`` when it has the shape and dtype (a buffer kept across steps)."""
     xp = array_module(weight)
     O, Cg, r, _ = weight.shape
+    n2 = G.shape[0] ** 2
     kron = xp.asarray(np.kron(G, G), dtype=weight.dtype)
-    return xp.matmul(kron, weight.reshape(O * Cg, r * r).T).reshape(-1, O, Cg)
+    if out is None or out.shape != (n2, O, Cg) or out.dtype != weight.dtype:
+        out = xp.empty((n2, O, Cg), dtype=weight.dtype)
+    xp.matmul(kron, weight.reshape(O * Cg, r * r).T, out=out.reshape(n2, O * Cg))
+    return out
 
 
 def filter_adjoint(dU, G):
