@@ -48,6 +48,22 @@ def _job(job, blocks, N):
 
 
 @njit(inline="always")
+def _input_tiles(N, TH, TW, n, m):
+    """(e, Wq, L, S, jobs per channel): a tile reaches e = (n - 1) // m phase rows and columns
+    past its own, P's rows are Wq = TW + e wide, an image has L = TH * TW tiles and a run of
+    S = (TH + e) * Wq in P."""
+    e = (n - 1) // m
+    return e, TW + e, TH * TW, (TH + e) * (TW + e), (N + IMAGES - 1) // IMAGES
+
+
+@njit(inline="always")
+def _output_tiles(N, OH, OW, m):
+    """(TH, TW, TH * TW, jobs per channel) of an OH x OW output in m x m tiles."""
+    TH, TW = (OH + m - 1) // m, (OW + m - 1) // m
+    return TH, TW, TH * TW, (N + IMAGES - 1) // IMAGES
+
+
+@njit(inline="always")
 def _phase_columns(W, Wq, m, pw, qc):
     """[lo, hi) of the P columns jj of phase qc that hold input columns jj*m + qc - pw."""
     lo = max(0, (pw - qc + m - 1) // m)
@@ -60,10 +76,7 @@ def _input_transform(x4, BT, m, ph, pw, TH, TW, out3):
     N, C, H, W = x4.shape
     x, out, T = x4.reshape(-1), out3.reshape(-1), out3.shape[2]
     n = BT.shape[0]
-    e = (n - 1) // m
-    Wq, L = TW + e, TH * TW
-    S = (TH + e) * Wq  # one image's run in P
-    blocks = (N + IMAGES - 1) // IMAGES
+    e, Wq, L, S, blocks = _input_tiles(N, TH, TW, n, m)
     for job in prange(C * blocks):
         c, b0, nb = _job(job, blocks, N)
         F = nb * S
@@ -101,10 +114,7 @@ def _input_adjoint(dV3, BT, m, ph, pw, TH, TW, out4):
     N, C, H, W = out4.shape
     dV, out, T = dV3.reshape(-1), out4.reshape(-1), dV3.shape[2]
     n = BT.shape[0]
-    e = (n - 1) // m
-    Wq, L = TW + e, TH * TW
-    S = (TH + e) * Wq
-    blocks = (N + IMAGES - 1) // IMAGES
+    e, Wq, L, S, blocks = _input_tiles(N, TH, TW, n, m)
     for job in prange(C * blocks):
         c, b0, nb = _job(job, blocks, N)
         F = nb * S
@@ -141,9 +151,7 @@ def _output_transform(M3, AT, bias, use_bias, out4):
     N, O, OH, OW = out4.shape
     M, out, T = M3.reshape(-1), out4.reshape(-1), M3.shape[2]
     m, n = AT.shape
-    TH, TW = (OH + m - 1) // m, (OW + m - 1) // m
-    L = TH * TW
-    blocks = (N + IMAGES - 1) // IMAGES
+    TH, TW, L, blocks = _output_tiles(N, OH, OW, m)
     for job in prange(O * blocks):
         o, b0, nb = _job(job, blocks, N)
         F = nb * L
@@ -174,9 +182,7 @@ def _output_adjoint(dy4, AT, out3):
     N, O, OH, OW = dy4.shape
     dy, out, T = dy4.reshape(-1), out3.reshape(-1), out3.shape[2]
     m, n = AT.shape
-    TH, TW = (OH + m - 1) // m, (OW + m - 1) // m
-    L = TH * TW
-    blocks = (N + IMAGES - 1) // IMAGES
+    TH, TW, L, blocks = _output_tiles(N, OH, OW, m)
     for job in prange(O * blocks):
         o, b0, nb = _job(job, blocks, N)
         F = nb * L
