@@ -239,3 +239,23 @@ def test_kept_transformed_input_serves_the_backward_of_the_same_input_only(rng):
         assert keep["V"] is buffer and keep["x"] is x2  # the buffer serves the next step
     finally:
         mc.set_backend("numpy")
+
+
+def test_transformed_input_over_the_budget_is_recomputed_in_the_backward(rng, monkeypatch):
+    x = rng.standard_normal((3, 4, 9, 9)).astype(np.float32)
+    weight = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((3, 6, 9, 9)).astype(np.float32)
+    monkeypatch.setattr(conv_op, "KEEP_BYTES", 36 * 4 * 27 * 4 - 1)  # one byte short
+    mc.set_backend("cpu")
+    try:
+        keep = {"V": np.empty(1, np.float32)}  # an earlier step's buffer is let go
+        conv_op.conv2d_forward(x, weight, None, 1, 1, keep=keep)
+        assert "V" not in keep and keep["x"] is x and keep["U"].shape == (36, 6, 4)
+        for a, b in zip(conv_op.conv2d_backward(dy, x, weight, 1, 1, kept=keep),
+                        conv_op.conv2d_backward(dy, x, weight, 1, 1), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+        monkeypatch.setattr(conv_op, "KEEP_BYTES", 36 * 4 * 27 * 4)  # exactly fits
+        conv_op.conv2d_forward(x, weight, None, 1, 1, keep=keep)
+        assert keep["V"].shape == (36, 4, 27)
+    finally:
+        mc.set_backend("numpy")

@@ -12,10 +12,11 @@ dimension, so the result does not depend on the number of threads. ``gemm_many``
 step further for many independent products: each thread takes whole products, balanced
 by size, and nobody waits until the last one is done.
 
-While the cpu backend is the current one the BLAS stays single-threaded
-(:func:`single_threaded_blas`): OpenBLAS's own threads, woken by any threaded call (an
-einsum, a small product), spin for a while afterwards; they took 9% of the CPU time of a
-training step from the kernels' threads (AlexNet, batch 128: 0.3 s of 5.7 s).
+The products run single-threaded because the BLAS is limited to one thread while the cpu
+backend is the current one (:func:`single_threaded_blas`, called by ``set_backend``):
+OpenBLAS's own threads, woken by any threaded call (an einsum, a small product), spin for
+a while afterwards; they took 9% of the CPU time of a training step from the kernels'
+threads (AlexNet, batch 128: 0.3 s of 5.7 s).
 """
 
 from __future__ import annotations
@@ -28,22 +29,8 @@ import numpy as np
 
 # below this many multiply-adds one call does it all: the hand-over would cost more
 MIN_SPLIT_WORK = 1 << 22
-_state = {"executor": None, "workers": 0, "controller": None}
+_state = {"executor": None, "workers": 0}
 _lock = threading.Lock()
-
-
-def _executor_and_controller(workers):
-    with _lock:
-        if _state["workers"] < workers:
-            if _state["executor"] is not None:
-                _state["executor"].shutdown(wait=True)
-            _state["executor"] = ThreadPoolExecutor(workers, thread_name_prefix="minicnn-gemm")
-            _state["workers"] = workers
-        if _state["controller"] is None:
-            import threadpoolctl
-
-            _state["controller"] = threadpoolctl.ThreadpoolController()
-        return _state["executor"], _state["controller"]
 
 
 def single_threaded_blas():
@@ -52,6 +39,27 @@ def single_threaded_blas():
     import threadpoolctl
 
     return threadpoolctl.threadpool_limits(limits=1, user_api="blas").restore_original_limits
+
+
+def _products(share):
+    for a, b, out in share:
+        np.matmul(a, b, out=out)
+
+
+def _run_shares(shares):
+    """Run each share, a list of (a, b, out) products, on a thread of its own (the first on
+    this one) and wait for all."""
+    with _lock:
+        if _state["workers"] < len(shares) - 1:
+            if _state["executor"] is not None:
+                _state["executor"].shutdown(wait=True)
+            _state["executor"] = ThreadPoolExecutor(len(shares) - 1, thread_name_prefix="minicnn-gemm")
+            _state["workers"] = len(shares) - 1
+        executor = _state["executor"]
+    futures = [executor.submit(_products, share) for share in shares[1:]]
+    _products(shares[0])
+    for f in futures:
+        f.result()
 
 
 def _bounds(size, parts, align=16):
@@ -70,15 +78,9 @@ def gemm(a, b, out):
     # split the longer side of the output: the operand read whole by every block is then
     # the smaller one
     if M >= N:
-        blocks = [(a[s:e], b, out[s:e]) for s, e in _bounds(M, threads)]
+        _run_shares([[(a[s:e], b, out[s:e])] for s, e in _bounds(M, threads)])
     else:
-        blocks = [(a, b[:, s:e], out[:, s:e]) for s, e in _bounds(N, threads)]
-    executor, controller = _executor_and_controller(threads - 1)
-    with controller.limit(limits=1, user_api="blas"):
-        futures = [executor.submit(np.matmul, *block[:2], out=block[2]) for block in blocks[1:]]
-        np.matmul(*blocks[0][:2], out=blocks[0][2])
-        for f in futures:
-            f.result()
+        _run_shares([[(a, b[:, s:e], out[:, s:e])] for s, e in _bounds(N, threads)])
     return out
 
 
@@ -95,14 +97,4 @@ def gemm_many(products):
         t = work.index(min(work))
         shares[t].append((a, b, out))
         work[t] += a.shape[0] * a.shape[1] * b.shape[1]
-
-    def run(share):
-        for a, b, out in share:
-            np.matmul(a, b, out=out)
-
-    executor, controller = _executor_and_controller(threads - 1)
-    with controller.limit(limits=1, user_api="blas"):
-        futures = [executor.submit(run, share) for share in shares[1:]]
-        run(shares[0])
-        for f in futures:
-            f.result()
+    _run_shares(shares)

@@ -18,15 +18,17 @@ columns give, and converted from and to NCHW by :func:`cnhw_to_nchw` and
 go through :func:`gemm`, BLAS on every backend (the cpu backend splits it into one
 single-threaded GEMM per thread, see ``kernels/cpu/gemm.py``).
 
-On the backends named in ``WINOGRAD_BACKENDS`` ("cpu"), stride-1 convolutions with
-square r x r filters and r in ``WINOGRAD_TILE`` run Winograd's algorithm instead
-(:mod:`minicnn.ops.winograd`): by default F(4x4, 3x3), 2.6 times fewer multiplications for
-AlexNet's conv3-5, float32 results within 1e-5 of the tensor's scale of the direct sum's
-(``tests/test_winograd.py``). The "numpy" reference always computes the definition above
-through im2col. To run the cpu backend without it: ``WINOGRAD_BACKENDS = ()``; for
-F(2x2, 3x3), whose transforms are exact (6e-7, 1.9 times fewer): ``WINOGRAD_TILE[3] = 2``.
-5x5 filters stay on im2col: F(2x2, 5x5) was no faster on conv2 here (its transformed
-tensors are 9 times the output) and F(4x4, 5x5) loses 3 digits in float32.
+On the backends named in ``WINOGRAD_BACKENDS`` ("cpu"), convolutions with square r x r
+filters, r in ``WINOGRAD_TILE``, run Winograd's algorithm instead (:mod:`minicnn.ops.
+winograd`): F(4x4, 3x3) and F(3x3, 5x5) by default, 2.6 and 4.6 times fewer
+multiplications, float32 results within 1e-5 of the tensor's scale of the direct sum's
+(``tests/test_winograd.py``). A stride s > 1 goes through :func:`space_to_depth` first, as
+a stride-1 convolution with filters ceil(k / s) wide (AlexNet's conv1: 3x3). In training
+(``keep``) the forward keeps the transformed filters and, up to ``KEEP_BYTES`` per layer,
+the batch's transformed input for the backward. The "numpy" reference always computes
+the definition above through im2col. To run the cpu backend without Winograd:
+``WINOGRAD_BACKENDS = ()``; F(2x2, 3x3), whose transforms are exact in floating point:
+``WINOGRAD_TILE[3] = 2``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ _workspaces: dict = {}
 # filter size r -> output tile size m of Winograd's F(m x m, r x r); backends that use it
 WINOGRAD_TILE = {3: 4, 5: 3}
 WINOGRAD_BACKENDS = ("cpu",)
+# largest transformed input a training layer keeps for its backward (else recomputed there)
+KEEP_BYTES = 512 * 2**20
 
 
 def workspace(xp, dtype, size: int, role: str = "cols"):
@@ -246,7 +250,6 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, 
     return dx, (dw.reshape(weight.shape) if need_dw else None), db
 
 
-
 def _winograd_setup(x, weight, padding, m):
     """Sizes, matrices and batch chunks of a Winograd convolution."""
     N, C, H, W = x.shape
@@ -274,12 +277,16 @@ def _winograd_forward(x, weight, bias, padding, groups, m, keep=None):
     U = winograd.filter_transform(weight, G, keep.get("U") if keep is not None else None)
     y = xp.empty((N, O, OH, OW), dtype=x.dtype)
     V_all = None
-    if keep is not None:  # the whole batch's transformed input, kept for the backward
-        V_all = keep.get("V")
-        if V_all is None or V_all.shape != (n2, C, N * T) or V_all.dtype != x.dtype:
-            keep.pop("V", None)
-            V_all = xp.empty((n2, C, N * T), dtype=x.dtype)
-        keep.update(V=winograd.winograd_input_transform(x, BT, m, *padding, TH, TW, V_all), x=x, U=U)
+    if keep is not None:
+        keep.update(x=x, U=U)
+        V_all = keep.pop("V", None)
+        if n2 * C * N * T * x.itemsize <= KEEP_BYTES:  # the batch's transformed input, once
+            if V_all is None or V_all.shape != (n2, C, N * T) or V_all.dtype != x.dtype:
+                V_all = None  # free the old buffer before allocating the new one
+                V_all = xp.empty((n2, C, N * T), dtype=x.dtype)
+            keep["V"] = winograd.winograd_input_transform(x, BT, m, *padding, TH, TW, V_all)
+        else:
+            V_all = None
     for s, e in chunks:
         nt = (e - s) * T
         if V_all is not None:
