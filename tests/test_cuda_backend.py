@@ -12,6 +12,7 @@ from cuda_support import assert_close, cuda_backend, real_gpu
 
 import minicnn as mc
 from minicnn import backend
+from minicnn.ops import conv2d as conv_op
 from minicnn.ops import dropout as dropout_op
 
 
@@ -47,9 +48,12 @@ def train_steps(name, dtype, x, labels, monkeypatch, steps=2, batch_shape=None):
     return losses, params, grads
 
 
+@pytest.mark.parametrize("convolutions", ["winograd", "im2col"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_training_step_on_cuda_equals_numpy(dtype, monkeypatch, rng):
+def test_training_step_on_cuda_equals_numpy(dtype, convolutions, monkeypatch, rng):
     cuda_backend()
+    if convolutions == "im2col":
+        monkeypatch.setattr(conv_op, "WINOGRAD_BACKENDS", ())
     x = rng.standard_normal((4, 3, 16, 16)).astype(dtype)
     labels = np.array([0, 3, 4, 1])
     ref_losses, ref_params, ref_grads = train_steps("numpy", dtype, x, labels, monkeypatch)
@@ -116,8 +120,11 @@ def test_net_to_moves_parameters_and_keeps_save_load(tmp_path, rng):
         np.testing.assert_array_equal(p, before[name])
 
 
-def test_cuda_forward_runs_the_cuda_kernels(monkeypatch, rng):
+@pytest.mark.parametrize("convolutions", ["winograd", "im2col"])
+def test_cuda_forward_runs_the_cuda_kernels(convolutions, monkeypatch, rng):
     cuda = cuda_backend()
+    if convolutions == "im2col":
+        monkeypatch.setattr(conv_op, "WINOGRAD_BACKENDS", ())
     called = []
     for name, kernel in list(cuda.kernels.items()):
         def counted(*args, _kernel=kernel, _name=name):
@@ -129,9 +136,12 @@ def test_cuda_forward_runs_the_cuda_kernels(monkeypatch, rng):
                                               np.array([0, 2]))
     net.backward(d)
     mc.optim.SGD(net).step()
-    assert set(called) == {"im2col", "col2im", "max_pool_forward", "max_pool_backward", "relu_forward",
-                           "relu_backward", "lrn_forward", "lrn_backward", "dropout_apply",
-                           "softmax_xent", "sgd_update"}
+    conv_kernels = ({"im2col", "col2im"} if convolutions == "im2col" else
+                    {"winograd_input_transform", "winograd_input_adjoint", "winograd_output_transform",
+                     "winograd_output_adjoint"})
+    assert set(called) == conv_kernels | {"max_pool_forward", "max_pool_backward", "relu_forward",
+                                          "relu_backward", "lrn_forward", "lrn_backward", "dropout_apply",
+                                          "softmax_xent", "sgd_update"}
 
 
 def test_host_labels_are_still_checked(rng):

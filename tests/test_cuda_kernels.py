@@ -11,7 +11,8 @@ from cuda_support import RTOL, assert_close, cuda_backend, real_gpu
 
 import minicnn as mc
 from minicnn import optim
-from minicnn.ops import dropout, lrn, max_pool2d, relu, softmax_xent
+from minicnn.ops import conv2d as conv_op
+from minicnn.ops import dropout, lrn, max_pool2d, relu, softmax_xent, winograd
 from minicnn.ops import im2col as im2col_op
 
 DTYPES = [np.float32, np.float64]
@@ -219,4 +220,95 @@ def test_every_hot_path_has_a_cuda_kernel(kernels):
 
     assert set(kernels) == set(cuda_kernels.__all__)
     assert {"im2col", "col2im", "max_pool_forward", "max_pool_backward", "relu_forward", "relu_backward",
-            "lrn_forward", "lrn_backward", "dropout_apply", "softmax_xent", "sgd_update"} <= set(kernels)
+            "lrn_forward", "lrn_backward", "dropout_apply", "softmax_xent", "sgd_update",
+            "winograd_input_transform", "winograd_input_adjoint", "winograd_output_transform",
+            "winograd_output_adjoint"} <= set(kernels)
+
+
+# --- Winograd -----------------------------------------------------------------------------------
+
+# (N, C, H, W), r, m, padding: odd sizes, H != W, padding above r - 1, batch 1
+WINOGRAD_CASES = [
+    ((2, 3, 7, 9), 3, 2, (1, 1)),
+    ((2, 2, 9, 6), 3, 4, (1, 1)),
+    ((1, 2, 6, 5), 3, 4, (0, 2)),
+    ((2, 2, 8, 7), 5, 3, (2, 2)),
+    ((2, 3, 5, 6), 3, 2, (3, 0)),
+    gpu_case((16, 256, 13, 13), 3, 4, (1, 1)),   # AlexNet conv3-5
+    gpu_case((16, 96, 27, 27), 5, 3, (2, 2)),    # conv2
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,r,m,padding", WINOGRAD_CASES)
+@pytest.mark.parametrize("name", ["winograd_input_transform", "winograd_input_adjoint",
+                                  "winograd_output_transform", "winograd_output_adjoint"])
+def test_winograd_transforms_equal_reference(kernels, name, shape, r, m, padding, dtype, rng):
+    N, C, H, W = shape
+    O = 4
+    AT, _, BT = winograd.matrices(m, r)
+    n2 = (m + r - 1) ** 2
+    OH, OW = H + 2 * padding[0] - r + 1, W + 2 * padding[1] - r + 1
+    TH, TW = winograd.tiles_of(OH, m), winograd.tiles_of(OW, m)
+    T = N * TH * TW
+    args, out_shape = {
+        "winograd_input_transform": ((random(rng, shape, dtype), BT, m, *padding, TH, TW), (n2, C, T)),
+        "winograd_input_adjoint": ((random(rng, (n2, C, T), dtype), BT, m, *padding, TH, TW), shape),
+        "winograd_output_transform": ((random(rng, (n2, O, T), dtype), AT, random(rng, O, dtype)),
+                                      (N, O, OH, OW)),
+        "winograd_output_adjoint": ((random(rng, (N, O, OH, OW), dtype), AT), (n2, O, T)),
+    }[name]
+    expected = getattr(winograd, name).reference(*args, np.full(out_shape, np.nan, dtype))
+    xp = mc.get_backend().xp
+    out = xp.full(out_shape, np.nan, dtype)
+    device_args = [mc.asarray(a) if isinstance(a, np.ndarray) and a.ndim != 2 else a for a in args]
+    assert kernels[name](*device_args, out) is out
+    assert_close(out, expected)
+
+
+def test_winograd_output_transform_without_bias(kernels, rng):
+    AT = winograd.matrices(4, 3)[0]
+    M = random(rng, (36, 3, 2 * 4), np.float64)
+    expected = winograd.winograd_output_transform.reference(M, AT, None, np.empty((2, 3, 7, 8)))
+    out = mc.get_backend().xp.empty((2, 3, 7, 8))
+    got = kernels["winograd_output_transform"](mc.asarray(M), AT, None, out)
+    assert_close(got, expected)
+
+
+# (x shape, out channels, k, stride, padding, groups): F(4x4, 3x3), F(3x3, 5x5), and
+# AlexNet's conv1 through space-to-depth, smaller
+CONVOLUTIONS = [
+    ((2, 4, 9, 7), 6, 3, 1, 1, 2),
+    ((2, 3, 8, 8), 4, 5, 1, 2, 1),
+    ((2, 3, 23, 23), 5, 11, 4, 0, 1),
+    gpu_case((8, 3, 227, 227), 96, 11, 4, 0, 1),
+    gpu_case((8, 96, 27, 27), 256, 5, 1, 2, 2),
+    gpu_case((8, 384, 13, 13), 384, 3, 1, 1, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,out,k,stride,padding,groups", CONVOLUTIONS)
+def test_winograd_convolution_equals_the_direct_one(kernels, shape, out, k, stride, padding, groups,
+                                                    dtype, rng):
+    """The whole convolution on "cuda" (transform kernels, batched cuBLAS products, the
+    transformed input kept for the backward) against the numpy backend's definition."""
+    x = random(rng, shape, dtype)
+    weight = random(rng, (out, shape[1] // groups, k, k), dtype)
+    bias = random(rng, out, dtype)
+    OH = (shape[2] + 2 * padding - k) // stride + 1
+    OW = (shape[3] + 2 * padding - k) // stride + 1
+    dy = random(rng, (shape[0], out, OH, OW), dtype)
+    mc.set_backend("numpy")
+    expected = (conv_op.conv2d_forward(x, weight, bias, stride, padding, groups),) + conv_op.conv2d_backward(
+        dy, x, weight, stride, padding, groups)
+    mc.set_backend("cuda")
+    assert conv_op.winograd_tile(weight.shape, stride)
+    X, Wt, B, DY = (mc.asarray(a) for a in (x, weight, bias, dy))
+    keep = {}
+    y = conv_op.conv2d_forward(X, Wt, B, stride, padding, groups, keep=keep)
+    grads = conv_op.conv2d_backward(DY, X, Wt, stride, padding, groups, kept=keep)
+    # float32 at realistic sizes: sums of thousands of products, cuBLAS's order against BLAS's
+    rtol = 2e-3 if dtype == np.float32 and shape[0] >= 8 else RTOL[np.dtype(dtype)]
+    for name, got, want in zip(("y", "dx", "dw", "db"), (y,) + grads, expected, strict=True):
+        assert_close(got, want, rtol=rtol), name

@@ -85,6 +85,10 @@ def gemm(a, b, out):
 
 
 def gemm_many(products):
+    # a product of two stacks counts as the products of their matrices, one unit of work each
+    stacks, products = products, []
+    for a, b, out in stacks:
+        products.extend([(a, b, out)] if a.ndim == 2 else zip(a, b, out, strict=True))
     threads = numba.get_num_threads()
     if threads < 2 or len(products) < threads:
         for a, b, out in products:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import writable, written
+
 # images per thread job: long runs for the vector units, scratch that stays in L1/L2
 IMAGES = 8
 
@@ -208,38 +210,27 @@ def _output_adjoint(dy4, AT, out3):
                         _axpy(out, base, AT[v, nu], R, (xi * m + v) * F, F)
 
 
-def _writable(out):
-    """``out`` itself when a kernel can write it in place, else a contiguous stand-in."""
-    return out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
-
-
-def _done(target, out):
-    if target is not out:
-        out[...] = target
-    return out
-
-
 def winograd_input_transform(x, BT, m, ph, pw, TH, TW, out):
-    target = _writable(out)
+    target = writable(out)
     _input_transform(np.ascontiguousarray(x), BT.astype(x.dtype), m, ph, pw, TH, TW, target)
-    return _done(target, out)
+    return written(target, out)
 
 
 def winograd_input_adjoint(dV, BT, m, ph, pw, TH, TW, out):
-    target = _writable(out)
+    target = writable(out)
     _input_adjoint(np.ascontiguousarray(dV), BT.astype(dV.dtype), m, ph, pw, TH, TW, target)
-    return _done(target, out)
+    return written(target, out)
 
 
 def winograd_output_transform(M, AT, bias, out):
-    target = _writable(out)
+    target = writable(out)
     use_bias = bias is not None
     b = np.ascontiguousarray(bias, dtype=out.dtype) if use_bias else np.zeros(1, out.dtype)
     _output_transform(np.ascontiguousarray(M), AT.astype(M.dtype), b, use_bias, target)
-    return _done(target, out)
+    return written(target, out)
 
 
 def winograd_output_adjoint(dy, AT, out):
-    target = _writable(out)
+    target = writable(out)
     _output_adjoint(np.ascontiguousarray(dy), AT.astype(dy.dtype), target)
-    return _done(target, out)
+    return written(target, out)

@@ -13,6 +13,12 @@ from minicnn.kernels.cuda.max_pool2d import max_pool_backward, max_pool_forward
 from minicnn.kernels.cuda.relu import relu_backward, relu_forward
 from minicnn.kernels.cuda.sgd import sgd_update
 from minicnn.kernels.cuda.softmax_xent import softmax_xent
+from minicnn.kernels.cuda.winograd import (
+    winograd_input_adjoint,
+    winograd_input_transform,
+    winograd_output_adjoint,
+    winograd_output_transform,
+)
 
 __all__ = [
     "col2im",
@@ -26,4 +32,8 @@ __all__ = [
     "relu_forward",
     "sgd_update",
     "softmax_xent",
+    "winograd_input_adjoint",
+    "winograd_input_transform",
+    "winograd_output_adjoint",
+    "winograd_output_transform",
 ]

@@ -43,7 +43,7 @@ WORKSPACE_BYTES = 64 * 2**20
 _workspaces: dict = {}
 # filter size r -> output tile size m of Winograd's F(m x m, r x r); backends that use it
 WINOGRAD_TILE = {3: 4, 5: 3}
-WINOGRAD_BACKENDS = ("cpu",)
+WINOGRAD_BACKENDS = ("cpu", "cuda")
 # largest transformed input a training layer keeps for its backward (else recomputed there)
 KEEP_BYTES = 512 * 2**20
 
@@ -295,7 +295,7 @@ def _winograd_forward(x, weight, bias, padding, groups, m, keep=None):
             V = winograd.winograd_input_transform(
                 x[s:e], BT, m, *padding, TH, TW, workspace(xp, x.dtype, n2 * C * nt).reshape(n2, C, nt))
         M = workspace(xp, x.dtype, n2 * O * nt, "out").reshape(n2, O, nt)
-        gemm_many([(U[k, G_o], V[k, G_c], M[k, G_o]) for k in range(n2) for G_o, G_c in group_slices])
+        gemm_many([(U[:, G_o], V[:, G_c], M[:, G_o]) for G_o, G_c in group_slices])
         winograd.winograd_output_transform(M, AT, bias, y[s:e])
     return y
 
@@ -323,13 +323,13 @@ def _winograd_backward(dy, x, weight, padding, groups, m, need_dx, need_dw, kept
                 V = winograd.winograd_input_transform(
                     x[s:e], BT, m, *padding, TH, TW, workspace(xp, x.dtype, n2 * C * nt).reshape(n2, C, nt))
             target = dU if s == 0 else dU_chunk
-            gemm_many([(dM[k, G_o], V[k, G_c].T, target[k, G_o])
-                       for k in range(n2) for G_o, G_c in group_slices])
+            gemm_many([(dM[:, G_o], V[:, G_c].transpose(0, 2, 1), target[:, G_o])
+                       for G_o, G_c in group_slices])
             if s:
                 dU += dU_chunk
         if need_dx:
             dV = workspace(xp, x.dtype, n2 * C * nt, "dcols").reshape(n2, C, nt)
-            gemm_many([(U[k, G_o].T, dM[k, G_o], dV[k, G_c]) for k in range(n2) for G_o, G_c in group_slices])
+            gemm_many([(U[:, G_o].transpose(0, 2, 1), dM[:, G_o], dV[:, G_c]) for G_o, G_c in group_slices])
             winograd.winograd_input_adjoint(dV, BT, m, *padding, TH, TW, dx[s:e])
     dw = winograd.filter_adjoint(dU, G) if need_dw else None
     db = dy.sum(axis=(0, 2, 3)) if need_dw else None

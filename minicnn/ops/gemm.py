@@ -20,7 +20,8 @@ def gemm(a, b, out):
 
 @hot_path
 def gemm_many(products):
-    """Write a @ b into out for every (a, b, out) of ``products`` (independent products, such
-    as Winograd's one per transformed position); returns None."""
+    """Write a @ b into out for every (a, b, out) of ``products``: independent products, each
+    of two matrices or of two stacks of them, out[k] = a[k] @ b[k] (Winograd's one per
+    transformed position, a stack per group); returns None."""
     for a, b, out in products:
-        gemm(a, b, out)
+        array_module(a).matmul(a, b, out=out)
