@@ -40,6 +40,10 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (kernel compilation)")
     p.add_argument("--workspace-mb", type=float, default=None,
                    help="im2col workspace per chunk (default: minicnn.ops.conv2d.WORKSPACE_BYTES)")
+    p.add_argument("--convolutions", choices=["default", "im2col"], default="default",
+                   help="default: Winograd where minicnn.ops.conv2d picks it (3x3 and 5x5 filters, "
+                        "conv1 after space-to-depth), im2col elsewhere; im2col: im2col + cuBLAS "
+                        "for every convolution")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even when importable")
     p.add_argument("--smoke", action="store_true",
                    help="tiny net and sizes; runs under the simulator; checks the script, not speed")
@@ -300,6 +304,7 @@ def print_report(r):
                  gib(f["torch"]["peak_memory_bytes"]) if f.get("torch") else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print(f"\n{r['network']} on {r['device']} ({r['torch']})")
+    print("our convolutions: " + ", ".join(f"{layer} {a}" for layer, a in r["convolutions"].items()))
     for row in rows:
         cells = [c.ljust(w) if i == 0 else c.rjust(w)
                  for i, (c, w) in enumerate(zip(row, widths, strict=True))]
@@ -331,10 +336,12 @@ def main(argv=None):
     if args.smoke:
         args.batches, args.fc7_batch = [2], 2
         args.steps, args.warmup = 1, 1
-    if args.workspace_mb is not None:
-        from minicnn.ops import conv2d
+    from minicnn.ops import conv2d
 
+    if args.workspace_mb is not None:
         conv2d.WORKSPACE_BYTES = int(args.workspace_mb * 2**20)
+    if args.convolutions == "im2col":
+        conv2d.WINOGRAD_BACKENDS = tuple(b for b in conv2d.WINOGRAD_BACKENDS if b != "cuda")
 
     cupy = None
     if not backend.simulated:
@@ -355,7 +362,7 @@ def main(argv=None):
 
     import numba
 
-    from minicnn.ops import conv2d
+    from minicnn.bench import conv_algorithms
 
     result = {
         "network": ("tiny_alexnet (smoke)" if args.smoke
@@ -365,6 +372,7 @@ def main(argv=None):
                      "numba": numba.__version__, "cupy": getattr(cupy, "__version__", None),
                      "torch": getattr(torch, "__version__", None)},
         "steps": args.steps, "warmup": args.warmup, "workspace_bytes": conv2d.WORKSPACE_BYTES,
+        "convolutions": conv_algorithms(build_net(mc, args.smoke), "cuda"),
         "train": {}, "fc7": {"batch": args.fc7_batch},
     }
     net = None

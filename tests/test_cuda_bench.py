@@ -23,9 +23,20 @@ def test_gpu_bench_smoke_run_writes_its_report(tmp_path):
     assert train["images_per_s"] > 0 and train["loss"] > 0
     assert result["fc7"]["ours"]["feature_dim"] == 8  # tiny_alexnet's fc7 width
     assert "target fc7" in run.stdout
+    assert result["convolutions"] == {"conv1": "winograd F(4x4, 3x3)", "conv2": "winograd F(4x4, 3x3)"}
     if importlib.util.find_spec("torch") is not None:  # the PyTorch twin computes the same net
         assert result["fc7"]["torch"]["patches_per_s"] > 0
         assert result["logits_max_rel_diff_vs_torch"] < 1e-4
+
+
+def test_gpu_bench_can_run_every_convolution_through_im2col(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run([sys.executable, str(BENCH), "--smoke", "--no-torch", "--convolutions", "im2col",
+                          "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(out.read_text())["convolutions"] == {"conv1": "im2col", "conv2": "im2col"}
+    assert "our convolutions: conv1 im2col, conv2 im2col" in run.stdout
 
 
 def test_gpu_bench_refuses_to_time_the_simulator():
