@@ -58,7 +58,7 @@ def main(argv=None):
             print(ptx)
 
     modules = {}
-    for name in ("im2col", "max_pool2d", "lrn", "relu", "dropout", "sgd", "softmax_xent"):
+    for name in ("im2col", "max_pool2d", "lrn", "relu", "dropout", "sgd", "softmax_xent", "winograd"):
         module = importlib.import_module(f"minicnn.kernels.cuda.{name}")
         for attribute in ("launch", "launch_rows"):
             if hasattr(module, attribute):
@@ -83,6 +83,15 @@ def main(argv=None):
         logits = rng.standard_normal((4, 6)).astype(dtype)
         m["softmax_xent"].softmax_xent(logits, np.arange(4), None)
         m["softmax_xent"].softmax_xent(logits, np.arange(4), np.ones(4, dtype))
+        from minicnn.ops.winograd import matrices
+
+        AT, _, BT = matrices(4, 3)  # F(4x4, 3x3) of x padded by 1: 2 x 2 tiles per image
+        V = np.empty((36, 3, 2 * 4), dtype)
+        m["winograd"].winograd_input_transform(x, BT, 4, 1, 1, 2, 2, V)
+        m["winograd"].winograd_input_adjoint(V, BT, 4, 1, 1, 2, 2, np.empty_like(x))
+        m["winograd"].winograd_output_transform(V, AT, np.zeros(3, dtype), np.empty_like(x))
+        m["winograd"].winograd_output_transform(V, AT, None, np.empty_like(x))
+        m["winograd"].winograd_output_adjoint(x, AT, V)
     print(f"{len(compiled)} kernel specialisations compiled for sm_{cc[0]}{cc[1]}")
     return 0
 
