@@ -1,22 +1,21 @@
 """Winograd transforms on the GPU (reference and math: ``minicnn/ops/winograd.py``).
 
-One thread per entry written, each a short sum over the small transform matrices, read
-from global memory where the cache keeps them (zero coefficients skipped):
+One thread per tile and channel: it reads its tile into local memory and applies the
+transform separably, A X A^T as two products by A (``_product_transposed`` twice), with
+zero coefficients skipped; the index arithmetic (64-bit divisions) is paid once per tile,
+not once per entry. The transformed arrays are indexed by tile fastest, so neighbouring
+threads write neighbouring entries.
 
-    input transform   V[(xi, nu), c, tile] = sum_{i,j} B^T[xi, i] d[i, j] B^T[nu, j]
-    output adjoint   dM[(xi, nu), o, tile] = sum_{u,v} A^T[u, xi] dY[u, v] A^T[v, nu]
-    output transform  Y[u, v]              = sum_{xi,nu} A^T[u, xi] M[(xi, nu)] A^T[v, nu]
-    input adjoint    dx[h, w]              = the same sum over the tiles that read (h, w)
-
-The transformed arrays are indexed by tile fastest, so neighbouring threads write
-neighbouring entries; the input adjoint gathers over the (at most ceil(n/m)^2) tiles
-that read its pixel instead of scattering with atomics, so it is deterministic. Every
-thread repeats n^2 (or m^2) multiply-adds that a separable pass would share: a few
-GFLOP at AlexNet's sizes, against the tens of the products between the transforms.
+The input adjoint runs in two passes so that it needs no atomics and is deterministic:
+each tile's B dV B^T into a scratch array laid out like dV, then one thread per input
+pixel sums the entries of the (at most ceil(n/m)^2) tiles that read it.
 """
 
 from __future__ import annotations
 
+import functools
+
+import numba
 import numpy as np
 from numba import cuda
 
@@ -25,40 +24,122 @@ from minicnn.backend import array_module
 from .. import writable, written
 from .launch import launch, scalar
 
+# the largest n = m + r - 1 that minicnn.ops.winograd.matrices builds (9 points and infinity):
+# the size of the threads' local tiles
+NMAX = 10
 _matrices: dict = {}
 
 
-@cuda.jit
-def _input_transform(x, BT, m, ph, pw, TH, TW, zero, out):
-    N, C, H, W = x.shape
-    n = BT.shape[0]
-    T = TH * TW
-    for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        t = idx % (N * T)
-        r = idx // (N * T)
-        c = r % C
-        k = r // C
-        xi, nu = k // n, k % n
-        b, tile = t // T, t % T
-        h0, w0 = (tile // TW) * m - ph, (tile % TW) * m - pw
-        acc = zero
-        for i in range(n):
-            ci = BT[xi, i]
-            h = h0 + i
-            if ci != 0 and 0 <= h < H:
-                row = zero
+@cuda.jit(device=True)
+def _product_transposed(A, transpose, X, zero, Y, p, q, s):
+    """Y[j, i] = sum_{k < s} A'[i, k] X[k, j] for i < p, j < q: Y = (A' X)^T, where A' is A,
+    or A^T if ``transpose``. Twice, Y = (A' (A' X)^T)^T = A' X A'^T."""
+    for i in range(p):
+        for j in range(q):
+            acc = zero
+            for k in range(s):
+                a = A[k, i] if transpose else A[i, k]
+                if a != 0:
+                    acc += a * X[k, j]
+            Y[j, i] = acc
+
+
+@functools.cache
+def _kernels(dtype):
+    """The kernels for arrays of ``dtype`` (their local tiles must have it at compile time)."""
+    local = numba.from_dtype(dtype)
+
+    @cuda.jit
+    def input_transform(x, BT, m, ph, pw, TH, TW, zero, out):
+        N, C, H, W = x.shape
+        n = BT.shape[0]
+        T = TH * TW
+        d = cuda.local.array((NMAX, NMAX), local)
+        e = cuda.local.array((NMAX, NMAX), local)
+        for idx in range(cuda.grid(1), C * N * T, cuda.gridsize(1)):
+            t = idx % (N * T)
+            c = idx // (N * T)
+            b, tile = t // T, t % T
+            h0, w0 = (tile // TW) * m - ph, (tile % TW) * m - pw
+            for i in range(n):
                 for j in range(n):
-                    w = w0 + j
-                    if BT[nu, j] != 0 and 0 <= w < W:
-                        row += BT[nu, j] * x[b, c, h, w]
-                acc += ci * row
-        out[k, c, t] = acc
+                    h, w = h0 + i, w0 + j
+                    d[i, j] = x[b, c, h, w] if 0 <= h < H and 0 <= w < W else zero
+            _product_transposed(BT, False, d, zero, e, n, n, n)
+            _product_transposed(BT, False, e, zero, d, n, n, n)
+            for i in range(n):
+                for j in range(n):
+                    out[i * n + j, c, t] = d[i, j]
+
+    @cuda.jit
+    def tile_adjoint(dV, BT, zero, out):
+        n = BT.shape[0]
+        d = cuda.local.array((NMAX, NMAX), local)
+        e = cuda.local.array((NMAX, NMAX), local)
+        _, C, NT = dV.shape
+        for idx in range(cuda.grid(1), C * NT, cuda.gridsize(1)):
+            c, t = idx // NT, idx % NT
+            for i in range(n):
+                for j in range(n):
+                    d[i, j] = dV[i * n + j, c, t]
+            _product_transposed(BT, True, d, zero, e, n, n, n)
+            _product_transposed(BT, True, e, zero, d, n, n, n)
+            for i in range(n):
+                for j in range(n):
+                    out[i * n + j, c, t] = d[i, j]
+
+    @cuda.jit
+    def output_transform(M, AT, bias, use_bias, TH, TW, zero, out):
+        N, O, OH, OW = out.shape
+        m, n = AT.shape
+        T = TH * TW
+        d = cuda.local.array((NMAX, NMAX), local)
+        e = cuda.local.array((NMAX, NMAX), local)
+        for idx in range(cuda.grid(1), O * N * T, cuda.gridsize(1)):
+            t = idx % (N * T)
+            o = idx // (N * T)
+            b, tile = t // T, t % T
+            y0, x0 = (tile // TW) * m, (tile % TW) * m
+            for i in range(n):
+                for j in range(n):
+                    d[i, j] = M[i * n + j, o, t]
+            _product_transposed(AT, False, d, zero, e, m, n, n)
+            _product_transposed(AT, False, e, zero, d, m, m, n)
+            add = bias[o] if use_bias else zero
+            for u in range(min(m, OH - y0)):
+                for v in range(min(m, OW - x0)):
+                    out[b, o, y0 + u, x0 + v] = d[u, v] + add
+
+    @cuda.jit
+    def output_adjoint(dy, AT, TH, TW, zero, out):
+        N, O, OH, OW = dy.shape
+        m, n = AT.shape
+        T = TH * TW
+        d = cuda.local.array((NMAX, NMAX), local)
+        e = cuda.local.array((NMAX, NMAX), local)
+        for idx in range(cuda.grid(1), O * N * T, cuda.gridsize(1)):
+            t = idx % (N * T)
+            o = idx // (N * T)
+            b, tile = t // T, t % T
+            y0, x0 = (tile // TW) * m, (tile % TW) * m
+            for u in range(m):
+                for v in range(m):
+                    y, x = y0 + u, x0 + v
+                    d[u, v] = dy[b, o, y, x] if y < OH and x < OW else zero
+            _product_transposed(AT, True, d, zero, e, n, m, m)
+            _product_transposed(AT, True, e, zero, d, n, n, m)
+            for i in range(n):
+                for j in range(n):
+                    out[i * n + j, o, t] = d[i, j]
+
+    return input_transform, tile_adjoint, output_transform, output_adjoint
 
 
 @cuda.jit
-def _input_adjoint(dV, BT, m, ph, pw, TH, TW, zero, out):
+def _gather_tiles(dd, n, m, ph, pw, TH, TW, zero, out):
+    """out[b, c, h, w] = sum of dd[(i, j), c, tile] over the tiles that read padded pixel
+    (h + ph, w + pw) as their entry (i, j): ty*m <= h + ph < ty*m + n, likewise for w."""
     N, C, H, W = out.shape
-    n = BT.shape[0]
     T = TH * TW
     for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         w = idx % W
@@ -69,72 +150,10 @@ def _input_adjoint(dV, BT, m, ph, pw, TH, TW, zero, out):
         b = r // C
         hp, wp = h + ph, w + pw
         acc = zero
-        # the tiles whose n x n window holds padded row hp: ty*m <= hp < ty*m + n
         for ty in range(max(0, (hp - n) // m + 1), min(TH - 1, hp // m) + 1):
-            i = hp - ty * m
             for tx in range(max(0, (wp - n) // m + 1), min(TW - 1, wp // m) + 1):
-                j = wp - tx * m
-                t = b * T + ty * TW + tx
-                for xi in range(n):
-                    ci = BT[xi, i]
-                    if ci != 0:
-                        row = zero
-                        for nu in range(n):
-                            if BT[nu, j] != 0:
-                                row += BT[nu, j] * dV[xi * n + nu, c, t]
-                        acc += ci * row
+                acc += dd[(hp - ty * m) * n + wp - tx * m, c, b * T + ty * TW + tx]
         out[b, c, h, w] = acc
-
-
-@cuda.jit
-def _output_transform(M, AT, bias, use_bias, TW, zero, out):
-    N, O, OH, OW = out.shape
-    m, n = AT.shape
-    T = ((OH + m - 1) // m) * TW
-    for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        ox = idx % OW
-        r = idx // OW
-        oy = r % OH
-        r = r // OH
-        o = r % O
-        b = r // O
-        u, v = oy % m, ox % m
-        t = b * T + (oy // m) * TW + ox // m
-        acc = zero
-        for xi in range(n):
-            cu = AT[u, xi]
-            if cu != 0:
-                row = zero
-                for nu in range(n):
-                    if AT[v, nu] != 0:
-                        row += AT[v, nu] * M[xi * n + nu, o, t]
-                acc += cu * row
-        out[b, o, oy, ox] = acc + bias[o] if use_bias else acc
-
-
-@cuda.jit
-def _output_adjoint(dy, AT, TH, TW, zero, out):
-    N, O, OH, OW = dy.shape
-    m, n = AT.shape
-    T = TH * TW
-    for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        t = idx % (N * T)
-        r = idx // (N * T)
-        o = r % O
-        k = r // O
-        xi, nu = k // n, k % n
-        b, tile = t // T, t % T
-        y0, x0 = (tile // TW) * m, (tile % TW) * m
-        acc = zero
-        for u in range(m):
-            cu = AT[u, xi]
-            if cu != 0 and y0 + u < OH:
-                row = zero
-                for v in range(m):
-                    if AT[v, nu] != 0 and x0 + v < OW:
-                        row += AT[v, nu] * dy[b, o, y0 + u, x0 + v]
-                acc += cu * row
-        out[k, o, t] = acc
 
 
 def _on_device(xp, matrix, dtype):
@@ -142,41 +161,46 @@ def _on_device(xp, matrix, dtype):
     key = (xp.__name__, matrix.shape, matrix.tobytes(), np.dtype(dtype).str)
     a = _matrices.get(key)
     if a is None:
-        a = _matrices[key] = xp.array(matrix, dtype=dtype)  # a writable copy
+        a = _matrices[key] = xp.array(matrix, dtype=dtype)  # a writable copy: the simulator writes args back
     return a
 
 
 def winograd_input_transform(x, BT, m, ph, pw, TH, TW, out):
     xp = array_module(x)
     target = writable(out)
-    launch(_input_transform, out.size, xp.ascontiguousarray(x), _on_device(xp, BT, x.dtype), m, ph, pw,
-           TH, TW, scalar(0, x.dtype), target)
+    launch(_kernels(x.dtype)[0], x.shape[1] * x.shape[0] * TH * TW, xp.ascontiguousarray(x),
+           _on_device(xp, BT, x.dtype), m, ph, pw, TH, TW, scalar(0, x.dtype), target)
     return written(target, out)
 
 
 def winograd_input_adjoint(dV, BT, m, ph, pw, TH, TW, out):
     xp = array_module(dV)
+    dV = xp.ascontiguousarray(dV)
+    dd = xp.empty_like(dV)
+    launch(_kernels(dV.dtype)[1], dV.shape[1] * dV.shape[2], dV, _on_device(xp, BT, dV.dtype),
+           scalar(0, dV.dtype), dd)
     target = writable(out)
-    launch(_input_adjoint, out.size, xp.ascontiguousarray(dV), _on_device(xp, BT, dV.dtype), m, ph, pw,
-           TH, TW, scalar(0, dV.dtype), target)
+    launch(_gather_tiles, out.size, dd, BT.shape[0], m, ph, pw, TH, TW, scalar(0, dV.dtype), target)
     return written(target, out)
 
 
 def winograd_output_transform(M, AT, bias, out):
     xp = array_module(M)
+    m = AT.shape[0]
     target = writable(out)
     use_bias = bias is not None
     b = xp.ascontiguousarray(bias) if use_bias else xp.zeros(1, dtype=out.dtype)
-    launch(_output_transform, out.size, xp.ascontiguousarray(M), _on_device(xp, AT, M.dtype), b, use_bias,
-           -(-out.shape[3] // AT.shape[0]), scalar(0, M.dtype), target)
+    TH, TW = -(-out.shape[2] // m), -(-out.shape[3] // m)
+    launch(_kernels(M.dtype)[2], out.shape[1] * out.shape[0] * TH * TW, xp.ascontiguousarray(M),
+           _on_device(xp, AT, M.dtype), b, use_bias, TH, TW, scalar(0, M.dtype), target)
     return written(target, out)
 
 
 def winograd_output_adjoint(dy, AT, out):
     xp = array_module(dy)
-    target = writable(out)
     m = AT.shape[0]
+    target = writable(out)
     TH, TW = -(-dy.shape[2] // m), -(-dy.shape[3] // m)
-    launch(_output_adjoint, out.size, xp.ascontiguousarray(dy), _on_device(xp, AT, dy.dtype), TH, TW,
-           scalar(0, dy.dtype), target)
+    launch(_kernels(dy.dtype)[3], dy.shape[1] * dy.shape[0] * TH * TW, xp.ascontiguousarray(dy),
+           _on_device(xp, AT, dy.dtype), TH, TW, scalar(0, dy.dtype), target)
     return written(target, out)
