@@ -16,10 +16,10 @@ from __future__ import annotations
 import functools
 
 import numba
-import numpy as np
 from numba import cuda
 
 from minicnn.backend import array_module
+from minicnn.ops.winograd import constant
 
 from .. import writable, written
 from .launch import launch, scalar
@@ -27,7 +27,6 @@ from .launch import launch, scalar
 # the largest n = m + r - 1 that minicnn.ops.winograd.matrices builds (9 points and infinity):
 # the size of the threads' local tiles
 NMAX = 10
-_matrices: dict = {}
 
 
 @cuda.jit(device=True)
@@ -156,20 +155,11 @@ def _gather_tiles(dd, n, m, ph, pw, TH, TW, zero, out):
         out[b, c, h, w] = acc
 
 
-def _on_device(xp, matrix, dtype):
-    """The (small, cached, read-only) transform matrix as a device array of ``dtype``."""
-    key = (xp.__name__, matrix.shape, matrix.tobytes(), np.dtype(dtype).str)
-    a = _matrices.get(key)
-    if a is None:
-        a = _matrices[key] = xp.array(matrix, dtype=dtype)  # a writable copy: the simulator writes args back
-    return a
-
-
 def winograd_input_transform(x, BT, m, ph, pw, TH, TW, out):
     xp = array_module(x)
     target = writable(out)
     launch(_kernels(x.dtype)[0], x.shape[1] * x.shape[0] * TH * TW, xp.ascontiguousarray(x),
-           _on_device(xp, BT, x.dtype), m, ph, pw, TH, TW, scalar(0, x.dtype), target)
+           constant(xp, BT, x.dtype), m, ph, pw, TH, TW, scalar(0, x.dtype), target)
     return written(target, out)
 
 
@@ -177,7 +167,7 @@ def winograd_input_adjoint(dV, BT, m, ph, pw, TH, TW, out):
     xp = array_module(dV)
     dV = xp.ascontiguousarray(dV)
     dd = xp.empty_like(dV)
-    launch(_kernels(dV.dtype)[1], dV.shape[1] * dV.shape[2], dV, _on_device(xp, BT, dV.dtype),
+    launch(_kernels(dV.dtype)[1], dV.shape[1] * dV.shape[2], dV, constant(xp, BT, dV.dtype),
            scalar(0, dV.dtype), dd)
     target = writable(out)
     launch(_gather_tiles, out.size, dd, BT.shape[0], m, ph, pw, TH, TW, scalar(0, dV.dtype), target)
@@ -192,7 +182,7 @@ def winograd_output_transform(M, AT, bias, out):
     b = xp.ascontiguousarray(bias) if use_bias else xp.zeros(1, dtype=out.dtype)
     TH, TW = -(-out.shape[2] // m), -(-out.shape[3] // m)
     launch(_kernels(M.dtype)[2], out.shape[1] * out.shape[0] * TH * TW, xp.ascontiguousarray(M),
-           _on_device(xp, AT, M.dtype), b, use_bias, TH, TW, scalar(0, M.dtype), target)
+           constant(xp, AT, M.dtype), b, use_bias, TH, TW, scalar(0, M.dtype), target)
     return written(target, out)
 
 
@@ -202,5 +192,5 @@ def winograd_output_adjoint(dy, AT, out):
     target = writable(out)
     TH, TW = -(-dy.shape[2] // m), -(-dy.shape[3] // m)
     launch(_kernels(dy.dtype)[3], dy.shape[1] * dy.shape[0] * TH * TW, xp.ascontiguousarray(dy),
-           _on_device(xp, AT, dy.dtype), TH, TW, scalar(0, dy.dtype), target)
+           constant(xp, AT, dy.dtype), TH, TW, scalar(0, dy.dtype), target)
     return written(target, out)

@@ -99,6 +99,20 @@ def _solve_exact(rows, rhs):
     return [aug[i][n] for i in range(n)]
 
 
+_constants: dict = {}
+
+
+def constant(xp, matrix, dtype):
+    """``matrix`` (small, float64, numpy) as an ``xp`` array of ``dtype``, made once and kept:
+    on the GPU a transform matrix then costs no host-to-device copy in a training step.
+    Writable (a copy), as Numba's CUDA simulator writes kernel arguments back."""
+    key = (xp.__name__, matrix.shape, matrix.tobytes(), np.dtype(dtype).str)
+    a = _constants.get(key)
+    if a is None:
+        a = _constants[key] = xp.array(matrix, dtype=dtype)
+    return a
+
+
 def tiles_of(out_size: int, m: int) -> int:
     return -(-out_size // m)
 
@@ -182,7 +196,7 @@ def filter_transform(weight, G, out=None):
     xp = array_module(weight)
     O, Cg, r, _ = weight.shape
     n2 = G.shape[0] ** 2
-    kron = xp.asarray(np.kron(G, G), dtype=weight.dtype)
+    kron = constant(xp, np.kron(G, G), weight.dtype)
     if out is None or out.shape != (n2, O, Cg) or out.dtype != weight.dtype:
         out = xp.empty((n2, O, Cg), dtype=weight.dtype)
     xp.matmul(kron, weight.reshape(O * Cg, r * r).T, out=out.reshape(n2, O * Cg))
@@ -194,5 +208,5 @@ def filter_adjoint(dU, G):
     xp = array_module(dU)
     n2, O, Cg = dU.shape
     r = G.shape[1]
-    kron = xp.asarray(np.kron(G, G), dtype=dU.dtype)
+    kron = constant(xp, np.kron(G, G), dU.dtype)
     return xp.matmul(dU.reshape(n2, O * Cg).T, kron).reshape(O, Cg, r, r)
