@@ -18,17 +18,17 @@ columns give, and converted from and to NCHW by :func:`cnhw_to_nchw` and
 go through :func:`gemm`, BLAS on every backend (the cpu backend splits it into one
 single-threaded GEMM per thread, see ``kernels/cpu/gemm.py``).
 
-On the backends named in ``WINOGRAD_BACKENDS`` ("cpu", "cuda"), convolutions with square r x r
-filters, r in ``WINOGRAD_TILE``, run Winograd's algorithm instead (:mod:`minicnn.ops.
-winograd`): F(4x4, 3x3) and F(3x3, 5x5) by default, 2.6 and 4.6 times fewer
-multiplications, float32 results within 1e-5 of the tensor's scale of the direct sum's
-(``tests/test_winograd.py``). A stride s > 1 goes through :func:`space_to_depth` first, as
-a stride-1 convolution with filters ceil(k / s) wide (AlexNet's conv1: 3x3). In training
-(``keep``) the forward keeps the transformed filters and, up to ``KEEP_BYTES`` per layer,
-the batch's transformed input for the backward. The "numpy" reference always computes
-the definition above through im2col. To run without Winograd: ``WINOGRAD_BACKENDS = ()``
-(or without "cuda": im2col on the GPU only); F(2x2, 3x3), whose transforms are exact in floating point:
-``WINOGRAD_TILE[3] = 2``.
+On the backends named in ``WINOGRAD_BACKENDS`` ("cpu", "cuda"), convolutions with square
+r x r filters, r in ``WINOGRAD_TILE``, run Winograd's algorithm instead
+(:mod:`minicnn.ops.winograd`): F(4x4, 3x3) and F(3x3, 5x5) by default, 2.6 and 4.6 times
+fewer multiplications, float32 results within 1e-5 of the tensor's scale of the direct
+sum's (``tests/test_winograd.py``). A stride s > 1 goes through :func:`space_to_depth`
+first, as a stride-1 convolution with filters ceil(k / s) wide (AlexNet's conv1: 3x3). In
+training (``keep``) the forward keeps the transformed filters and, up to ``KEEP_BYTES``
+per layer, the batch's transformed input for the backward. The "numpy" reference always
+computes the definition above through im2col. To run without Winograd:
+``WINOGRAD_BACKENDS = ()`` (or ``("cpu",)``: im2col on the GPU only); F(2x2, 3x3), whose
+transforms are exact in floating point: ``WINOGRAD_TILE[3] = 2``.
 """
 
 from __future__ import annotations
