@@ -43,6 +43,31 @@ def _product_transposed(A, transpose, X, zero, Y, p, q, s):
             Y[j, i] = acc
 
 
+@cuda.jit(device=True)
+def _tile_of(idx, N, T, TW, m):
+    """(channel, column t = b*T + tile, image b, first row, first column) of work item idx,
+    the items being (channel, image, tile), tile fastest."""
+    t = idx % (N * T)
+    tile = t % T
+    return idx // (N * T), t, t // T, (tile // TW) * m, (tile % TW) * m
+
+
+@cuda.jit(device=True)
+def _load_column(src, c, t, n, d):
+    """d[i, j] = src[i*n + j, c, t]: one tile of a transformed array."""
+    for i in range(n):
+        for j in range(n):
+            d[i, j] = src[i * n + j, c, t]
+
+
+@cuda.jit(device=True)
+def _store_column(d, n, out, c, t):
+    """out[i*n + j, c, t] = d[i, j]."""
+    for i in range(n):
+        for j in range(n):
+            out[i * n + j, c, t] = d[i, j]
+
+
 @functools.cache
 def _kernels(dtype):
     """The kernels for arrays of ``dtype`` (their local tiles must have it at compile time)."""
@@ -52,23 +77,17 @@ def _kernels(dtype):
     def input_transform(x, BT, m, ph, pw, TH, TW, zero, out):
         N, C, H, W = x.shape
         n = BT.shape[0]
-        T = TH * TW
         d = cuda.local.array((NMAX, NMAX), local)
         e = cuda.local.array((NMAX, NMAX), local)
-        for idx in range(cuda.grid(1), C * N * T, cuda.gridsize(1)):
-            t = idx % (N * T)
-            c = idx // (N * T)
-            b, tile = t // T, t % T
-            h0, w0 = (tile // TW) * m - ph, (tile % TW) * m - pw
+        for idx in range(cuda.grid(1), C * N * TH * TW, cuda.gridsize(1)):
+            c, t, b, y0, x0 = _tile_of(idx, N, TH * TW, TW, m)
             for i in range(n):
                 for j in range(n):
-                    h, w = h0 + i, w0 + j
+                    h, w = y0 - ph + i, x0 - pw + j
                     d[i, j] = x[b, c, h, w] if 0 <= h < H and 0 <= w < W else zero
             _product_transposed(BT, False, d, zero, e, n, n, n)
             _product_transposed(BT, False, e, zero, d, n, n, n)
-            for i in range(n):
-                for j in range(n):
-                    out[i * n + j, c, t] = d[i, j]
+            _store_column(d, n, out, c, t)
 
     @cuda.jit
     def tile_adjoint(dV, BT, zero, out):
@@ -78,30 +97,20 @@ def _kernels(dtype):
         _, C, NT = dV.shape
         for idx in range(cuda.grid(1), C * NT, cuda.gridsize(1)):
             c, t = idx // NT, idx % NT
-            for i in range(n):
-                for j in range(n):
-                    d[i, j] = dV[i * n + j, c, t]
+            _load_column(dV, c, t, n, d)
             _product_transposed(BT, True, d, zero, e, n, n, n)
             _product_transposed(BT, True, e, zero, d, n, n, n)
-            for i in range(n):
-                for j in range(n):
-                    out[i * n + j, c, t] = d[i, j]
+            _store_column(d, n, out, c, t)
 
     @cuda.jit
     def output_transform(M, AT, bias, use_bias, TH, TW, zero, out):
         N, O, OH, OW = out.shape
         m, n = AT.shape
-        T = TH * TW
         d = cuda.local.array((NMAX, NMAX), local)
         e = cuda.local.array((NMAX, NMAX), local)
-        for idx in range(cuda.grid(1), O * N * T, cuda.gridsize(1)):
-            t = idx % (N * T)
-            o = idx // (N * T)
-            b, tile = t // T, t % T
-            y0, x0 = (tile // TW) * m, (tile % TW) * m
-            for i in range(n):
-                for j in range(n):
-                    d[i, j] = M[i * n + j, o, t]
+        for idx in range(cuda.grid(1), O * N * TH * TW, cuda.gridsize(1)):
+            o, t, b, y0, x0 = _tile_of(idx, N, TH * TW, TW, m)
+            _load_column(M, o, t, n, d)
             _product_transposed(AT, False, d, zero, e, m, n, n)
             _product_transposed(AT, False, e, zero, d, m, m, n)
             add = bias[o] if use_bias else zero
@@ -113,23 +122,17 @@ def _kernels(dtype):
     def output_adjoint(dy, AT, TH, TW, zero, out):
         N, O, OH, OW = dy.shape
         m, n = AT.shape
-        T = TH * TW
         d = cuda.local.array((NMAX, NMAX), local)
         e = cuda.local.array((NMAX, NMAX), local)
-        for idx in range(cuda.grid(1), O * N * T, cuda.gridsize(1)):
-            t = idx % (N * T)
-            o = idx // (N * T)
-            b, tile = t // T, t % T
-            y0, x0 = (tile // TW) * m, (tile % TW) * m
+        for idx in range(cuda.grid(1), O * N * TH * TW, cuda.gridsize(1)):
+            o, t, b, y0, x0 = _tile_of(idx, N, TH * TW, TW, m)
             for u in range(m):
                 for v in range(m):
                     y, x = y0 + u, x0 + v
                     d[u, v] = dy[b, o, y, x] if y < OH and x < OW else zero
             _product_transposed(AT, True, d, zero, e, n, m, m)
             _product_transposed(AT, True, e, zero, d, n, n, m)
-            for i in range(n):
-                for j in range(n):
-                    out[i * n + j, o, t] = d[i, j]
+            _store_column(d, n, out, o, t)
 
     return input_transform, tile_adjoint, output_transform, output_adjoint
 
