@@ -48,12 +48,14 @@ def main(argv=None):
 
     def compile_launch(kernel, work, *kernel_args, **_):
         signature = numba.void(*[numba.typeof(a) for a in kernel_args])
-        ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
+        fastmath = kernel.targetoptions.get("fastmath", False)
+        ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc, fastmath=fastmath)
         name = kernel.py_func.__name__
         divisions = len(re.findall(r"\bdiv\.s64|\brem\.s64", ptx))
+        local = sum(int(b) for b in re.findall(r"\.local \.align \d+ \.b8 \s*\w+\[(\d+)\]", ptx))
         compiled.append(name)
-        print(f"ok  {name:<20} {len(ptx.splitlines()):5d} PTX lines, {divisions:2d} 64-bit div/rem  "
-              f"{', '.join(str(t) for t in signature.args)}")
+        print(f"ok  {name:<20} {len(ptx.splitlines()):5d} PTX lines, {divisions:2d} 64-bit div/rem, "
+              f"{local:4d} B local  {', '.join(str(t) for t in signature.args)}")
         if args.show == name:
             print(ptx)
 
@@ -85,13 +87,14 @@ def main(argv=None):
         m["softmax_xent"].softmax_xent(logits, np.arange(4), np.ones(4, dtype))
         from minicnn.ops.winograd import matrices
 
-        AT, _, BT = matrices(4, 3)  # F(4x4, 3x3) of x padded by 1: 2 x 2 tiles per image
-        V = np.empty((36, 3, 2 * 4), dtype)
-        m["winograd"].winograd_input_transform(x, BT, 4, 1, 1, 2, 2, V)
-        m["winograd"].winograd_input_adjoint(V, BT, 4, 1, 1, 2, 2, np.empty_like(x))
-        m["winograd"].winograd_output_transform(V, AT, np.zeros(3, dtype), np.empty_like(x))
-        m["winograd"].winograd_output_transform(V, AT, None, np.empty_like(x))
-        m["winograd"].winograd_output_adjoint(x, AT, V)
+        winograd = m["winograd"]
+        for tile, r in ((4, 3), (3, 5)):  # AlexNet's: conv1 (after space-to-depth) and conv3-5; conv2
+            AT, _, BT = matrices(tile, r)
+            V = np.empty(((tile + r - 1) ** 2, 3, 2 * 4), dtype)  # 2 x 2 tiles per image
+            winograd.winograd_input_transform(x, BT, tile, 1, 1, 2, 2, V)
+            winograd.winograd_input_adjoint(V, BT, tile, 1, 1, 2, 2, np.empty_like(x))
+            winograd.winograd_output_transform(V, AT, np.zeros(3, dtype), np.empty_like(x))
+            winograd.winograd_output_adjoint(x, AT, V)
     print(f"{len(compiled)} kernel specialisations compiled for sm_{cc[0]}{cc[1]}")
     return 0
 

@@ -1,10 +1,16 @@
 """Winograd transforms on the GPU (reference and math: ``minicnn/ops/winograd.py``).
 
-One thread per tile and channel: it reads its tile into local memory and applies the
-transform separably, A X A^T as two products by A (``_product_transposed`` twice), with
-zero coefficients skipped; the index arithmetic (64-bit divisions) is paid once per tile,
-not once per entry. The transformed arrays are indexed by tile fastest, so neighbouring
-threads write neighbouring entries.
+One thread per tile and channel: it reads its tile, applies the transform separably, A X
+A^T as two products by A (``_product_transposed`` twice), and writes the result; the
+index arithmetic (64-bit divisions) is paid once per tile, not once per entry. The
+transformed arrays are indexed by tile fastest, so neighbouring threads write
+neighbouring entries.
+
+Each kernel is compiled for one transform matrix (and dtype), with the tile sizes and the
+matrix entries as constants: the loops unroll, the tiles stay in registers, and the
+products by zero coefficients (most of them) fold away at compile time. Folding 0 * x
+to 0 is what fastmath's "nnan" and "nsz" allow, nothing more: a NaN or infinity in a tile
+reaches the entries whose coefficients on it are not zero, as in the cpu kernels.
 
 The input adjoint runs in two passes so that it needs no atomics and is deterministic:
 each tile's B dV B^T into a scratch array laid out like dV, then one thread per input
@@ -16,20 +22,19 @@ from __future__ import annotations
 import functools
 
 import numba
+import numpy as np
 from numba import cuda
 
 from minicnn.backend import array_module
-from minicnn.ops.winograd import constant
 
 from .. import writable, written
 from .launch import launch, scalar
 
-# the largest n = m + r - 1 that minicnn.ops.winograd.matrices builds (9 points and infinity):
-# the size of the threads' local tiles
-NMAX = 10
+# products by zero coefficients may be dropped (0 * x = 0 needs no NaN and no signed zeros)
+FOLD_ZEROS = {"nnan", "nsz"}
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline=True, fastmath=FOLD_ZEROS)
 def _product_transposed(A, transpose, X, zero, Y, p, q, s):
     """Y[j, i] = sum_{k < s} A'[i, k] X[k, j] for i < p, j < q: Y = (A' X)^T, where A' is A,
     or A^T if ``transpose``. Twice, Y = (A' (A' X)^T)^T = A' X A'^T."""
@@ -37,13 +42,11 @@ def _product_transposed(A, transpose, X, zero, Y, p, q, s):
         for j in range(q):
             acc = zero
             for k in range(s):
-                a = A[k, i] if transpose else A[i, k]
-                if a != 0:
-                    acc += a * X[k, j]
+                acc += (A[k, i] if transpose else A[i, k]) * X[k, j]
             Y[j, i] = acc
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline=True)
 def _tile_of(idx, N, T, TW, m):
     """(channel, column t = b*T + tile, image b, first row, first column) of work item idx,
     the items being (channel, image, tile), tile fastest."""
@@ -52,7 +55,7 @@ def _tile_of(idx, N, T, TW, m):
     return idx // (N * T), t, t // T, (tile // TW) * m, (tile % TW) * m
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline=True)
 def _load_column(src, c, t, n, d):
     """d[i, j] = src[i*n + j, c, t]: one tile of a transformed array."""
     for i in range(n):
@@ -60,7 +63,7 @@ def _load_column(src, c, t, n, d):
             d[i, j] = src[i * n + j, c, t]
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline=True)
 def _store_column(d, n, out, c, t):
     """out[i*n + j, c, t] = d[i, j]."""
     for i in range(n):
@@ -68,17 +71,25 @@ def _store_column(d, n, out, c, t):
             out[i * n + j, c, t] = d[i, j]
 
 
-@functools.cache
-def _kernels(dtype):
-    """The kernels for arrays of ``dtype`` (their local tiles must have it at compile time)."""
-    local = numba.from_dtype(dtype)
+def _constant_rows(matrix):
+    """A transform matrix as nested tuples: hashable, to key the compiled kernels."""
+    return tuple(tuple(row) for row in np.asarray(matrix, dtype=np.float64).tolist())
 
-    @cuda.jit
-    def input_transform(x, BT, m, ph, pw, TH, TW, zero, out):
+
+@functools.cache
+def _input_side(dtype, m, rows):
+    """(input transform, tile adjoint) for B^T = ``rows`` and output tiles of m."""
+    local = numba.from_dtype(dtype)
+    zero = np.dtype(dtype).type(0)
+    BT_host = np.array(rows, dtype=dtype)
+    n = len(rows)
+
+    @cuda.jit(fastmath=FOLD_ZEROS)
+    def input_transform(x, ph, pw, TH, TW, out):
+        BT = cuda.const.array_like(BT_host)
         N, C, H, W = x.shape
-        n = BT.shape[0]
-        d = cuda.local.array((NMAX, NMAX), local)
-        e = cuda.local.array((NMAX, NMAX), local)
+        d = cuda.local.array((n, n), local)
+        e = cuda.local.array((n, n), local)
         for idx in range(cuda.grid(1), C * N * TH * TW, cuda.gridsize(1)):
             c, t, b, y0, x0 = _tile_of(idx, N, TH * TW, TW, m)
             for i in range(n):
@@ -89,11 +100,11 @@ def _kernels(dtype):
             _product_transposed(BT, False, e, zero, d, n, n, n)
             _store_column(d, n, out, c, t)
 
-    @cuda.jit
-    def tile_adjoint(dV, BT, zero, out):
-        n = BT.shape[0]
-        d = cuda.local.array((NMAX, NMAX), local)
-        e = cuda.local.array((NMAX, NMAX), local)
+    @cuda.jit(fastmath=FOLD_ZEROS)
+    def tile_adjoint(dV, out):
+        BT = cuda.const.array_like(BT_host)
+        d = cuda.local.array((n, n), local)
+        e = cuda.local.array((n, n), local)
         _, C, NT = dV.shape
         for idx in range(cuda.grid(1), C * NT, cuda.gridsize(1)):
             c, t = idx // NT, idx % NT
@@ -102,28 +113,40 @@ def _kernels(dtype):
             _product_transposed(BT, True, e, zero, d, n, n, n)
             _store_column(d, n, out, c, t)
 
-    @cuda.jit
-    def output_transform(M, AT, bias, use_bias, TH, TW, zero, out):
+    return input_transform, tile_adjoint
+
+
+@functools.cache
+def _output_side(dtype, rows):
+    """(output transform, output adjoint) for A^T = ``rows``."""
+    local = numba.from_dtype(dtype)
+    zero = np.dtype(dtype).type(0)
+    AT_host = np.array(rows, dtype=dtype)
+    m, n = AT_host.shape
+
+    @cuda.jit(fastmath=FOLD_ZEROS)
+    def output_transform(M, bias, use_bias, TH, TW, out):
+        AT = cuda.const.array_like(AT_host)
         N, O, OH, OW = out.shape
-        m, n = AT.shape
-        d = cuda.local.array((NMAX, NMAX), local)
-        e = cuda.local.array((NMAX, NMAX), local)
+        d = cuda.local.array((n, n), local)
+        e = cuda.local.array((n, n), local)
         for idx in range(cuda.grid(1), O * N * TH * TW, cuda.gridsize(1)):
             o, t, b, y0, x0 = _tile_of(idx, N, TH * TW, TW, m)
             _load_column(M, o, t, n, d)
             _product_transposed(AT, False, d, zero, e, m, n, n)
             _product_transposed(AT, False, e, zero, d, m, m, n)
             add = bias[o] if use_bias else zero
-            for u in range(min(m, OH - y0)):
-                for v in range(min(m, OW - x0)):
-                    out[b, o, y0 + u, x0 + v] = d[u, v] + add
+            for u in range(m):
+                for v in range(m):
+                    if y0 + u < OH and x0 + v < OW:
+                        out[b, o, y0 + u, x0 + v] = d[u, v] + add
 
-    @cuda.jit
-    def output_adjoint(dy, AT, TH, TW, zero, out):
+    @cuda.jit(fastmath=FOLD_ZEROS)
+    def output_adjoint(dy, TH, TW, out):
+        AT = cuda.const.array_like(AT_host)
         N, O, OH, OW = dy.shape
-        m, n = AT.shape
-        d = cuda.local.array((NMAX, NMAX), local)
-        e = cuda.local.array((NMAX, NMAX), local)
+        d = cuda.local.array((n, n), local)
+        e = cuda.local.array((n, n), local)
         for idx in range(cuda.grid(1), O * N * TH * TW, cuda.gridsize(1)):
             o, t, b, y0, x0 = _tile_of(idx, N, TH * TW, TW, m)
             for u in range(m):
@@ -134,7 +157,7 @@ def _kernels(dtype):
             _product_transposed(AT, True, e, zero, d, n, n, m)
             _store_column(d, n, out, o, t)
 
-    return input_transform, tile_adjoint, output_transform, output_adjoint
+    return output_transform, output_adjoint
 
 
 @cuda.jit
@@ -161,8 +184,8 @@ def _gather_tiles(dd, n, m, ph, pw, TH, TW, zero, out):
 def winograd_input_transform(x, BT, m, ph, pw, TH, TW, out):
     xp = array_module(x)
     target = writable(out)
-    launch(_kernels(x.dtype)[0], x.shape[1] * x.shape[0] * TH * TW, xp.ascontiguousarray(x),
-           constant(xp, BT, x.dtype), m, ph, pw, TH, TW, scalar(0, x.dtype), target)
+    kernel = _input_side(x.dtype, m, _constant_rows(BT))[0]
+    launch(kernel, x.shape[1] * x.shape[0] * TH * TW, xp.ascontiguousarray(x), ph, pw, TH, TW, target)
     return written(target, out)
 
 
@@ -170,8 +193,7 @@ def winograd_input_adjoint(dV, BT, m, ph, pw, TH, TW, out):
     xp = array_module(dV)
     dV = xp.ascontiguousarray(dV)
     dd = xp.empty_like(dV)
-    launch(_kernels(dV.dtype)[1], dV.shape[1] * dV.shape[2], dV, constant(xp, BT, dV.dtype),
-           scalar(0, dV.dtype), dd)
+    launch(_input_side(dV.dtype, m, _constant_rows(BT))[1], dV.shape[1] * dV.shape[2], dV, dd)
     target = writable(out)
     launch(_gather_tiles, out.size, dd, BT.shape[0], m, ph, pw, TH, TW, scalar(0, dV.dtype), target)
     return written(target, out)
@@ -182,10 +204,10 @@ def winograd_output_transform(M, AT, bias, out):
     m = AT.shape[0]
     target = writable(out)
     use_bias = bias is not None
-    b = xp.ascontiguousarray(bias) if use_bias else xp.zeros(1, dtype=out.dtype)
+    b = xp.ascontiguousarray(bias, dtype=out.dtype) if use_bias else xp.zeros(1, dtype=out.dtype)
     TH, TW = -(-out.shape[2] // m), -(-out.shape[3] // m)
-    launch(_kernels(M.dtype)[2], out.shape[1] * out.shape[0] * TH * TW, xp.ascontiguousarray(M),
-           constant(xp, AT, M.dtype), b, use_bias, TH, TW, scalar(0, M.dtype), target)
+    launch(_output_side(M.dtype, _constant_rows(AT))[0], out.shape[1] * out.shape[0] * TH * TW,
+           xp.ascontiguousarray(M), b, use_bias, TH, TW, target)
     return written(target, out)
 
 
@@ -194,6 +216,6 @@ def winograd_output_adjoint(dy, AT, out):
     m = AT.shape[0]
     target = writable(out)
     TH, TW = -(-dy.shape[2] // m), -(-dy.shape[3] // m)
-    launch(_kernels(dy.dtype)[3], dy.shape[1] * dy.shape[0] * TH * TW, xp.ascontiguousarray(dy),
-           constant(xp, AT, dy.dtype), TH, TW, scalar(0, dy.dtype), target)
+    launch(_output_side(dy.dtype, _constant_rows(AT))[1], dy.shape[1] * dy.shape[0] * TH * TW,
+           xp.ascontiguousarray(dy), TH, TW, target)
     return written(target, out)
