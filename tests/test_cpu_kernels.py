@@ -238,3 +238,24 @@ def test_gemm_split_over_threads(shape, dtype, rng):
     # entries are sums of K products of size ~1: their rounding scales with sqrt(K)
     np.testing.assert_allclose(out, a @ b, rtol=RTOL[dtype], atol=RTOL[dtype] * np.sqrt(K))
     assert not wide[:, :2].any() and not wide[:, 2 + N :].any()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gemm_batched_runs_every_product_of_the_stacks(threads, dtype, rng):
+    """Winograd's products: (positions, groups) stacks, transposed and strided views."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < threads:
+        pytest.skip(f"needs {threads} threads")
+    a = rng.standard_normal((9, 2, 40, 6)).astype(dtype).transpose(0, 1, 3, 2)  # (9, 2, 6, 40)
+    b = rng.standard_normal((9, 2, 40, 7)).astype(dtype)
+    wide = np.zeros((9, 2, 6, 9), dtype)
+    out = wide[..., 1:8]
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        assert KERNELS["gemm_batched"](a, b, out) is out
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=RTOL[dtype], atol=RTOL[dtype] * np.sqrt(40))
+    assert not wide[..., 0].any() and not wide[..., 8].any()

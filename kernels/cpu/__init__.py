@@ -20,7 +20,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 from minicnn.kernels.cpu.conv2d import cnhw_to_nchw, nchw_to_cnhw
 from minicnn.kernels.cpu.dropout import dropout_apply
-from minicnn.kernels.cpu.gemm import gemm, gemm_many
+from minicnn.kernels.cpu.gemm import gemm, gemm_batched
 from minicnn.kernels.cpu.im2col import col2im, im2col
 from minicnn.kernels.cpu.lrn import lrn_backward, lrn_forward
 from minicnn.kernels.cpu.max_pool2d import max_pool_backward, max_pool_forward
@@ -39,7 +39,7 @@ __all__ = [
     "col2im",
     "dropout_apply",
     "gemm",
-    "gemm_many",
+    "gemm_batched",
     "im2col",
     "lrn_backward",
     "lrn_forward",

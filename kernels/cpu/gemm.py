@@ -8,7 +8,7 @@ thread runs again; on 2 cores with one busy elsewhere, conv1's weight gradient (
 outputs, 45375-long sums) took 1.7 s with 2 BLAS threads and 0.08 s with 1. Independent
 blocks never wait for each other, and on an idle machine they run as fast as the
 threaded GEMM. Each output element is still one BLAS dot product over the whole inner
-dimension, so the result does not depend on the number of threads. ``gemm_many`` goes one
+dimension, so the result does not depend on the number of threads. ``gemm_batched`` goes one
 step further for many independent products: each thread takes whole products, balanced
 by size, and nobody waits until the last one is done.
 
@@ -84,21 +84,19 @@ def gemm(a, b, out):
     return out
 
 
-def gemm_many(products):
-    # a product of two stacks counts as the products of their matrices, one unit of work each
-    stacks, products = products, []
-    for a, b, out in stacks:
-        products.extend([(a, b, out)] if a.ndim == 2 else zip(a, b, out, strict=True))
+def gemm_batched(a, b, out):
+    products = [(a[i], b[i], out[i]) for i in np.ndindex(a.shape[:-2])]
     threads = numba.get_num_threads()
     if threads < 2 or len(products) < threads:
-        for a, b, out in products:
-            gemm(a, b, out)
-        return
+        for p in products:
+            gemm(*p)
+        return out
     # largest first, each to the thread with the least work so far
     shares = [[] for _ in range(threads)]
     work = [0] * threads
-    for a, b, out in sorted(products, key=lambda p: -p[0].shape[0] * p[0].shape[1] * p[1].shape[1]):
+    for p in sorted(products, key=lambda p: -p[0].shape[0] * p[0].shape[1] * p[1].shape[1]):
         t = work.index(min(work))
-        shares[t].append((a, b, out))
-        work[t] += a.shape[0] * a.shape[1] * b.shape[1]
+        shares[t].append(p)
+        work[t] += p[0].shape[0] * p[0].shape[1] * p[1].shape[1]
     _run_shares(shares)
+    return out

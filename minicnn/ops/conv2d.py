@@ -16,7 +16,8 @@ chunk's images at once: Y and dY are handled channel-major, (O, n*OH*OW), the la
 columns give, and converted from and to NCHW by :func:`cnhw_to_nchw` and
 :func:`nchw_to_cnhw` (hot paths: a kernel does each in one parallel pass). The products
 go through :func:`gemm`, BLAS on every backend (the cpu backend splits it into one
-single-threaded GEMM per thread, see ``kernels/cpu/gemm.py``).
+single-threaded GEMM per thread, see ``kernels/cpu/gemm.py``); Winograd's, below, through
+:func:`gemm_batched`, one call for all positions and groups.
 
 On the backends named in ``WINOGRAD_BACKENDS`` ("cpu", "cuda"), convolutions with square
 r x r filters, r in ``WINOGRAD_TILE``, run Winograd's algorithm instead
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 from minicnn.backend import array_module, get_backend, hot_path
 from minicnn.ops import winograd
-from minicnn.ops.gemm import gemm, gemm_many
+from minicnn.ops.gemm import gemm, gemm_batched
 from minicnn.ops.im2col import col2im, conv_output_size, im2col
 
 # Bytes of column workspace per chunk; at least one image is always processed.
@@ -263,17 +264,19 @@ def _winograd_setup(x, weight, padding, m):
     return (N, C, O, Cg, OH, OW, TH, TW), (AT, G, BT), chunks
 
 
-def _group_slices(O, Cg, groups):
-    """(output channel slice, input channel slice) of each group."""
-    Og = O // groups
-    return [(slice(g * Og, (g + 1) * Og), slice(g * Cg, (g + 1) * Cg)) for g in range(groups)]
+def _by_group(a, groups):
+    """(n*n, channels, k) as (n*n, groups, channels/groups, k): a view, each group a stack."""
+    return a.reshape(a.shape[0], groups, a.shape[1] // groups, a.shape[2])
+
+
+def _transposed(stacks):
+    return stacks.transpose(0, 1, 3, 2)
 
 
 def _winograd_forward(x, weight, bias, padding, groups, m, keep=None):
     xp = array_module(x)
     (N, C, O, Cg, OH, OW, TH, TW), (AT, G, BT), chunks = _winograd_setup(x, weight, padding, m)
     n2, T = G.shape[0] ** 2, TH * TW
-    group_slices = _group_slices(O, Cg, groups)
     U = winograd.filter_transform(weight, G, keep.get("U") if keep is not None else None)
     y = xp.empty((N, O, OH, OW), dtype=x.dtype)
     V_all = None
@@ -295,7 +298,7 @@ def _winograd_forward(x, weight, bias, padding, groups, m, keep=None):
             V = winograd.winograd_input_transform(
                 x[s:e], BT, m, *padding, TH, TW, workspace(xp, x.dtype, n2 * C * nt).reshape(n2, C, nt))
         M = workspace(xp, x.dtype, n2 * O * nt, "out").reshape(n2, O, nt)
-        gemm_many([(U[:, G_o], V[:, G_c], M[:, G_o]) for G_o, G_c in group_slices])
+        gemm_batched(_by_group(U, groups), _by_group(V, groups), _by_group(M, groups))
         winograd.winograd_output_transform(M, AT, bias, y[s:e])
     return y
 
@@ -305,7 +308,6 @@ def _winograd_backward(dy, x, weight, padding, groups, m, need_dx, need_dw, kept
     xp = array_module(x)
     (N, C, O, Cg, OH, OW, TH, TW), (AT, G, BT), chunks = _winograd_setup(x, weight, padding, m)
     n2, T = G.shape[0] ** 2, TH * TW
-    group_slices = _group_slices(O, Cg, groups)
     V_all, U = (kept.get("V"), kept.get("U")) if kept else (None, None)
     if need_dx and U is None:
         U = winograd.filter_transform(weight, G)
@@ -323,13 +325,12 @@ def _winograd_backward(dy, x, weight, padding, groups, m, need_dx, need_dw, kept
                 V = winograd.winograd_input_transform(
                     x[s:e], BT, m, *padding, TH, TW, workspace(xp, x.dtype, n2 * C * nt).reshape(n2, C, nt))
             target = dU if s == 0 else dU_chunk
-            gemm_many([(dM[:, G_o], V[:, G_c].transpose(0, 2, 1), target[:, G_o])
-                       for G_o, G_c in group_slices])
+            gemm_batched(_by_group(dM, groups), _transposed(_by_group(V, groups)), _by_group(target, groups))
             if s:
                 dU += dU_chunk
         if need_dx:
             dV = workspace(xp, x.dtype, n2 * C * nt, "dcols").reshape(n2, C, nt)
-            gemm_many([(U[:, G_o].transpose(0, 2, 1), dM[:, G_o], dV[:, G_c]) for G_o, G_c in group_slices])
+            gemm_batched(_transposed(_by_group(U, groups)), _by_group(dM, groups), _by_group(dV, groups))
             winograd.winograd_input_adjoint(dV, BT, m, *padding, TH, TW, dx[s:e])
     dw = winograd.filter_adjoint(dU, G) if need_dw else None
     db = dy.sum(axis=(0, 2, 3)) if need_dw else None

@@ -19,9 +19,7 @@ def gemm(a, b, out):
 
 
 @hot_path
-def gemm_many(products):
-    """Write a @ b into out for every (a, b, out) of ``products``: independent products, each
-    of two matrices or of two stacks of them, out[k] = a[k] @ b[k] (Winograd's one per
-    transformed position, a stack per group); returns None."""
-    for a, b, out in products:
-        array_module(a).matmul(a, b, out=out)
+def gemm_batched(a, b, out):
+    """out[i] = a[i] @ b[i] for every index i of the leading (batch) dimensions: independent
+    products, such as Winograd's one per transformed position and group; returns out."""
+    return array_module(a).matmul(a, b, out=out)
