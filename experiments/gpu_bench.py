@@ -39,7 +39,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (kernel compilation)")
     p.add_argument("--workspace-mb", type=float, default=None,
-                   help="im2col workspace per chunk (default: minicnn.ops.conv2d.WORKSPACE_BYTES)")
+                   help="convolution workspace per batch chunk on the GPU, im2col's columns or "
+                        "Winograd's transformed tiles (default: conv2d.GPU_WORKSPACE_BYTES, 1 GiB)")
     p.add_argument("--convolutions", choices=["default", "im2col"], default="default",
                    help="default: Winograd where minicnn.ops.conv2d picks it (3x3 and 5x5 filters, "
                         "conv1 after space-to-depth), im2col elsewhere; im2col: im2col + cuBLAS "
@@ -339,7 +340,7 @@ def main(argv=None):
     from minicnn.ops import conv2d
 
     if args.workspace_mb is not None:
-        conv2d.WORKSPACE_BYTES = int(args.workspace_mb * 2**20)
+        conv2d.GPU_WORKSPACE_BYTES = int(args.workspace_mb * 2**20)
     if args.convolutions == "im2col":
         conv2d.WINOGRAD_BACKENDS = tuple(b for b in conv2d.WINOGRAD_BACKENDS if b != "cuda")
 
@@ -371,8 +372,7 @@ def main(argv=None):
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      "numba": numba.__version__, "cupy": getattr(cupy, "__version__", None),
                      "torch": getattr(torch, "__version__", None)},
-        "steps": args.steps, "warmup": args.warmup, "workspace_bytes": conv2d.WORKSPACE_BYTES,
-        "convolutions": conv_algorithms(build_net(mc, args.smoke), "cuda"),
+        "steps": args.steps, "warmup": args.warmup, "workspace_bytes": conv2d.GPU_WORKSPACE_BYTES,
         "train": {}, "fc7": {"batch": args.fc7_batch},
     }
     net = None
@@ -388,6 +388,7 @@ def main(argv=None):
     result["layers_batch"] = args.batches[0]
     mc.seed(0)
     net = build_net(mc, args.smoke)
+    result["convolutions"] = conv_algorithms(net, "cuda")
     result["layers"] = ours_layer_times(mc, cupy, net, args.batches[0])
     result["fc7"]["ours"] = ours_fc7(mc, memory, net, args.fc7_batch, args.steps, args.warmup, sync)
     print(f"ours  fc7 batch {args.fc7_batch}: {result['fc7']['ours']['patches_per_s']:.1f} patches/s",

@@ -34,13 +34,17 @@ transforms are exact in floating point: ``WINOGRAD_TILE[3] = 2``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from minicnn.backend import array_module, get_backend, hot_path
 from minicnn.ops import winograd
 from minicnn.ops.gemm import gemm, gemm_batched
 from minicnn.ops.im2col import col2im, conv_output_size, im2col
 
-# Bytes of column workspace per chunk; at least one image is always processed.
+# Bytes of column workspace per chunk; at least one image is always processed. On a GPU
+# (arrays not NumPy's) more: memory is there, and each chunk costs launches and smaller GEMMs.
 WORKSPACE_BYTES = 64 * 2**20
+GPU_WORKSPACE_BYTES = 2**30
 _workspaces: dict = {}
 # filter size r -> output tile size m of Winograd's F(m x m, r x r); backends that use it
 WINOGRAD_TILE = {3: 4, 5: 3}
@@ -65,9 +69,10 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def _chunks(n, rows, cols_per_image, itemsize):
+def _chunks(xp, n, rows, cols_per_image, itemsize):
     per_image = rows * cols_per_image * itemsize
-    step = max(1, min(n, WORKSPACE_BYTES // max(per_image, 1)))
+    budget = WORKSPACE_BYTES if xp is np else GPU_WORKSPACE_BYTES
+    step = max(1, min(n, budget // max(per_image, 1)))
     return [(s, min(n, s + step)) for s in range(0, n, step)]
 
 
@@ -178,7 +183,7 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, groups=1, keep=None):
     L, Og, K = OH * OW, O // groups, Cg * kh * kw
     y = xp.empty((N, O, OH, OW), dtype=x.dtype)
     w2 = weight.reshape(groups, Og, K)
-    for s, e in _chunks(N, C * kh * kw, L, x.itemsize):
+    for s, e in _chunks(xp, N, C * kh * kw, L, x.itemsize):
         n = e - s
         cols = im2col(x[s:e], kh, kw, sh, sw, ph, pw,
                       workspace(xp, x.dtype, C * kh * kw * n * L).reshape(C * kh * kw, n * L))
@@ -221,7 +226,7 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, 
     OH, OW = dy.shape[2], dy.shape[3]
     L, Og, K = OH * OW, O // groups, Cg * kh * kw
     w2 = weight.reshape(groups, Og, K)
-    chunks = _chunks(N, C * kh * kw, L, x.itemsize)
+    chunks = _chunks(xp, N, C * kh * kw, L, x.itemsize)
     dx = xp.empty_like(x) if need_dx and len(chunks) > 1 else None
     dw = xp.empty((groups, Og, K), dtype=weight.dtype) if need_dw else None
     dw_chunk = xp.empty((Og, K), dtype=weight.dtype) if need_dw and len(chunks) > 1 else None
@@ -260,7 +265,7 @@ def _winograd_setup(x, weight, padding, m):
     AT, G, BT = winograd.matrices(m, r)
     n = G.shape[0]
     # the workspaces hold (n*n, channels, chunk tiles), channels the larger of C and O
-    chunks = _chunks(N, n * n * max(C, O), TH * TW, x.itemsize)
+    chunks = _chunks(array_module(x), N, n * n * max(C, O), TH * TW, x.itemsize)
     return (N, C, O, Cg, OH, OW, TH, TW), (AT, G, BT), chunks
 
 

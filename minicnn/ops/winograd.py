@@ -106,7 +106,8 @@ def constant(xp, matrix, dtype):
     """``matrix`` (small, float64, numpy) as an ``xp`` array of ``dtype``, made once and kept:
     on the GPU a transform matrix then costs no host-to-device copy in a training step.
     Writable (a copy), as Numba's CUDA simulator writes kernel arguments back."""
-    key = (xp.__name__, matrix.shape, matrix.tobytes(), np.dtype(dtype).str)
+    device = None if xp is np else xp.cuda.Device().id  # CuPy: one copy per GPU
+    key = (xp.__name__, device, matrix.shape, matrix.tobytes(), np.dtype(dtype).str)
     a = _constants.get(key)
     if a is None:
         a = _constants[key] = xp.array(matrix, dtype=dtype)
