@@ -7,10 +7,11 @@ transformed arrays are indexed by tile fastest, so neighbouring threads write
 neighbouring entries.
 
 Each kernel is compiled for one transform matrix (and dtype), with the tile sizes and the
-matrix entries as constants: the loops unroll, the tiles stay in registers, and the
-products by zero coefficients (most of them) fold away at compile time. Folding 0 * x
-to 0 is what fastmath's "nnan" and "nsz" allow, nothing more: a NaN or infinity in a tile
-reaches the entries whose coefficients on it are not zero, as in the cpu kernels.
+matrix entries as constants: the loops unroll and the tiles stay in registers (0 B of
+local memory in ``experiments/cuda_ptx_check.py``). The products by zero coefficients
+stay, as IEEE arithmetic requires (0 * x is NaN for an infinite x), which keeps NaN and
+infinity propagating as in the reference; they cost arithmetic, which the GPU has to spare
+in these memory-bound kernels. No fastmath: in numba.cuda it would also flush denormals.
 
 The input adjoint runs in two passes so that it needs no atomics and is deterministic:
 each tile's B dV B^T into a scratch array laid out like dV, then one thread per input
@@ -30,11 +31,8 @@ from minicnn.backend import array_module
 from .. import writable, written
 from .launch import launch, scalar
 
-# products by zero coefficients may be dropped (0 * x = 0 needs no NaN and no signed zeros)
-FOLD_ZEROS = {"nnan", "nsz"}
 
-
-@cuda.jit(device=True, inline=True, fastmath=FOLD_ZEROS)
+@cuda.jit(device=True, inline=True)
 def _product_transposed(A, transpose, X, zero, Y, p, q, s):
     """Y[j, i] = sum_{k < s} A'[i, k] X[k, j] for i < p, j < q: Y = (A' X)^T, where A' is A,
     or A^T if ``transpose``. Twice, Y = (A' (A' X)^T)^T = A' X A'^T."""
@@ -84,7 +82,7 @@ def _input_side(dtype, m, rows):
     BT_host = np.array(rows, dtype=dtype)
     n = len(rows)
 
-    @cuda.jit(fastmath=FOLD_ZEROS)
+    @cuda.jit
     def input_transform(x, ph, pw, TH, TW, out):
         BT = cuda.const.array_like(BT_host)
         N, C, H, W = x.shape
@@ -100,7 +98,7 @@ def _input_side(dtype, m, rows):
             _product_transposed(BT, False, e, zero, d, n, n, n)
             _store_column(d, n, out, c, t)
 
-    @cuda.jit(fastmath=FOLD_ZEROS)
+    @cuda.jit
     def tile_adjoint(dV, out):
         BT = cuda.const.array_like(BT_host)
         d = cuda.local.array((n, n), local)
@@ -124,7 +122,7 @@ def _output_side(dtype, rows):
     AT_host = np.array(rows, dtype=dtype)
     m, n = AT_host.shape
 
-    @cuda.jit(fastmath=FOLD_ZEROS)
+    @cuda.jit
     def output_transform(M, bias, use_bias, TH, TW, out):
         AT = cuda.const.array_like(AT_host)
         N, O, OH, OW = out.shape
@@ -141,7 +139,7 @@ def _output_side(dtype, rows):
                     if y0 + u < OH and x0 + v < OW:
                         out[b, o, y0 + u, x0 + v] = d[u, v] + add
 
-    @cuda.jit(fastmath=FOLD_ZEROS)
+    @cuda.jit
     def output_adjoint(dy, TH, TW, out):
         AT = cuda.const.array_like(AT_host)
         N, O, OH, OW = dy.shape
