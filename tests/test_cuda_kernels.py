@@ -261,6 +261,7 @@ def test_winograd_transforms_equal_reference(kernels, name, shape, r, m, padding
     expected = getattr(winograd, name).reference(*args, np.full(out_shape, np.nan, dtype))
     xp = mc.get_backend().xp
     out = xp.full(out_shape, np.nan, dtype)
+    # the (2-D) transform matrices stay NumPy arrays, as conv2d passes them
     device_args = [mc.asarray(a) if isinstance(a, np.ndarray) and a.ndim != 2 else a for a in args]
     assert kernels[name](*device_args, out) is out
     assert_close(out, expected)
