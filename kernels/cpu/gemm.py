@@ -9,8 +9,8 @@ outputs, 45375-long sums) took 1.7 s with 2 BLAS threads and 0.08 s with 1. Inde
 blocks never wait for each other, and on an idle machine they run as fast as the
 threaded GEMM. Each output element is still one BLAS dot product over the whole inner
 dimension, so the result does not depend on the number of threads. ``gemm_batched`` goes one
-step further for many independent products: each thread takes whole products, balanced
-by size, and nobody waits until the last one is done.
+step further for a stack of independent products: each thread takes whole products, an
+equal share of them, and nobody waits until the last one is done.
 
 The products run single-threaded because the BLAS is limited to one thread while the cpu
 backend is the current one (:func:`single_threaded_blas`, called by ``set_backend``):
@@ -91,12 +91,6 @@ def gemm_batched(a, b, out):
         for p in products:
             gemm(*p)
         return out
-    # largest first, each to the thread with the least work so far
-    shares = [[] for _ in range(threads)]
-    work = [0] * threads
-    for p in sorted(products, key=lambda p: -p[0].shape[0] * p[0].shape[1] * p[1].shape[1]):
-        t = work.index(min(work))
-        shares[t].append(p)
-        work[t] += p[0].shape[0] * p[0].shape[1] * p[1].shape[1]
-    _run_shares(shares)
+    # the stack's products all have one shape: an equal number to each thread
+    _run_shares([products[t::threads] for t in range(threads)])
     return out

@@ -27,6 +27,7 @@ import numpy as np
 from numba import cuda
 
 from minicnn.backend import array_module
+from minicnn.ops.winograd import tiles_of
 
 from .. import writable, written
 from .launch import launch, scalar
@@ -203,7 +204,7 @@ def winograd_output_transform(M, AT, bias, out):
     target = writable(out)
     use_bias = bias is not None
     b = xp.ascontiguousarray(bias, dtype=out.dtype) if use_bias else xp.zeros(1, dtype=out.dtype)
-    TH, TW = -(-out.shape[2] // m), -(-out.shape[3] // m)
+    TH, TW = tiles_of(out.shape[2], m), tiles_of(out.shape[3], m)
     launch(_output_side(M.dtype, _constant_rows(AT))[0], out.shape[1] * out.shape[0] * TH * TW,
            xp.ascontiguousarray(M), b, use_bias, TH, TW, target)
     return written(target, out)
@@ -213,7 +214,7 @@ def winograd_output_adjoint(dy, AT, out):
     xp = array_module(dy)
     m = AT.shape[0]
     target = writable(out)
-    TH, TW = -(-dy.shape[2] // m), -(-dy.shape[3] // m)
+    TH, TW = tiles_of(dy.shape[2], m), tiles_of(dy.shape[3], m)
     launch(_output_side(dy.dtype, _constant_rows(AT))[1], dy.shape[1] * dy.shape[0] * TH * TW,
            xp.ascontiguousarray(dy), TH, TW, target)
     return written(target, out)

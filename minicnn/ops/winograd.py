@@ -104,8 +104,7 @@ _constants: dict = {}
 
 def constant(xp, matrix, dtype):
     """``matrix`` (small, float64, numpy) as an ``xp`` array of ``dtype``, made once and kept:
-    on the GPU a transform matrix then costs no host-to-device copy in a training step.
-    Writable (a copy), as Numba's CUDA simulator writes kernel arguments back."""
+    on the GPU the filter transforms' G kron G then costs no host-to-device copy per step."""
     device = None if xp is np else xp.cuda.Device().id  # CuPy: one copy per GPU
     key = (xp.__name__, device, matrix.shape, matrix.tobytes(), np.dtype(dtype).str)
     a = _constants.get(key)
