@@ -30,7 +30,9 @@ setup(
         "threadpoolctl>=3.1",
     ],
     extras_require={
-        "gpu": ["cupy-cuda12x>=13.0"],
+        # numba-cuda brings numba.cuda's CUDA 12 compiler; numba-cuda 0.30 fails on numpy 2.5
+        # (it types np.row_stack, which numpy 2.5 removed)
+        "gpu": ["cupy-cuda12x>=13.0", "numba-cuda[cu12]>=0.30", "numpy<2.5"],
         "dev": ["pytest>=7.4", "ruff==0.17.6"],
     },
     entry_points={"console_scripts": ["minicnn = minicnn.cli:main"]},

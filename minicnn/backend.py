@@ -107,6 +107,27 @@ def _check_gpu():
     return cupy
 
 
+def _check_numba_cuda_typing():
+    """Load numba.cuda's typing of NumPy, which its first kernel compilation would load, so that
+    a numba-cuda too old for this numpy fails here, saying so, and not inside a training step.
+    (numba-cuda 0.30.4 types np.row_stack, which numpy 2.5 removed.)"""
+    try:
+        from numba.cuda.descriptor import cuda_target
+
+        cuda_target.typing_context.refresh()
+    except Exception as e:
+        try:
+            from importlib.metadata import version
+
+            numba_cuda = f"numba-cuda {version('numba-cuda')}"
+        except Exception:
+            numba_cuda = "numba.cuda"
+        raise BackendUnavailable(
+            f"backend 'cuda': {numba_cuda} cannot compile kernels with numpy {np.__version__} "
+            f"({type(e).__name__}: {e}); install a numpy it supports (for numba-cuda 0.30: "
+            "pip install 'numpy<2.5') or a newer numba-cuda") from e
+
+
 def _make_cuda():
     wants_simulator = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
     xp = np if wants_simulator else _check_gpu()
@@ -127,6 +148,7 @@ def _make_cuda():
             raise BackendUnavailable("backend 'cuda': CuPy sees a GPU but numba.cuda cannot use it "
                                      "(run `python -c 'from numba import cuda; cuda.detect()'`); "
                                      "numba needs the CUDA driver and, for CUDA 12+, numba-cuda")
+        _check_numba_cuda_typing()
     if not kernels:
         raise BackendUnavailable("backend 'cuda' has no kernels built yet")
     backend = Backend("cuda", xp, kernels)

@@ -229,3 +229,17 @@ def test_simulator_switched_on_after_numba_cuda_import_is_reported():
     out = run_python(code)
     assert out.returncode == 3, out.stdout + out.stderr
     assert "set the variable before anything imports numba" in out.stdout
+
+
+def test_numba_cuda_too_old_for_numpy_is_reported(monkeypatch):
+    """numba-cuda 0.30.4 with numpy 2.5 (as seen on a GPU machine): the first compilation
+    fails on np.row_stack; set_backend("cuda") says so, with the fix."""
+    def refresh():
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    descriptor = types.ModuleType("numba.cuda.descriptor")
+    descriptor.cuda_target = types.SimpleNamespace(typing_context=types.SimpleNamespace(refresh=refresh))
+    monkeypatch.setitem(sys.modules, "numba.cuda.descriptor", descriptor)
+    with pytest.raises(mc.BackendUnavailable,
+                       match=r"cannot compile kernels with numpy .*row_stack.*pip install 'numpy<2.5'"):
+        backend._check_numba_cuda_typing()
