@@ -100,9 +100,11 @@ def test_tiny_net_gradients_on_cpu_equal_the_reference(dtype, winograd, monkeypa
     assert grads.keys() == grads_ref.keys() and len(grads) == 10
     for name, a, b in [("input", dx, dx_ref)] + [(k, grads[k], grads_ref[k]) for k in grads]:
         assert np.abs(a).max() > 0, name  # every layer gets a real gradient
-        # Winograd's rounding is bounded relative to the tensor's scale, not per element
-        atol = rtol * np.abs(b).max() if winograd else rtol * 1e-3
-        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=name)
+        # Rounding is bounded relative to the tensor's scale, not per element: an entry that
+        # sums terms which cancel has a larger relative error, and how much larger depends on
+        # the BLAS kernel's summation order (OpenBLAS's SkylakeX kernel moved one fc6.weight
+        # entry of 0.0025 by 3.6e-7, 1.5e-4 of itself)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max(), err_msg=name)
 
 
 def train_a_few_steps(seed):
