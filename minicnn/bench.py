@@ -158,7 +158,7 @@ class Ours:
 
     def forward(self):
         mc.set_backend(self.name)
-        self.net.forward(self.x, train=False)
+        self.net.forward(self.x, train=False, keep_for_backward=False)
 
     def train_step(self):
         mc.set_backend(self.name)

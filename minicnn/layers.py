@@ -2,8 +2,11 @@
 
 Every layer takes NCHW (or (N, features)) arrays and works in float32 by default or in
 float64 (layers with parameters take ``dtype``). ``forward(x, train)`` keeps what backward
-needs; ``backward(dy)`` fills ``layer.grads`` and returns dx. A frozen layer (``frozen =
-True``) runs in evaluation mode, computes no parameter gradients and is never updated.
+needs; ``backward(dy)`` fills ``layer.grads`` and returns dx. ``train=False`` is evaluation mode
+(dropout off), and a backward may still follow (saliency maps); ``keep_for_backward=False``
+promises none will, so the layer keeps nothing (inference: feature extraction, scoring) and
+its memory is that of the arrays in flight. A frozen layer (``frozen = True``) runs in
+evaluation mode, computes no parameter gradients and is never updated.
 """
 
 from __future__ import annotations
@@ -65,6 +68,18 @@ class Layer:
         self.lr_mult = 1.0
         # Sequential clears this for the first layer that needs no input gradient.
         self.need_input_grad = True
+        self._saved = None
+
+    # --- what backward needs ------------------------------------------------------------
+    def _save(self, keep_for_backward, *tensors):
+        self._saved = tensors if keep_for_backward else None
+
+    def _saved_tensors(self):
+        if self._saved is None:
+            raise RuntimeError(f"layer {self.name!r} ({type(self).__name__}): backward needs a forward "
+                               "before it that kept its tensors; this one ran with "
+                               "keep_for_backward=False, or none ran")
+        return self._saved
 
     # --- description -------------------------------------------------------------------
     def config(self) -> dict:
@@ -131,7 +146,6 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw
         self._make_params((out_channels, in_channels // groups, kh, kw), fan_in, bias)
-        self._x = None
 
     def config(self):
         return dict(in_channels=self.in_channels, out_channels=self.out_channels,
@@ -152,22 +166,29 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         return O * OH * OW * (self.in_channels // self.groups) * kh * kw
 
-    def forward(self, x, train=True):
+    def forward(self, x, train=True, keep_for_backward=True):
         self._check_input(x, 4, self.in_channels)
         out = self.output_shape(x.shape[1:])
         if out[1] < 1 or out[2] < 1:
             raise ValueError(f"layer {self.name!r} (Conv2D): input {tuple(x.shape)} is smaller "
                              f"than the kernel {self.kernel_size} with padding {self.padding}")
-        self._x = x
-        # what the backward can reuse (Winograd's transformed input), kept from step to step
-        self._kept = self.__dict__.setdefault("_kept_for_backward", {}) if train and not self.frozen else None
+        self._save(keep_for_backward, x)
+        # What the weight gradient can reuse (Winograd's transformed input), in buffers kept
+        # from step to step; inference lets them go.
+        if train and not self.frozen and keep_for_backward:
+            self._kept = self.__dict__.setdefault("_kept_for_backward", {})
+        else:
+            self._kept = None
+            if not keep_for_backward:
+                self.__dict__.pop("_kept_for_backward", None)
         return conv_op.conv2d_forward(x, self.params["weight"], self.params.get("bias"),
                                       self.stride, self.padding, self.groups, keep=self._kept)
 
     def backward(self, dy):
+        (x,) = self._saved_tensors()
         dx, dw, db = conv_op.conv2d_backward(
-            dy, self._x, self.params["weight"], self.stride, self.padding, self.groups,
-            need_dx=self.need_input_grad, need_dw=not self.frozen, kept=getattr(self, "_kept", None))
+            dy, x, self.params["weight"], self.stride, self.padding, self.groups,
+            need_dx=self.need_input_grad, need_dw=not self.frozen, kept=self._kept)
         if not self.frozen:
             self.grads["weight"] = dw
             if "bias" in self.params:
@@ -183,7 +204,6 @@ class Linear(Layer):
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.dtype = _check_dtype(dtype)
         self._make_params((out_features, in_features), in_features, bias)
-        self._x = None
 
     def config(self):
         return dict(in_features=self.in_features, out_features=self.out_features,
@@ -198,13 +218,14 @@ class Linear(Layer):
     def macs(self, in_shape):
         return self.in_features * self.out_features
 
-    def forward(self, x, train=True):
+    def forward(self, x, train=True, keep_for_backward=True):
         self._check_input(x, 2, self.in_features)
-        self._x = x
+        self._save(keep_for_backward, x)
         return linear_op.linear_forward(x, self.params["weight"], self.params.get("bias"))
 
     def backward(self, dy):
-        dx, dw, db = linear_op.linear_backward(dy, self._x, self.params["weight"],
+        (x,) = self._saved_tensors()
+        dx, dw, db = linear_op.linear_backward(dy, x, self.params["weight"],
                                                need_dx=self.need_input_grad,
                                                need_dw=not self.frozen)
         if not self.frozen:
@@ -226,7 +247,6 @@ class MaxPool2D(Layer):
         if any(p > k / 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
             raise ValueError(f"MaxPool2D: padding {self.padding} must be at most half the kernel "
                              f"{self.kernel_size}")
-        self._cache = None
 
     def config(self):
         return dict(kernel_size=list(self.kernel_size), stride=list(self.stride),
@@ -241,7 +261,7 @@ class MaxPool2D(Layer):
         return (C, pool_op.pool_output_size(H, kh, sh, ph, self.ceil_mode),
                 pool_op.pool_output_size(W, kw, sw, pw, self.ceil_mode))
 
-    def forward(self, x, train=True):
+    def forward(self, x, train=True, keep_for_backward=True):
         self._check_input(x, 4)
         try:
             _, oh, ow = self.output_shape(x.shape[1:])
@@ -249,23 +269,25 @@ class MaxPool2D(Layer):
             raise ValueError(f"layer {self.name!r} (MaxPool2D): input {tuple(x.shape)}: {e}") from None
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         y, argmax = pool_op.max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow)
-        self._cache = (argmax, x.shape)
+        self._save(keep_for_backward, argmax, x.shape)
         return y
 
     def backward(self, dy):
-        argmax, shape = self._cache
+        argmax, shape = self._saved_tensors()
         return pool_op.max_pool_backward(dy, argmax, shape)
 
 
 class ReLU(Layer):
     """max(x, 0), ``minicnn.ops.relu``."""
 
-    def forward(self, x, train=True):
-        self._y = relu_op.relu_forward(x)
-        return self._y
+    def forward(self, x, train=True, keep_for_backward=True):
+        y = relu_op.relu_forward(x)
+        self._save(keep_for_backward, y)
+        return y
 
     def backward(self, dy):
-        return relu_op.relu_backward(self._y, dy)
+        (y,) = self._saved_tensors()
+        return relu_op.relu_backward(y, dy)
 
 
 class LRN(Layer):
@@ -287,14 +309,14 @@ class LRN(Layer):
     def macs(self, in_shape):
         return int(np.prod(in_shape)) * (self.size + 2)
 
-    def forward(self, x, train=True):
+    def forward(self, x, train=True, keep_for_backward=True):
         self._check_input(x, 4)
         y, scale = lrn_op.lrn_forward(x, self.size, self.alpha, self.beta, self.k)
-        self._cache = (x, y, scale)
+        self._save(keep_for_backward, x, y, scale)
         return y
 
     def backward(self, dy):
-        x, y, scale = self._cache
+        x, y, scale = self._saved_tensors()
         return lrn_op.lrn_backward(x, y, scale, dy, self.size, self.alpha, self.beta)
 
 
@@ -306,20 +328,21 @@ class Dropout(Layer):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = float(p)
-        self.mask = None
 
     def config(self):
         return dict(p=self.p)
 
-    def forward(self, x, train=True):
-        if not train or self.p == 0.0:
-            self.mask = None
-            return x
-        self.mask = dropout_op.dropout_mask(x.shape, self.p, np.dtype(x.dtype))
-        return dropout_op.dropout_apply(x, self.mask)
+    def forward(self, x, train=True, keep_for_backward=True):
+        mask = None
+        if train and self.p > 0.0:
+            mask = dropout_op.dropout_mask(x.shape, self.p, np.dtype(x.dtype))
+            x = dropout_op.dropout_apply(x, mask)
+        self._save(keep_for_backward, mask)
+        return x
 
     def backward(self, dy):
-        return dy if self.mask is None else dropout_op.dropout_apply(dy, self.mask)
+        (mask,) = self._saved_tensors()
+        return dy if mask is None else dropout_op.dropout_apply(dy, mask)
 
 
 class Flatten(Layer):
@@ -328,12 +351,13 @@ class Flatten(Layer):
     def output_shape(self, in_shape):
         return (int(np.prod(in_shape)),)
 
-    def forward(self, x, train=True):
-        self._shape = x.shape
+    def forward(self, x, train=True, keep_for_backward=True):
+        self._save(keep_for_backward, x.shape)
         return flatten_op.flatten_forward(x)
 
     def backward(self, dy):
-        return flatten_op.flatten_backward(dy, self._shape)
+        (shape,) = self._saved_tensors()
+        return flatten_op.flatten_backward(dy, shape)
 
 
 LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, Linear, MaxPool2D, ReLU, LRN, Dropout, Flatten)}

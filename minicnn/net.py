@@ -129,9 +129,11 @@ class Sequential:
         return self
 
     # --- compute ------------------------------------------------------------------------
-    def forward(self, x, train=True):
+    def forward(self, x, train=True, keep_for_backward=True):
+        """Run the layers in order. ``train=False`` is evaluation mode; a frozen layer is always
+        in it. ``keep_for_backward=False`` (inference) keeps nothing for a backward pass."""
         for layer in self.layers:
-            x = layer.forward(x, train=train and not layer.frozen)
+            x = layer.forward(x, train=train and not layer.frozen, keep_for_backward=keep_for_backward)
         return x
 
     def backward(self, dy, input_grad=False):

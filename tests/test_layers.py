@@ -74,3 +74,44 @@ def test_float64_layers_keep_float64(rng):
     assert y.dtype == np.float64
     conv.backward(np.ones_like(y))
     assert conv.grads["weight"].dtype == np.float64
+
+
+def small_net(dtype=np.float64):
+    mc.seed(0)
+    return mc.Sequential([L.Conv2D(2, 4, 3, padding=1, dtype=dtype), L.ReLU(), L.LRN(3),
+                          L.MaxPool2D(2), L.Flatten(), L.Dropout(0.5), L.Linear(16, 3, dtype=dtype)])
+
+
+def test_evaluation_mode_still_supports_backward(rng):
+    """train=False turns dropout off but keeps what backward needs (saliency maps in
+    evaluation mode): the input gradient equals the one through an explicit dropout-free net."""
+    net = small_net()
+    x = rng.standard_normal((2, 2, 4, 4))
+    y = net.forward(x, train=False)
+    dx = net.backward(np.ones_like(y), input_grad=True)
+    plain = mc.Sequential([layer for layer in net.layers if not isinstance(layer, L.Dropout)])
+    np.testing.assert_allclose(dx, plain.backward(np.ones_like(plain.forward(x)), input_grad=True))
+
+
+def test_inference_keeps_nothing_for_backward(rng):
+    net = small_net(np.float32)
+    x = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    y_kept = net.forward(x, train=False)
+    y = net.forward(x, train=False, keep_for_backward=False)
+    np.testing.assert_array_equal(y, y_kept)
+    assert all(layer._saved is None for layer in net.layers)
+    with pytest.raises(RuntimeError, match=r"layer 'linear6' \(Linear\): backward needs a forward.*"
+                                           r"keep_for_backward=False"):
+        net.backward(np.ones_like(y))
+
+
+def test_inference_lets_the_winograd_buffers_go(rng):
+    """A training step keeps conv's transformed input for the weight gradient, in buffers it
+    reuses from step to step; an inference forward frees them."""
+    mc.set_backend("cpu")  # Winograd runs on the kernel backends
+    conv = L.Conv2D(2, 4, 3, padding=1)
+    x = rng.standard_normal((2, 2, 8, 8)).astype(np.float32)
+    conv.backward(np.ones_like(conv.forward(x, train=True)))
+    assert conv.__dict__.get("_kept_for_backward")
+    conv.forward(x, train=False, keep_for_backward=False)
+    assert "_kept_for_backward" not in conv.__dict__

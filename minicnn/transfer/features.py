@@ -160,6 +160,7 @@ def extract(extractor, pixels, batch_size=256):
     returns a numpy (n, D) array."""
     out = []
     for s in range(0, len(pixels), batch_size):
-        y = extractor.forward(backend.asarray(pixels[s : s + batch_size]), train=False)
+        y = extractor.forward(backend.asarray(pixels[s : s + batch_size]), train=False,
+                                keep_for_backward=False)
         out.append(backend.to_numpy(y).reshape(len(y), -1))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -80,7 +80,8 @@ def evaluate_classifier(net, loader, scale=1.0):
     """(top-1, top-5) accuracy of ``net`` over a loader's epoch (inputs multiplied by ``scale``)."""
     n = top1 = top5 = 0
     for batch in loader.epoch(0):
-        logits = backend.to_numpy(net.forward(backend.asarray(batch.images * scale), train=False))
+        x = backend.asarray(batch.images * scale)
+        logits = backend.to_numpy(net.forward(x, train=False, keep_for_backward=False))
         top1 += top_k_correct(logits, batch.labels, 1)
         top5 += top_k_correct(logits, batch.labels, 5)
         n += len(batch.labels)

@@ -64,7 +64,8 @@ def patch_probabilities(net, inputs_of, indices, batch_size=256):
     out = []
     batches = [indices[s : s + batch_size] for s in range(0, len(indices), batch_size)]
     for _, x in prefetched(inputs_of, batches):
-        out.append(backend.to_numpy(softmax(net.forward(backend.asarray(x), train=False))))
+        scores = net.forward(backend.asarray(x), train=False, keep_for_backward=False)
+        out.append(backend.to_numpy(softmax(scores)))
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
