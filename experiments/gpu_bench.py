@@ -21,6 +21,7 @@ Targets (issue 4): training step at least 0.5x PyTorch + cuDNN; FC7 at least 20,
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -73,6 +74,7 @@ class PeakMemory:
     def reset(self):
         if self.cupy is None:
             return
+        gc.collect()  # a layer and its ParamDict refer to each other: dead nets wait for the collector
         self.cupy.get_default_memory_pool().free_all_blocks()
         self.peak = self.cupy.get_default_memory_pool().used_bytes()
 
@@ -137,7 +139,7 @@ def ours_fc7(mc, memory, net, batch, steps, warmup, sync):
     def extract():
         h = x
         for layer in net.layers[:end]:
-            h = layer.forward(h, train=False)
+            h = layer.forward(h, train=False, keep_for_backward=False)
         return h
 
     for _ in range(warmup):
@@ -257,7 +259,8 @@ def torch_fc7(torch, mc, net, device, batch, steps, warmup):
 def logits_difference(torch, mc, net, device, batch=8):
     """max |ours - PyTorch| / max |PyTorch| of the logits in evaluation mode, same weights."""
     x_host = random_batch(mc, net, batch, seed=2)[0]
-    ours = mc.to_numpy(net.forward(mc.asarray(x_host), train=False)).astype(np.float64)
+    logits = net.forward(mc.asarray(x_host), train=False, keep_for_backward=False)
+    ours = mc.to_numpy(logits).astype(np.float64)
     model = torch_model(torch, mc, net, device).eval()
     with torch.no_grad():
         theirs = model(torch.from_numpy(x_host).to(device)).cpu().numpy().astype(np.float64)
@@ -385,12 +388,14 @@ def main(argv=None):
             entry["ratio"] = ours["images_per_s"] / entry["torch"]["images_per_s"]
             print(f"torch train batch {batch}: {entry['torch']['images_per_s']:.1f} img/s", flush=True)
         result["train"][str(batch)] = entry
-    result["layers_batch"] = args.batches[0]
+    # FC7 on a fresh net, so that its peak memory is inference's alone (the trained nets hold
+    # their last step's activations, gradients and momentum)
     mc.seed(0)
     net = build_net(mc, args.smoke)
     result["convolutions"] = conv_algorithms(net, "cuda")
-    result["layers"] = ours_layer_times(mc, cupy, net, args.batches[0])
     result["fc7"]["ours"] = ours_fc7(mc, memory, net, args.fc7_batch, args.steps, args.warmup, sync)
+    result["layers_batch"] = args.batches[0]
+    result["layers"] = ours_layer_times(mc, cupy, net, args.batches[0])
     print(f"ours  fc7 batch {args.fc7_batch}: {result['fc7']['ours']['patches_per_s']:.1f} patches/s",
           flush=True)
     if torch is not None:

@@ -3,18 +3,23 @@
 # a GPU machine (the device tool's nvidia-h200: CuPy for CUDA 13, numba + numba-cuda, PyTorch
 # and pytest are already in its python3; nothing can be downloaded there).
 #
-# From the repository root, through the device tool, one call:
-#     run(command="bash experiments/gpu_check.sh", timeout_s=600)
-# (add carry=[".whl"] and the wheels if a package is missing there: see
-# /work/.library/device/README.md). It installs this project without dependencies into
+# Its numpy (2.5.2 on 2026-11-30) is too new for its numba-cuda (0.30.4 types np.row_stack,
+# which numpy 2.5 removed), so carry a numpy 2.4 wheel: from the repository root, once,
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux_2_28_x86_64 -d .whl numpy==2.4.6
+# (.whl/ is ignored by git), then, through the device tool, one call:
+#     run(command="bash experiments/gpu_check.sh", carry=[".whl"], timeout_s=600)
+# Before the carried wheels go in, it records in env.txt what set_backend("cuda") says with
+# the machine's own packages. It installs this project without dependencies into
 # /tmp/site, runs the cuda tests on the real GPU (tests/test_cuda_*.py, the `gpu`-marked ones
 # at realistic sizes included) from a scratch directory so that the installed package is the
 # one imported, then the benchmark. Everything lands in $OUT (at most 8 files come back):
 #     env.txt  pytest.log  bench.log  gpu_bench.json  gpu_bench_im2col.json  gpu_bench_ws64.json
+#     host_profile.txt (where a training step's host time goes, batch 128)
 # Budget: the machine takes 1-2 min to start (outside this script); then each step has a
 # cap, cut to what is left of BUDGET (570 s) so that the script ends inside the device
 # tool's 600 s per command and the files always come back: setup 60 s each part, tests
-# 170 s, benchmark 220 s, each variant 60 s (skipped when under 30 s are left).
+# 170 s, benchmark 220 s, each variant and the profile 60 s (skipped when under 30 s are left).
 set -uo pipefail
 BUDGET="${BUDGET:-570}"
 limit() { local left=$((BUDGET - SECONDS)); left=$(( left < 1 ? 1 : left )); echo $(( left < $1 ? left : $1 )); }
@@ -32,16 +37,25 @@ unset NUMBA_ENABLE_CUDASIM
   "$PY" -m pip list 2>/dev/null | grep -iE '^(numpy|numba|numba-cuda|cupy|cupy-cuda1[23]x|torch|pytest|scipy|pillow|tqdm|threadpoolctl) ' || true
 } >"$OUT/env.txt" 2>&1
 
-# Carried wheels (if any) first, then this project itself, without touching the image's packages.
+# This project first, without touching the image's packages; what the cuda backend says with
+# them; then the carried wheels (if any) over them.
 SITE="${SITE:-/tmp/site}"
 mkdir -p "$SITE"
-if ls "$REPO"/.whl/*.whl >/dev/null 2>&1; then
-  timeout -k 5 "$(limit 60)" "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-    "$REPO"/.whl/*.whl >>"$OUT/env.txt" 2>&1 || echo "carried wheels failed to install" >>"$OUT/env.txt"
-fi
 timeout -k 5 "$(limit 60)" "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \
   --no-cache-dir --target "$SITE" "$REPO" >>"$OUT/env.txt" 2>&1 || { echo "installing minicnn failed" | tee -a "$OUT/env.txt"; exit 1; }
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+echo "-- set_backend('cuda') with the machine's own packages:" >>"$OUT/env.txt"
+(cd /tmp && timeout -k 5 "$(limit 60)" "$PY" -c 'import numpy, minicnn as mc
+print("numpy", numpy.__version__)
+try:
+    mc.set_backend("cuda"); print("available")
+except mc.BackendUnavailable as e:
+    print("BackendUnavailable:", e)' >>"$OUT/env.txt" 2>&1)
+if ls "$REPO"/.whl/*.whl >/dev/null 2>&1; then
+  echo "-- carried wheels: $(cd "$REPO/.whl" && echo *.whl)" >>"$OUT/env.txt"
+  timeout -k 5 "$(limit 60)" "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+    "$REPO"/.whl/*.whl >>"$OUT/env.txt" 2>&1 || echo "carried wheels failed to install" >>"$OUT/env.txt"
+fi
 
 # A scratch directory, so that `import minicnn` finds the installed package (which has
 # minicnn.kernels), not the source folder.
@@ -51,7 +65,8 @@ cd "$RUN"
 timeout -k 5 "$(limit 60)" "$PY" - >>"$OUT/env.txt" 2>&1 <<'EOF'
 import minicnn as mc
 b = mc.set_backend("cuda")
-print("minicnn from", mc.__file__, "| cuda backend simulated:", b.simulated)
+import numpy
+print("minicnn from", mc.__file__, "| numpy", numpy.__version__, "| cuda backend simulated:", b.simulated)
 from numba import cuda
 print("numba.cuda implementation:", getattr(cuda, "implementation", "?"))
 cuda.detect()
@@ -75,3 +90,10 @@ for variant in "im2col:--convolutions im2col" "ws64:--workspace-mb 64"; do
     --out "$OUT/gpu_bench_${variant%%:*}.json" 2>&1 | tee -a "$OUT/bench.log"
   echo "bench (${variant%%:*}) exit: ${PIPESTATUS[0]} (limit ${t}s)" | tee -a "$OUT/bench.log"
 done
+
+t=$(limit 60)
+if [ "$t" -lt 30 ]; then echo "host profile skipped: ${t}s left" | tee -a "$OUT/bench.log"; else
+  timeout -k 10 "$t" "$PY" "$REPO/experiments/host_profile.py" --backend cuda --batch 128 \
+    --out "$OUT/host_profile.txt" >/dev/null 2>>"$OUT/bench.log"
+  echo "host profile exit: $? (limit ${t}s)" | tee -a "$OUT/bench.log"
+fi

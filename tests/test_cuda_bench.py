@@ -1,5 +1,5 @@
-"""experiments/gpu_bench.py runs end to end (--smoke: tiny net in Numba's simulator), so the
-script a GPU session will run has had its code paths checked here."""
+"""experiments/gpu_bench.py (--smoke: tiny net in Numba's simulator) and host_profile.py run
+end to end, so the scripts a GPU session will run have had their code paths checked here."""
 
 import importlib.util
 import json
@@ -44,3 +44,17 @@ def test_gpu_bench_refuses_to_time_the_simulator():
     run = subprocess.run([sys.executable, str(BENCH)], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 2
     assert "simulator" in run.stderr and "--smoke" in run.stderr
+
+
+def test_host_profile_lists_where_a_step_spends_host_time(tmp_path):
+    out = tmp_path / "profile.txt"
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    script = BENCH.parent / "host_profile.py"
+    run = subprocess.run([sys.executable, str(script), "--backend", "cuda", "--model", "tiny", "--batch", "2",
+                          "--steps", "1", "--warmup", "0", "--top", "60", "--out", str(out)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = out.read_text()
+    assert report.startswith("tiny batch 2 on cuda (simulated): host")
+    assert "--- by tottime ---" in report and "--- by cumulative ---" in report
+    assert "launch.py" in report  # the cuda kernel launches are among the step's calls
