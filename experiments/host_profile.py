@@ -49,7 +49,6 @@ def main(argv=None):
         net = mc.models.tiny_alexnet(num_classes=5, input_size=16, dtype=np.float32)
     else:
         net = mc.models.alexnet(num_classes=1000, input_size=227, groups=2)
-    net.to(args.backend)
     opt = mc.optim.SGD(net, lr=0.01, momentum=0.9, weight_decay=5e-4)
     rng = np.random.default_rng(0)
     x = mc.asarray(rng.standard_normal((args.batch, *net.input_shape), dtype=np.float32))

@@ -175,12 +175,10 @@ class Conv2D(Layer):
         self._save(keep_for_backward, x)
         # What the weight gradient can reuse (Winograd's transformed input), in buffers kept
         # from step to step; inference lets them go.
-        if train and not self.frozen and keep_for_backward:
-            self._kept = self.__dict__.setdefault("_kept_for_backward", {})
-        else:
-            self._kept = None
-            if not keep_for_backward:
-                self.__dict__.pop("_kept_for_backward", None)
+        if not keep_for_backward:
+            self.__dict__.pop("_kept_for_backward", None)
+        reuse = train and not self.frozen and keep_for_backward
+        self._kept = self.__dict__.setdefault("_kept_for_backward", {}) if reuse else None
         return conv_op.conv2d_forward(x, self.params["weight"], self.params.get("bias"),
                                       self.stride, self.padding, self.groups, keep=self._kept)
 
