@@ -27,6 +27,7 @@ setup(
         "scipy>=1.10",
         "pillow>=10.0",
         "tqdm>=4.60",
+        "matplotlib>=3.7",
         "threadpoolctl>=3.1",
     ],
     extras_require={

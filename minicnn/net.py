@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import types
 
 import numpy as np
 
 from minicnn import backend
+from minicnn.atomic import atomic_open
 from minicnn.layers import LAYER_TYPES, Layer
 
 ARCH_KEY = "__architecture__"
@@ -33,20 +33,9 @@ class _either:
 
 
 def atomic_savez(path, arrays: dict):
-    """Write an .npz to a temporary file beside ``path`` and rename it into place, so a
-    killed run never leaves a broken file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write an .npz atomically (:func:`minicnn.atomic.atomic_open`)."""
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def read_npz(path) -> dict:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from minicnn.atomic import write_text
 from minicnn.data.transforms import IMAGE_EXTENSIONS
 from minicnn.errors import InputError
 
@@ -204,17 +204,7 @@ def write_class_list(path, classes) -> str:
     for name in classes:
         if not name or "\n" in name or name != name.strip():
             raise InputError(f"class name {name!r} cannot be written to a class list")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".txt")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(f"{name}\n" for name in classes))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text(path, "".join(f"{name}\n" for name in classes))
     return path
 
 

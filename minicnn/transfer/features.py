@@ -20,21 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from minicnn import backend
+from minicnn.atomic import write_json
 from minicnn.data.loader import ordered_map
-
-
-def _write_json_atomic(path, obj):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def network_fingerprint(net) -> str:
@@ -107,7 +99,7 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
         np.lib.format.open_memmap(features_path, mode="w+", dtype=dtype,
                                   shape=(int(offsets[-1]), dim)).flush()
         state = {"key": key, "parts": parts, "done": 0, "total": len(images), "dim": dim}
-        _write_json_atomic(progress_path, state)
+        write_json(progress_path, state)
 
     with np.load(index_path) as idx:
         index = {k: idx[k] for k in idx.files}
@@ -125,7 +117,7 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
             # flush before recording progress: a crash never marks unwritten rows as done
             feats.flush()
             state["done"] = group[-1] + 1
-            _write_json_atomic(progress_path, state)
+            write_json(progress_path, state)
             if progress:
                 progress(state["done"], len(images))
         del feats
