@@ -12,6 +12,7 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from minicnn.evaluate.ap import average_precision
+from minicnn.evaluate.challenge import ClassResult, Report, plot_report
 from minicnn.plots import (
     GT_COLOR,
     HEAT_ALPHA,
@@ -240,6 +241,20 @@ def test_pr_curves_one_axes_or_a_panel_per_class(tmp_path):
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 12
     assert visible[11].get_title() == "class11  AP 0.550"
+
+
+# --- the evaluate command's plots ---------------------------------------------------------
+
+def test_plot_report_writes_the_documented_files(tmp_path):
+    report = Report(task="det", metric="area", year=2007, split="test", competition="comp3")
+    report.results["car"] = ClassResult("car", 0.75, REC, PREC, tmp_path / "comp3_det_test_car.txt")
+    report.results["dog"] = ClassResult("dog", 1.0, np.array([1.0]), np.array([1.0]), tmp_path / "x")
+    paths = plot_report(report, tmp_path / "plots")
+    names = ["det_car_pr.png", "det_dog_pr.png", "det_summary.png"]
+    assert [p.name for p in paths] == names
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == names  # no temporary files left
+    for name in names:
+        png_pixels(tmp_path / "plots" / name)
 
 
 def test_plotting_leaves_pyplot_and_the_backend_alone(tmp_path):
