@@ -198,17 +198,19 @@ def plot_heatmaps(path, image, panels, gt_boxes=(), title=""):
     fig = _figure((panel_w * columns, panel_h * rows + (0.7 if title else 0.3)))
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     extent = (0, width, height, 0)  # pixel i covers [i, i + 1): boxes land on pixel edges
-    axes[0].imshow(picture, extent=extent, interpolation="nearest")
+    axes[0].imshow(picture, extent=extent, interpolation="antialiased")
     axes[0].set_title("image", fontsize=10)
     for ax, panel, values in zip(axes[1:], panels, maps, strict=False):
-        ax.imshow(picture, extent=extent, interpolation="nearest")
+        ax.imshow(picture, extent=extent, interpolation="antialiased")
         finite = values[np.isfinite(values)]
         low = min(0.0, float(finite.min())) if finite.size else 0.0
         high = float(finite.max()) if finite.size else 1.0
         overlay = ax.imshow(values, extent=extent, interpolation="nearest", cmap=HEAT_CMAP,
                             alpha=HEAT_ALPHA, vmin=low, vmax=high if high > low else low + 1.0)
         # the scale at full strength, not faded by the overlay's alpha
-        scale = fig.colorbar(ScalarMappable(overlay.norm, overlay.cmap), ax=ax, fraction=0.046, pad=0.03)
+        # aspect (length / width) chosen so that the bar spans 90% of the image's height
+        scale = fig.colorbar(ScalarMappable(overlay.norm, overlay.cmap), ax=ax, fraction=0.05, pad=0.03,
+                             aspect=18 * height / width)
         scale.ax.tick_params(labelsize=7)
         for x1, y1, x2, y2, score in panel.get("boxes", ()):
             _box(ax, (x1, y1, x2, y2), f"{float(score):.2f}", PRED_COLOR, at_top=False)
