@@ -78,7 +78,8 @@ def test_heatmap_colours_the_scored_region_and_only_it(tmp_path):
 
 def test_heatmap_a_colour_bar_per_panel_on_the_maps_range(tmp_path):
     image = Image.fromarray(np.full((H, W, 3), GRAY, dtype=np.uint8))
-    fig = plot_heatmaps(tmp_path / "heat.png", image,
+    path = tmp_path / "heat.png"
+    fig = plot_heatmaps(path, image,
                         [{"title": "car", "map": box_map(1.0), "boxes": []},
                          {"title": "dog", "map": box_map(0.25), "boxes": []}], title="000001")
     panels = fig.axes[:3]
@@ -87,6 +88,12 @@ def test_heatmap_a_colour_bar_per_panel_on_the_maps_range(tmp_path):
     assert fig.get_suptitle() == "000001"
     assert len(bars) == 2
     assert [tuple(np.round(ax.get_ylim(), 6)) for ax in bars] == [(0.0, 1.0), (0.0, 0.25)]
+    # the scale at full strength (not faded like the overlay): the colour map's own ends
+    pixels = png_pixels(path)
+    cmap = colormaps[HEAT_CMAP]
+    for ax, top in zip(bars, (1.0, 0.25), strict=True):
+        assert np.abs(pixel_at(pixels, ax, 0.5, 0.98 * top) - 255 * np.array(cmap(0.98)[:3])).max() <= 3
+        assert np.abs(pixel_at(pixels, ax, 0.5, 0.02 * top) - 255 * np.array(cmap(0.02)[:3])).max() <= 3
 
 
 def test_heatmap_draws_ground_truth_on_every_panel_and_predictions_on_their_own(tmp_path):
