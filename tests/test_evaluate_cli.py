@@ -1,4 +1,5 @@
-"""``minicnn evaluate`` end to end on a tiny VOC tree, and the Pillow plots it draws."""
+"""``minicnn evaluate`` end to end on a tiny VOC tree, and the legacy Pillow ``line_plot`` and
+``bar_chart`` (its plots are matplotlib now: tests/test_plots.py)."""
 
 import json
 

@@ -152,25 +152,19 @@ def _detection(dataset, split, name, path):
 
 
 def plot_report(report, folder):
-    """A precision/recall PNG per class (raw curve and the interpolated envelope the AP
-    integrates) and a bar chart of the APs with their mean, in ``folder``."""
-    from minicnn.plots import PALETTE, bar_chart, line_plot
+    """In ``folder``: ``<task>_<class>_pr.png``, each class's precision/recall curve (raw and
+    the interpolated precision the AP integrates, ``plot_pr_curve``), and
+    ``<task>_summary.png``, the APs as bars with their mean (``plot_ap_bars``). Returns the
+    paths written."""
+    from minicnn.plots import plot_ap_bars, plot_pr_curve
 
     folder = Path(folder)
+    paths = []
     for name, r in report.results.items():
-        # the precision envelope that VOCap.m integrates, as stairs under the raw curve:
-        # precision envelope[i] holds on (rec[i-1], rec[i]]
-        rec = np.concatenate([[0.0], r.rec, [1.0]])
-        envelope = np.fmax.accumulate(np.concatenate([[0.0], r.prec, [0.0]])[::-1])[::-1]
-        stairs_x = np.repeat(rec, 2)[1:-1]
-        stairs_y = np.repeat(envelope[1:], 2)
-        line_plot(folder / f"{report.task}_{name}_pr.png",
-                  [("interpolated", stairs_x, stairs_y, {"color": "#ffbb78", "width": 5}),
-                   ("precision", r.rec, r.prec, {"color": PALETTE[0]})],
-                  title=f"{name}: AP = {100 * r.ap:.2f}% ({report.metric})",
-                  xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-    names = list(report.results)
-    bar_chart(folder / f"{report.task}_summary.png", names, [100 * report.results[n].ap for n in names],
-              title=f"VOC{report.year} {report.split} {TASK_TITLES[report.task]}: "
-                    f"mean AP {100 * report.map:.2f}% ({report.metric})",
-              ylabel="AP (%)", ylim=(0, 105), reference=("mean", 100 * report.map), value_format="{:.1f}")
+        paths.append(folder / f"{report.task}_{name}_pr.png")
+        plot_pr_curve(paths[-1], r.rec, r.prec, r.ap, title=f"{name}: AP {r.ap:.3f} ({report.metric})")
+    paths.append(folder / f"{report.task}_summary.png")
+    plot_ap_bars(paths[-1], {n: r.ap for n, r in report.results.items()},
+                 title=f"VOC{report.year} {report.split} {TASK_TITLES[report.task]} ({report.metric})",
+                 mean=report.map)
+    return paths
