@@ -102,7 +102,7 @@ def run_demo(out, settings: DemoSettings, resume=True, log=print):
     plots = os.path.join(out, "plots")
     _plots(plots, pre["history"], results)
     heat = _heatmaps(os.path.join(out, "heatmaps"), results.get("transfer") or results[settings.variants[0]],
-                     classes, settings.heatmap_images, settings.transfer.train.k)
+                     run.dataset, classes, settings.heatmap_images, settings.transfer.train.k)
     summary = {
         "map": {name: s.get("map") for name, s in summaries.items()},
         "ap": {name: s.get("ap") for name, s in summaries.items()},
@@ -119,41 +119,37 @@ def run_demo(out, settings: DemoSettings, resume=True, log=print):
 
 def _plots(folder, pre_history, results):
     from minicnn.evaluate.challenge import plot_report
-    from minicnn.plots import line_plot
+    from minicnn.plots import plot_training
 
     os.makedirs(folder, exist_ok=True)
     if pre_history:
-        epochs = [h["epoch"] for h in pre_history]
-        line_plot(os.path.join(folder, "pretrain.png"),
-                  [("top-1", epochs, [h["val_top1"] for h in pre_history]),
-                   ("top-5", epochs, [h["val_top5"] for h in pre_history])],
-                  title="source network: validation accuracy", xlabel="epoch", ylabel="accuracy",
-                  ylim=(0, 1))
-    series = [(name, [h["epoch"] for h in r.summary["history"]],
-               [h.get("val_map", np.nan) for h in r.summary["history"]]) for name, r in results.items()]
-    line_plot(os.path.join(folder, "validation_map.png"), series, title="validation mAP per epoch",
-              xlabel="epoch", ylabel="mAP", ylim=(0, 1))
+        plot_training(os.path.join(folder, "pretrain.png"), {"source network": pre_history},
+                      metric=["val_top1", "val_top5"], metric_label="validation accuracy",
+                      title="source network: training loss and validation accuracy")
+    histories = {name: r.summary["history"] for name, r in results.items()}
+    plot_training(os.path.join(folder, "training.png"), histories, metric="val_map",
+                  metric_label="validation mAP", title="adaptation: training loss and validation mAP")
     for name, result in results.items():
         if result.report is not None:
             plot_report(result.report, os.path.join(folder, name))
 
 
-def _heatmaps(folder, result, classes, count, k):
-    """Heat maps of the first ``count`` test images; returns the file names."""
+def _heatmaps(folder, result, dataset, classes, count, k):
+    """Heat maps of the first ``count`` test images, with their ground truth; the file names."""
     from minicnn.data.transforms import load_image
+    from minicnn.report import ground_truth_boxes
 
-    os.makedirs(folder, exist_ok=True)
     p, items = result.patches, result.patches.items["test"]
-    names = []
     if result.summary["variant"] == "whole-image":
-        return names
+        return []
+    names = []
     for image_id in items.keys[:count]:
         i = p.image_ids.index(image_id)
         mine = np.flatnonzero(p.patch_image[items.patches] == i)
-        image = load_image(p.paths[i])
-        picture = heatmaps(image, p.patch_boxes[items.patches[mine]], result.test_probs[mine], classes, k=k)
         name = f"{image_id}.png"
-        picture.save(os.path.join(folder, name))
+        heatmaps(os.path.join(folder, name), load_image(p.paths[i]), p.patch_boxes[items.patches[mine]],
+                 result.test_probs[mine], classes, k=k,
+                 gt_boxes=ground_truth_boxes(dataset.annotation(image_id), classes))
         names.append(name)
     return names
 
@@ -169,7 +165,7 @@ def _markdown(path, summary, table, heatmap_files):
         p = summary["pretrain"]
         lines += [f"Source network after {p['epoch']} epochs: validation top-1 {p['val_top1']:.3f}, "
                   f"top-5 {p['val_top5']:.3f}.", ""]
-    lines += ["![validation mAP](plots/validation_map.png)", "", "![source training](plots/pretrain.png)", ""]
+    lines += ["![adaptation training](plots/training.png)", "", "![source training](plots/pretrain.png)", ""]
     lines += [f"![AP per class, {name}](plots/{name}/cls_summary.png)" for name in summary["map"]]
     lines += ["", "Precision/recall curves per class: `plots/<variant>/cls_<class>_pr.png`.", ""]
     lines += [f"![heat map {name}](heatmaps/{name})" for name in heatmap_files]

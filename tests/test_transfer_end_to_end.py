@@ -125,7 +125,8 @@ def test_demo_quick_writes_its_report(tmp_path):
     assert set(summary["map"]) == {"transfer", "scratch", "whole-image"}
     assert summary["seconds"] > 0 and "pretrain" in summary["stages"]
     assert (tmp_path / "report.md").read_text().startswith("# minicnn demo")
-    assert (tmp_path / "plots" / "validation_map.png").exists()
+    for plot in ("training.png", "pretrain.png", "transfer/cls_summary.png"):
+        assert (tmp_path / "plots" / plot).exists(), plot
     assert list((tmp_path / "heatmaps").glob("*.png"))
 
 

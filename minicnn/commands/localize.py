@@ -41,7 +41,7 @@ def run(args):
     import minicnn as mc
     from minicnn.data.transforms import load_image
     from minicnn.errors import InputError
-    from minicnn.report import heatmaps
+    from minicnn.report import ground_truth_boxes, heatmaps
     from minicnn.transfer.localize import image_patch_probabilities, patch_detections, voc_boxes
 
     mc.set_backend(args.backend)
@@ -74,8 +74,9 @@ def run(args):
             detections[c][1].extend(scores.tolist())
             detections[c][2].extend(voc_boxes(kept).tolist())
         if n < args.heatmaps:
-            heatmaps(image, boxes, probs, classes, k=k, top=args.top).save(
-                os.path.join(args.out, "heatmaps", f"{image_id}.png"))
+            truth = ground_truth_boxes(dataset.annotation(image_id), classes) if args.voc else ()
+            heatmaps(os.path.join(args.out, "heatmaps", f"{image_id}.png"), image, boxes, probs, classes, k=k,
+                     top=args.top, gt_boxes=truth, per_class=args.per_class, nms_iou=args.nms)
     with open(os.path.join(args.out, "boxes.json"), "w") as f:
         json.dump({c: [{"image": i, "score": s, "box": b} for i, s, b in zip(*d, strict=True)]
                    for c, d in detections.items()}, f)
