@@ -93,7 +93,7 @@ def _read_list(root, list_file, classes, exclude, skip_bad, skipped):
     try:
         with open(list_file, encoding="utf-8") as f:
             lines = f.read().splitlines()
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{list_file}: cannot read list file ({e})") from None
     entries = []
     for number, line in enumerate(lines, 1):
@@ -228,8 +228,11 @@ def read_class_list(path) -> list[str]:
         path = class_list_path(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no class list (it is written beside each checkpoint)")
-    with open(path, encoding="utf-8") as f:
-        classes = [line.strip() for line in f if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            classes = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read class list ({e})") from None
     if not classes:
         raise InputError(f"{path}: class list is empty")
     return classes
