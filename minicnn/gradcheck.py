@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minicnn import backend
+from minicnn.errors import InputError
 from minicnn.ops.softmax_xent import softmax_cross_entropy
 
 
@@ -76,6 +77,8 @@ def _numeric(f_at, h, kink_tol):
 def _check(evaluate, analytic: dict, tensors: dict, mode, eps, kink_tol, seed) -> CheckResult:
     """Compare ``analytic`` gradients with numeric derivatives of ``evaluate()`` over the
     (mutable, float64, contiguous) ``tensors``."""
+    if not eps > 0 or not np.isfinite(eps):  # also NaN: the stencil would divide by 12 * eps
+        raise InputError(f"gradcheck: eps (the stencil's step) must be a finite number > 0, got {eps}")
     result = CheckResult(mode=mode)
     if mode == "directional":
         rng = np.random.default_rng(seed)
