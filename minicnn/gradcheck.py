@@ -100,7 +100,7 @@ def _check(evaluate, analytic: dict, tensors: dict, mode, eps, kink_tol, seed) -
         result.errors["direction"] = 0.0 if kink else relative_error(a, n)
         return result
     if mode != "exhaustive":
-        raise ValueError(f"gradcheck: mode must be 'directional' or 'exhaustive', got {mode!r}")
+        raise InputError(f"gradcheck: mode must be 'directional' or 'exhaustive', got {mode!r}")
     for k, t in tensors.items():
         a = backend.to_numpy(analytic[k]).reshape(-1)
         flat = t.reshape(-1)  # a view: tensors are contiguous

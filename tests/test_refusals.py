@@ -275,3 +275,13 @@ def test_an_empty_detection_file_scores_zero_with_a_warning(voc):
                           voc / "results")
     assert report.results["dog"].ap == 0.0 and "dog" not in report.left_out
     assert any("comp3_det_test_dog.txt: empty results file (no detections)" in w for w in report.warnings)
+
+
+def test_an_annotation_or_set_that_is_a_folder_is_named(voc):
+    ds = VOCDataset(voc / "VOCdevkit", 2007)
+    (ds.dir / "Annotations" / "000009.xml").mkdir()
+    with pytest.raises(InputError, match=r"000009.xml: cannot read annotation file \(Is a directory\)"):
+        ds.annotation("000009")
+    (ds.dir / "ImageSets" / "Main" / "val.txt").mkdir()
+    with pytest.raises(InputError, match=r"val.txt: cannot read image set file \(Is a directory\)"):
+        ds.image_ids("val")

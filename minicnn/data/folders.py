@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -220,7 +221,7 @@ def read_class_list(path) -> list[str]:
                 arch = json.loads(str(data[ARCH_KEY]))
         except FileNotFoundError:
             raise InputError(f"{path}: no such checkpoint") from None
-        except (KeyError, ValueError, OSError):
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile):  # not a readable network file
             arch = {}
         classes = (arch.get("meta") or {}).get(CLASSES_META_KEY)
         if classes:

@@ -52,7 +52,7 @@ VOC_ACTIONS = (
     "other", "jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse",
     "running", "takingphoto", "usingcomputer", "walking",
 )
-# The ten actions that are classified and evaluated (METHOD.md 7).
+# The ten actions that are classified and evaluated (docs/method.md section 7).
 VOC_CHALLENGE_ACTIONS = VOC_ACTIONS[1:]
 
 
@@ -324,6 +324,8 @@ def _parse_xml(path: Path) -> tuple[ET.Element, dict]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"missing annotation file {path}") from None
+    except OSError as e:  # a folder, no permission...
+        raise InputError(f"{path}: cannot read annotation file ({e.strerror or e})") from None
     parser = expat.ParserCreate()
     lines, stack, roots = {}, [], []
 
@@ -363,6 +365,8 @@ def numbered_fields(path, what="image set file"):
         text = path.read_text()
     except FileNotFoundError:
         raise InputError(f"missing {what} {path}") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read {what} ({e.strerror or e})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text file") from None
     for lineno, line in enumerate(text.splitlines(), start=1):
