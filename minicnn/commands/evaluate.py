@@ -7,7 +7,7 @@ Prints AP per class and the mean; --json and --plots write them out. The metric 
 the devkit of the year unless --metric says otherwise: 11-point ("voc07") up to 2009,
 area under the interpolated curve ("area") from 2010. A class whose results file is missing
 or (cls, action) empty is left out of the mean, with a warning. Annotation boxes reaching
-outside their image are refused unless --clip-boxes. See docs/method.md, "Evaluation".
+outside their image are refused unless --clip-boxes. See docs/method.md section 9.
 """
 
 from __future__ import annotations

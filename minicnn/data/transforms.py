@@ -7,7 +7,7 @@ float32 arrays with pixel values in [0, 255]; the mean is subtracted afterwards
 (:func:`subtract_mean`), as in Caffe.
 
 Crops are expressed as boxes in the decoded image, ``[x1, y1, x2, y2]`` 0-based and
-end-exclusive in continuous pixel coordinates (METHOD.md section 5), and cut out with
+end-exclusive in continuous pixel coordinates (docs/method.md section 5), and cut out with
 one Pillow resize each (antialiased), so "resize the shorter side, then crop" never builds
 the resized full image.
 """
