@@ -29,8 +29,10 @@ one line per message with its time, so a killed run keeps every line it wrote.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -74,8 +76,11 @@ def sha256_file(path, chunk=1 << 20) -> str:
 
 def jsonable(value):
     """``value`` as JSON reads it back: tuples become lists, paths strings, NumPy values
-    Python numbers, sets sorted lists; so recorded and new settings compare equal."""
+    Python numbers, sets sorted lists, dataclasses dicts; so recorded and new settings
+    compare equal."""
     def default(v):
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return dataclasses.asdict(v)
         if isinstance(v, os.PathLike):
             return os.fspath(v)
         if isinstance(v, (set, frozenset)):
@@ -100,13 +105,16 @@ def _differences(old, new, prefix=""):
             else:
                 out += _differences(old[key], new[key], name + ".")
         return out
-    return [] if old == new else [f"{prefix[:-1] if prefix.endswith('.') else prefix}: "
-                                  f"{json.dumps(old)} -> {json.dumps(new)}"]
+    both_nan = isinstance(old, float) and isinstance(new, float) and math.isnan(old) and math.isnan(new)
+    if old == new or both_nan:
+        return []
+    return [f"{prefix[:-1] if prefix.endswith('.') else prefix}: {json.dumps(old)} -> {json.dumps(new)}"]
 
 
 class RunRecord:
     """The record of one run of ``minicnn <command>`` in ``out_dir`` (see the module
-    docstring). ``settings``: every setting of the run (JSON-able); ``inputs``: the files
+    docstring). ``settings``: every setting of the run (a JSON-able dict or a dataclass,
+    nested ones included); ``inputs``: the files
     it reads (networks, lists), recorded by SHA-256; ``argv`` defaults to ``sys.argv``."""
 
     def __init__(self, out_dir, command, settings, inputs=(), resume=False, fresh=False, argv=None):
@@ -115,7 +123,9 @@ class RunRecord:
         self.log_path = os.path.join(self.dir, LOG_NAME)
         if os.path.exists(self.dir) and not os.path.isdir(self.dir):
             raise InputError(f"{self.dir} is a file, not an output folder")
-        settings = jsonable(dict(settings))
+        given, settings = settings, jsonable(settings)
+        if not isinstance(settings, dict):
+            raise TypeError(f"RunRecord: settings must be a dict or a dataclass, not {type(given).__name__}")
         hashes = {os.path.abspath(os.fspath(p)): sha256_file(p) for p in inputs}
         old = None if fresh else self._read_previous()
         if old is not None and not resume:

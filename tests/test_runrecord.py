@@ -1,6 +1,7 @@
 """minicnn.runrecord: run.json and log.txt of every run, refusal, resume and fresh starts,
 stage times, and progress for a terminal or a log (issue 15)."""
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -134,6 +135,25 @@ def test_resume_refuses_another_command_and_a_broken_record(tmp_path):
         make(out, resume=True)
     make(out, fresh=True)
     assert read(out)["name"] == "transfer"
+
+
+def test_dataclass_settings_and_nan_compare_equal_on_resume(tmp_path):
+    @dataclasses.dataclass
+    class Train:
+        lr: float = 0.01
+        scales: tuple = (1.0, 1.3)
+
+    @dataclasses.dataclass
+    class Settings:
+        train: Train = dataclasses.field(default_factory=Train)
+        margin: float = float("nan")
+
+    out = tmp_path / "run"
+    assert make(out, settings=Settings())["settings"] == {"train": {"lr": 0.01, "scales": [1.0, 1.3]},
+                                                          "margin": pytest.approx(float("nan"), nan_ok=True)}
+    make(out, settings=Settings(), resume=True)
+    with pytest.raises(InputError, match=r"setting train.lr: 0.01 -> 0.1"):
+        make(out, settings=Settings(train=Train(lr=0.1)), resume=True)
 
 
 def test_resume_without_a_run_starts_one(tmp_path):
