@@ -285,3 +285,15 @@ def test_an_annotation_or_set_that_is_a_folder_is_named(voc):
     (ds.dir / "ImageSets" / "Main" / "val.txt").mkdir()
     with pytest.raises(InputError, match=r"val.txt: cannot read image set file \(Is a directory\)"):
         ds.image_ids("val")
+
+
+def test_classes_the_tree_lacks_or_none_are_refused(voc, capsys):
+    main_dir = voc / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main"
+    write_lines(main_dir / "car_test.txt", ["000001 1", "000002 -1", "000003 1"])
+    write_lines(main_dir / "dog_test.txt", ["000001 -1", "000002 1", "000003 1"])
+    assert main(evaluate_args(voc, "--classes", "car,cat")) == 2
+    assert one_line_error(capsys, "evaluate")[0] == ("--classes: 'cat' is not a class of the tree (its "
+                                                     "classes: car, dog)")
+    assert main(evaluate_args(voc, "--classes", " , ")) == 2
+    assert one_line_error(capsys, "evaluate")[0] == "--classes ' , ' names no class"
+    assert main(evaluate_args(voc, "--classes", "dog")) == 0

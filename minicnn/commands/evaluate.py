@@ -41,6 +41,7 @@ def run(args):
 
     from minicnn.atomic import write_json
     from minicnn.data.voc import VOCDataset
+    from minicnn.errors import InputError
     from minicnn.evaluate import evaluate_voc
     from minicnn.evaluate.challenge import TASK_TITLES, plot_report
 
@@ -49,8 +50,15 @@ def run(args):
         check_output(args.json, "--json", folder=False)
     if args.plots:
         check_output(args.plots, "--plots", folder=True)
-    if args.classes:
+    if args.classes is not None:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        if not classes:
+            raise InputError(f"--classes {args.classes!r} names no class")
+        known = VOCDataset(args.voc, args.year).class_files()
+        unknown = [c for c in classes if known and c not in known]
+        if unknown:  # a tree with per-class set files names its classes
+            raise InputError(f"--classes: '{unknown[0]}' is not a class of the tree (its classes: "
+                             f"{', '.join(sorted(known))})")
     else:
         classes = VOCDataset(args.voc, args.year).listed_classes(args.split)
     dataset = VOCDataset(args.voc, args.year, classes=classes, clip_boxes=args.clip_boxes)

@@ -152,11 +152,16 @@ class VOCDataset:
             return VOC_CLASSES
         return tuple(found)
 
+    def class_files(self) -> frozenset[str]:
+        """The classes that have a per-class set file ``ImageSets/Main/<class>_<set>.txt``
+        of any set (empty when the tree has none)."""
+        return frozenset(p.name[: -len(".txt")].rsplit("_", 1)[0]
+                         for p in (self.dir / "ImageSets" / "Main").glob("*_*.txt"))
+
     def tree_classes(self) -> tuple[str, ...]:
-        """The classes the tree's annotations may name: those with a per-class set file
-        ``ImageSets/Main/<class>_<set>.txt`` of any set, else the 20 VOC classes."""
-        found = {p.name[: -len(".txt")].rsplit("_", 1)[0]
-                 for p in (self.dir / "ImageSets" / "Main").glob("*_*.txt")}
+        """The classes the tree's annotations may name: those of :meth:`class_files`, else
+        the 20 VOC classes."""
+        found = self.class_files()
         if not found or found == set(VOC_CLASSES):
             return VOC_CLASSES
         return tuple(sorted(found))
