@@ -4,7 +4,7 @@ import json
 
 import pytest
 from PIL import Image
-from voc_tree import obj, write_lines, write_voc
+from voc_tree import annotation_xml, obj, write_lines, write_voc
 
 from minicnn.cli import main
 
@@ -40,7 +40,9 @@ def test_cls_table_json_and_plots(voc, capsys):
     ]
     assert "warning: no results file for 18 of 20 classes" in captured.err
     report = json.loads((out / "ap.json").read_text())
-    assert set(report) == {"task", "metric", "ap", "map", "warnings"}
+    # left_out: the classes not in the mean and why; clipped_boxes: --clip-boxes' count (issue 15)
+    assert set(report) == {"task", "metric", "ap", "map", "left_out", "warnings", "clipped_boxes"}
+    assert report["left_out"]["cat"] == "no results file" and report["clipped_boxes"] == 0
     assert (report["task"], report["metric"]) == ("cls", "voc07")
     assert report["ap"]["dog"] == pytest.approx(8.5 / 11)
     assert report["map"] == pytest.approx((1 + 8.5 / 11) / 2)
@@ -83,7 +85,9 @@ def test_help_describes_the_command(capsys):
 
 def test_a_tree_with_its_own_classes(tmp_path, capsys):
     """Classes other than VOC's (the generated dataset's) come from the per-class set files,
-    or from --classes; an unknown class in an annotation is still an error."""
+    or from --classes, which may name a subset of them (the others are ignored: issue 15,
+    it used to fail with "unknown class" for a class of the tree); a class in an annotation
+    that the tree does not have is still an error."""
     voc = write_voc(tmp_path / "VOCdevkit", {
         "000001": [obj("kite", (1, 1, 10, 10))],
         "000002": [obj("boat", (1, 1, 10, 10))],
@@ -99,5 +103,10 @@ def test_a_tree_with_its_own_classes(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[1:] == ["boat   50.00", "kite  100.00", "mean   75.00"]
     assert main(args + ["--classes", "kite,boat"]) == 0
     assert capsys.readouterr().out.splitlines()[1:] == ["kite  100.00", "boat   50.00", "mean   75.00"]
+    assert main(args + ["--classes", "kite"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["kite  100.00", "mean  100.00"]
+    (voc / "Annotations" / "000002.xml").write_text(
+        annotation_xml("000002", [obj("boat", (1, 1, 10, 10)), obj("kyte", (1, 1, 10, 10))]))
     assert main(args + ["--classes", "kite"]) == 2
-    assert "unknown class 'boat'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "000002.xml, line " in err and "unknown class 'kyte' (the classes are boat, kite)" in err
