@@ -41,12 +41,19 @@ def single_threaded_blas():
     return threadpoolctl.threadpool_limits(limits=1, user_api="blas").restore_original_limits
 
 
-def _products(share):
-    for a, b, out in share:
+def _product(a, b, out, accumulate):
+    if accumulate:
+        out += np.matmul(a, b)
+    else:
         np.matmul(a, b, out=out)
 
 
-def _run_shares(shares):
+def _products(share, accumulate):
+    for a, b, out in share:
+        _product(a, b, out, accumulate)
+
+
+def _run_shares(shares, accumulate):
     """Run each share, a list of (a, b, out) products, on a thread of its own (the first on
     this one) and wait for all."""
     with _lock:
@@ -56,8 +63,8 @@ def _run_shares(shares):
             _state["executor"] = ThreadPoolExecutor(len(shares) - 1, thread_name_prefix="minicnn-gemm")
             _state["workers"] = len(shares) - 1
         executor = _state["executor"]
-    futures = [executor.submit(_products, share) for share in shares[1:]]
-    _products(shares[0])
+    futures = [executor.submit(_products, share, accumulate) for share in shares[1:]]
+    _products(shares[0], accumulate)
     for f in futures:
         f.result()
 
@@ -69,28 +76,29 @@ def _bounds(size, parts, align=16):
     return [(s, min(size, s + step)) for s in range(0, size, step)]
 
 
-def gemm(a, b, out):
+def gemm(a, b, out, accumulate=False):
     threads = numba.get_num_threads()
     M, K = a.shape
     N = b.shape[1]
     if threads < 2 or M * N * K < MIN_SPLIT_WORK or max(M, N) < 32:
-        return np.matmul(a, b, out=out)
+        _product(a, b, out, accumulate)
+        return out
     # split the longer side of the output: the operand read whole by every block is then
     # the smaller one
     if M >= N:
-        _run_shares([[(a[s:e], b, out[s:e])] for s, e in _bounds(M, threads)])
+        _run_shares([[(a[s:e], b, out[s:e])] for s, e in _bounds(M, threads)], accumulate)
     else:
-        _run_shares([[(a, b[:, s:e], out[:, s:e])] for s, e in _bounds(N, threads)])
+        _run_shares([[(a, b[:, s:e], out[:, s:e])] for s, e in _bounds(N, threads)], accumulate)
     return out
 
 
-def gemm_batched(a, b, out):
+def gemm_batched(a, b, out, accumulate=False):
     products = [(a[i], b[i], out[i]) for i in np.ndindex(a.shape[:-2])]
     threads = numba.get_num_threads()
     if threads < 2 or len(products) < threads:
         for p in products:
-            gemm(*p)
+            gemm(*p, accumulate)
         return out
     # the stack's products all have one shape: an equal number to each thread
-    _run_shares([products[t::threads] for t in range(threads)])
+    _run_shares([products[t::threads] for t in range(threads)], accumulate)
     return out

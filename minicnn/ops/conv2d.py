@@ -129,7 +129,6 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, 
     chunks = batch_chunks(N, C * kh * kw * L * x.itemsize, _workspace_bytes(x))
     dx = xp.empty_like(x) if need_dx and len(chunks) > 1 else None
     dw = xp.empty((groups, Og, K), dtype=weight.dtype) if need_dw else None
-    dw_chunk = xp.empty((Og, K), dtype=weight.dtype) if need_dw and len(chunks) > 1 else None
     db = xp.zeros(O, dtype=dy.dtype) if need_dw else None
     for s, e in chunks:
         n = e - s
@@ -138,11 +137,8 @@ def conv2d_backward(dy, x, weight, stride=1, padding=0, groups=1, need_dx=True, 
         if need_dw:
             cols = im2col(x[s:e], kh, kw, sh, sw, ph, pw,
                           workspace(xp, x.dtype, C * kh * kw * n * L).reshape(C * kh * kw, n * L))
-            for g in range(groups):
-                if s == 0:
-                    gemm(dyc[g * Og : (g + 1) * Og], cols[g * K : (g + 1) * K].T, dw[g])
-                else:
-                    dw[g] += gemm(dyc[g * Og : (g + 1) * Og], cols[g * K : (g + 1) * K].T, dw_chunk)
+            for g in range(groups):  # the first chunk writes dW, the others add to it
+                gemm(dyc[g * Og : (g + 1) * Og], cols[g * K : (g + 1) * K].T, dw[g], accumulate=s > 0)
             db += dyc.sum(axis=1)
         if need_dx:
             dcols = workspace(xp, x.dtype, C * kh * kw * n * L, "dcols").reshape(C * kh * kw, n * L)

@@ -181,7 +181,6 @@ def _backward(dy, x, weight, padding, groups, m, need_dx, need_dw, budget, kept)
     if need_dx and U is None:
         U = winograd.filter_transform(weight, G)
     dU = xp.empty((n2, O, Cg), dtype=weight.dtype) if need_dw else None
-    dU_chunk = xp.empty((n2, O, Cg), dtype=weight.dtype) if need_dw and len(chunks) > 1 else None
     dx = xp.empty_like(x) if need_dx else None
     for s, e in chunks:
         nt = (e - s) * T
@@ -193,10 +192,9 @@ def _backward(dy, x, weight, padding, groups, m, need_dx, need_dw, budget, kept)
             else:
                 V = winograd.winograd_input_transform(
                     x[s:e], BT, m, *padding, TH, TW, workspace(xp, x.dtype, n2 * C * nt).reshape(n2, C, nt))
-            target = dU if s == 0 else dU_chunk
-            gemm_batched(_by_group(dM, groups), _transposed(_by_group(V, groups)), _by_group(target, groups))
-            if s:
-                dU += dU_chunk
+            # the first chunk writes dU, the others add to it
+            gemm_batched(_by_group(dM, groups), _transposed(_by_group(V, groups)), _by_group(dU, groups),
+                         accumulate=s > 0)
         if need_dx:
             dV = workspace(xp, x.dtype, n2 * C * nt, "dcols").reshape(n2, C, nt)
             gemm_batched(_transposed(_by_group(U, groups)), _by_group(dM, groups), _by_group(dV, groups))
