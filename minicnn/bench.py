@@ -398,11 +398,15 @@ def _reset_peak_rss() -> bool:
 
 def measure_memory(contenders, model, batch, threads) -> dict:
     """Run :func:`memory_probe` for each contender in its own subprocess."""
+    # `-m` puts the working directory first on the subprocess's path, where a clone named
+    # minicnn would be imported (as an empty namespace package) instead of this minicnn:
+    # run it from the folder that holds the package this process imported.
+    home = os.path.dirname(os.path.dirname(os.path.abspath(mc.__file__)))
     result = {}
     for name in contenders:
         cmd = [sys.executable, "-m", "minicnn.bench", "--memory-probe", name, "--model", model,
                "--batch", str(batch), "--threads", str(threads)]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=home)
         if out.returncode != 0:
             raise RuntimeError(f"bench: memory probe of {name} failed:\n{out.stderr[-2000:]}")
         result[name] = json.loads(out.stdout.strip().splitlines()[-1])
