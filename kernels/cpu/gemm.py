@@ -4,19 +4,18 @@ the output, instead of one multi-threaded GEMM.
 
 Why: the threads of one OpenBLAS GEMM wait for each other many times per call. When
 another process holds one of the cores, every such wait lasts until the descheduled
-thread runs again; on 2 cores with one busy elsewhere, conv1's weight gradient (96 x 363
-outputs, 45375-long sums) took 1.7 s with 2 BLAS threads and 0.08 s with 1. Independent
-blocks never wait for each other, and on an idle machine they run as fast as the
-threaded GEMM. Each output element is still one BLAS dot product over the whole inner
-dimension, so the result does not depend on the number of threads. ``gemm_batched`` goes one
+thread runs again, and the threaded GEMM becomes many times slower than a single-threaded
+one (figures: README, Benchmarks). Independent blocks never wait for each other, and on an
+idle machine they run as fast as the threaded GEMM. Each output element is still one BLAS
+dot product over the whole inner dimension, so the result does not depend on the number
+of threads. ``gemm_batched`` goes one
 step further for a stack of independent products: each thread takes whole products, an
 equal share of them, and nobody waits until the last one is done.
 
 The products run single-threaded because the BLAS is limited to one thread while the cpu
 backend is the current one (:func:`single_threaded_blas`, called by ``set_backend``):
 OpenBLAS's own threads, woken by any threaded call (an einsum, a small product), spin for
-a while afterwards; they took 9% of the CPU time of a training step from the kernels'
-threads (AlexNet, batch 128: 0.3 s of 5.7 s).
+a while afterwards, taking CPU time from the kernels' threads.
 """
 
 from __future__ import annotations
