@@ -11,7 +11,8 @@ Backward, with X the im2col columns of one group and Y = W X the group's output:
 
 The batch is processed in chunks whose columns fit a reused workspace, so memory stays
 bounded whatever the batch size; backward unfolds each chunk again instead of keeping
-the columns of the whole batch. Each product is one GEMM per group and chunk, over the
+the columns of the whole batch, and adds each chunk's dW into one array (``gemm``'s
+``accumulate``). Each product is one GEMM per group and chunk, over the
 chunk's images at once: Y and dY are handled channel-major, (O, n*OH*OW), the layout the
 columns give, and converted from and to NCHW by :func:`cnhw_to_nchw` and
 :func:`nchw_to_cnhw` (hot paths: a kernel does each in one parallel pass). The products
@@ -21,7 +22,8 @@ On the backends named in ``WINOGRAD_BACKENDS``, convolutions with square r x r f
 (after space-to-depth for a stride s > 1: ceil(k / s)), r in ``WINOGRAD_TILE``, run
 Winograd's algorithm instead (:mod:`minicnn.ops.winograd_conv`), with fewer
 multiplications and float32 results within 1e-5 of the tensor's scale of the direct
-sum's (``tests/test_winograd.py``). The "numpy" reference always computes the definition above through im2col.
+sum's (``tests/test_winograd.py``). The "numpy" reference always computes the definition
+above through im2col.
 """
 
 from __future__ import annotations
