@@ -8,9 +8,9 @@ thread runs again, and the threaded GEMM becomes many times slower than a single
 one (figures: README, Benchmarks). Independent blocks never wait for each other, and on an
 idle machine they run as fast as the threaded GEMM. Each output element is still one BLAS
 dot product over the whole inner dimension, so the result does not depend on the number
-of threads. ``gemm_batched`` goes one
-step further for a stack of independent products: each thread takes whole products, an
-equal share of them, and nobody waits until the last one is done.
+of threads. ``gemm_batched`` goes one step further for a stack of independent products:
+each thread takes whole products, an equal share of them, and nobody waits until the last
+one is done. With ``accumulate`` each block adds its product to its block of ``out``.
 
 The products run single-threaded because the BLAS is limited to one thread while the cpu
 backend is the current one (:func:`single_threaded_blas`, called by ``set_backend``):
