@@ -14,7 +14,6 @@ earlier run with the same settings left (data, checkpoints, feature caches).
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -59,40 +58,39 @@ VARIANT_OF = {"transfer": "frozen", "scratch": "scratch", "whole-image": "whole-
               "update-fc67": "update-fc67", "finetune": "finetune"}
 
 
-def run_demo(out, settings: DemoSettings, resume=True, log=print):
-    """Run every stage; returns the summary dict written to OUT/summary.json."""
-    started = time.perf_counter()
-    stages = {}
+def run_demo(out, settings: DemoSettings, record, resume=True):
+    """Run every stage, timed and logged through ``record`` (a
+    :class:`~minicnn.runrecord.RunRecord` of ``out``); returns the summary dict written to
+    OUT/summary.json. Stage times are those of the runs that computed each stage: a stage a
+    rerun reuses adds only the time of the reuse."""
+    log = record.log
     os.makedirs(out, exist_ok=True)
     data_dir = os.path.join(out, "data")
 
-    t = time.perf_counter()
-    if is_generated(data_dir, settings.data):
-        log(f"[1/4] data: reusing {data_dir}")
-    else:
-        log(f"[1/4] data: generating into {data_dir}")
-        generate(data_dir, settings.data, force=True, progress=log)
-    stages["data"] = time.perf_counter() - t
+    with record.stage("data"):
+        if is_generated(data_dir, settings.data):
+            log(f"[1/4] data: reusing {data_dir}")
+        else:
+            log(f"[1/4] data: generating into {data_dir}")
+            generate(data_dir, settings.data, force=True, progress=log)
 
-    t = time.perf_counter()
-    log("[2/4] pretraining the source network on the generated source set")
-    pre = pretrain(os.path.join(data_dir, "source"), os.path.join(out, "pretrain"), settings.pretrain,
-                   resume=resume, log=log)
-    stages["pretrain"] = time.perf_counter() - t
+    with record.stage("pretrain"):
+        log("[2/4] pretraining the source network on the generated source set")
+        pre = pretrain(os.path.join(data_dir, "source"), os.path.join(out, "pretrain"), settings.pretrain,
+                       resume=resume, log=log)
     source = load_source(pre["weights"])
 
     summaries, results = {}, {}
     for n, name in enumerate(settings.variants):
-        t = time.perf_counter()
-        log(f"[3/4] variant {name} ({n + 1}/{len(settings.variants)})")
-        ts = replace(settings.transfer, variant=VARIANT_OF[name])
-        if name == "scratch":
-            ts = replace(ts, train=replace(ts.train, epochs=settings.scratch_epochs))
-        run = Transfer(os.path.join(data_dir, "VOCdevkit"), 2007, source, os.path.join(out, name), ts,
-                       cache_root=os.path.join(out, "cache"), log=log)
-        results[name] = run.run(resume=resume)
-        summaries[name] = results[name].summary
-        stages[name] = time.perf_counter() - t
+        with record.stage(name):
+            log(f"[3/4] variant {name} ({n + 1}/{len(settings.variants)})")
+            ts = replace(settings.transfer, variant=VARIANT_OF[name])
+            if name == "scratch":
+                ts = replace(ts, train=replace(ts.train, epochs=settings.scratch_epochs))
+            run = Transfer(os.path.join(data_dir, "VOCdevkit"), 2007, source, os.path.join(out, name), ts,
+                           cache_root=os.path.join(out, "cache"), log=log)
+            results[name] = run.run(resume=resume)
+            summaries[name] = results[name].summary
 
     log("[4/4] report")
     classes = run.classes
@@ -103,10 +101,11 @@ def run_demo(out, settings: DemoSettings, resume=True, log=print):
     _plots(plots, pre["history"], results)
     heat = _heatmaps(os.path.join(out, "heatmaps"), results.get("transfer") or results[settings.variants[0]],
                      run.dataset, classes, settings.heatmap_images, settings.transfer.train.k)
+    stages = dict(record["seconds"])
     summary = {
         "map": {name: s.get("map") for name, s in summaries.items()},
         "ap": {name: s.get("ap") for name, s in summaries.items()},
-        "seconds": time.perf_counter() - started,
+        "seconds": sum(stages.values()),
         "stages": stages,
         "backend": backend.get_backend().name,
         "pretrain": pre["history"][-1] if pre["history"] else None,

@@ -31,8 +31,9 @@ from minicnn.atomic import write_text
 from minicnn.data.folders import read_folder, split_train_val, write_class_list
 from minicnn.data.loader import ImageLoader, image_statistics
 from minicnn.data.preprocess import Preprocessing
-from minicnn.data.transforms import ImageTransform
+from minicnn.data.transforms import ImageTransform, describe_bad, scan_images
 from minicnn.errors import InputError
+from minicnn.plots import plot_training
 from minicnn.training import SGDSettings, check_range, fit
 
 MODELS = ("alexnet", "small")
@@ -104,24 +105,43 @@ def evaluate_classifier(net, loader, preprocessing: Preprocessing):
     return top1 / max(n, 1), top5 / max(n, 1)
 
 
-def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, skip_bad=False,
-             resume=False, log=print):
-    """Train a source network; returns {"weights": path, "history": [...], "classes": [...]}."""
+def source_data(data_root, settings: PretrainSettings, list_file=None, skip_bad=False):
+    """(folder, train, validation) of a source set, every image's header read first: the
+    unreadable ones are all named at once, or with ``skip_bad`` left out and listed in
+    ``folder.skipped``. Cheap; run before any long work."""
     s = settings
     folder = read_folder(data_root, list_file=list_file, skip_bad=skip_bad)
+    bad = scan_images(folder.paths, workers=max(1, s.workers))
+    if bad and not skip_bad:
+        raise InputError(f"{data_root}: {describe_bad(bad)}")
+    if bad:
+        unreadable = {path for path, _ in bad}
+        folder = folder.subset([i for i, p in enumerate(folder.paths) if p not in unreadable])
+        folder.skipped.extend(bad)
     if len(folder.classes) < 2:
         raise InputError(f"{data_root}: a source set needs at least 2 classes, found {len(folder.classes)}")
     train, val = split_train_val(folder, s.val_fraction, seed=s.seed)
+    return folder, train, val
+
+
+def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, skip_bad=False,
+             resume=False, log=print, data=None):
+    """Train a source network; returns {"weights": path, "history": [...], "classes": [...],
+    "images": {"train", "val"}, "skipped": [(item, reason)]}. ``data``: what
+    :func:`source_data` returned, if the caller has already checked the set."""
+    s = settings
+    folder, train, val = data or source_data(data_root, settings, list_file, skip_bad)
     log(f"{folder.summary()}; {len(train)} for training, {len(val)} for validation")
     test_tf = ImageTransform(s.input_size, resize=s.resize)
-    mean, std = image_statistics(train.paths, test_tf, max_images=1000, seed=s.seed, workers=s.workers)
+    mean, std = image_statistics(train.paths, test_tf, max_images=1000, seed=s.seed, workers=s.workers,
+                                 skip_bad=skip_bad)
     preprocessing = Preprocessing(mean=mean.mean(axis=(1, 2)), std=std)
     log(f"per-channel mean {[round(m, 1) for m in preprocessing.mean]}, "
         f"standard deviation {[round(v, 1) for v in preprocessing.std]}")
     train_loader = ImageLoader(train.paths, train.labels,
                                ImageTransform(s.input_size, resize=s.resize, random_crop=True, flip=True),
                                batch_size=s.batch_size, shuffle=True, seed=s.seed, workers=s.workers,
-                               skip_bad=skip_bad, progress=True)
+                               skip_bad=skip_bad)
     val_loader = ImageLoader(val.paths, val.labels, test_tf, batch_size=256, workers=s.workers,
                              skip_bad=skip_bad)
     backend.seed(s.seed)
@@ -145,7 +165,12 @@ def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, ski
     net.save(weights)
     write_class_list(weights, folder.classes)
     write_history_csv(os.path.join(out_dir, "history.csv"), history)
-    return {"weights": weights, "history": history, "classes": list(folder.classes)}
+    plot_training(os.path.join(out_dir, "training.png"), {"source network": history},
+                  metric=["val_top1", "val_top5"], metric_label="validation accuracy",
+                  title="source training: loss and validation accuracy per epoch")
+    skipped = [*folder.skipped, *train_loader.skipped.items(), *val_loader.skipped.items()]
+    return {"weights": weights, "history": history, "classes": list(folder.classes),
+            "images": {"train": len(train), "val": len(val)}, "skipped": skipped}
 
 
 def write_history_csv(path, history):

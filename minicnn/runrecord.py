@@ -115,9 +115,12 @@ class RunRecord:
     """The record of one run of ``minicnn <command>`` in ``out_dir`` (see the module
     docstring). ``settings``: every setting of the run (a JSON-able dict or a dataclass,
     nested ones included); ``inputs``: the files
-    it reads (networks, lists), recorded by SHA-256; ``argv`` defaults to ``sys.argv``."""
+    it reads (networks, lists), recorded by SHA-256; ``argv`` defaults to ``sys.argv``;
+    ``may_change``: settings a resume may change (by default the number of epochs, so that a
+    run can be trained further)."""
 
-    def __init__(self, out_dir, command, settings, inputs=(), resume=False, fresh=False, argv=None):
+    def __init__(self, out_dir, command, settings, inputs=(), resume=False, fresh=False, argv=None,
+                 may_change=("epochs",)):
         self.dir = os.fspath(out_dir)
         self.path = os.path.join(self.dir, RECORD_NAME)
         self.log_path = os.path.join(self.dir, LOG_NAME)
@@ -133,8 +136,9 @@ class RunRecord:
                              f"{old.get('started', '?')}); pass --resume to continue it or --fresh "
                              "to start over")
         if old is not None:
-            self._check_same(old, command, settings, hashes)
+            self._check_same(old, command, settings, hashes, may_change)
             self.record = old
+            self.record["settings"] = settings  # only the settings of ``may_change`` can differ
             self.record["resumed"] = [*old.get("resumed", []), now()]
             self.record["finished"] = None
             self.record.setdefault("seconds", {})
@@ -162,12 +166,14 @@ class RunRecord:
             raise InputError(f"{self.path}: not a run record (no settings); pass --fresh to start over")
         return old
 
-    def _check_same(self, old, command, settings, hashes):
+    def _check_same(self, old, command, settings, hashes, may_change):
         if old.get("name") != command:
             raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}`, not of "
                              f"`minicnn {command}`; --resume continues a run of the same command "
                              "(--fresh starts over)")
-        problems = [f"setting {d}" for d in _differences(old.get("settings", {}), settings)]
+        # a resumed run may go on for more epochs; every other setting must be the run's
+        problems = [f"setting {d}" for d in _differences(old.get("settings", {}), settings)
+                    if d.split(":")[0].split(".")[-1] not in may_change]
         recorded = old.get("inputs", {})
         for path, digest in hashes.items():
             if path not in recorded:
@@ -228,6 +234,25 @@ class RunRecord:
         self.record["finished"] = now()
         self.save()
         return self.record
+
+
+def open_run(out, command, settings, inputs=(), resume=False, fresh=False, outputs=()):
+    """The RunRecord of a command's output folder, checked before any work: ``outputs`` are
+    the files a run of the command leaves (checkpoints, networks); a folder holding them
+    without a record (a run made before records existed) is refused too, and ``fresh``
+    removes them so that the run starts over."""
+    out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {out} is a file; name a folder")
+    present = [name for name in outputs if os.path.exists(os.path.join(out, name))]
+    if present and not (resume or fresh) and not os.path.exists(os.path.join(out, RECORD_NAME)):
+        raise InputError(f"{out} holds the results of an earlier run ({', '.join(present)}); pass --resume "
+                         "to continue it or --fresh to start over")
+    record = RunRecord(out, command, settings, inputs=inputs, resume=resume, fresh=fresh)
+    if fresh:
+        for name in present:
+            os.unlink(os.path.join(out, name))
+    return record
 
 
 def progress_bar(iterable, total=None, desc="", log=print, every_fraction=0.1, every_seconds=30.0,

@@ -21,13 +21,13 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from minicnn import backend
 from minicnn.checkpoint import load_checkpoint, save_checkpoint
 from minicnn.errors import InputError
 from minicnn.losses import softmax_cross_entropy
 from minicnn.optim import SGD, PlateauLR
+from minicnn.runrecord import progress_bar
 
 _DROPOUT, _EPOCH = 1, 2  # SeedSequence tags: the step streams never coincide with the epoch ones
 
@@ -102,8 +102,8 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
         started = time.perf_counter()
         count, batches = epoch_batches(epoch)
         total, samples = None, 0
-        bar = tqdm(batches, total=count, desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False,
-                   disable=None)
+        bar = progress_bar(batches, total=count, desc=f"{desc} epoch {epoch + 1} batches", log=log,
+                           every_fraction=0.25)
         for step, (x, labels, weights) in enumerate(bar):
             backend.seed_stream(settings.seed, _DROPOUT, epoch, step)
             loss, dlogits = softmax_cross_entropy(net.forward(backend.asarray(x), train=True), labels,

@@ -20,7 +20,10 @@ def add_arguments(p):
                    help="backend (default cpu: the Numba kernels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a tiny run of every stage (seconds)")
-    p.add_argument("--fresh", action="store_true", help="ignore checkpoints of an earlier run")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over: train again instead of reusing the checkpoints of an earlier run "
+                        "(a second run with the same settings reuses them; other settings into the "
+                        "same folder are refused unless --fresh)")
 
 
 def run(args):
@@ -35,7 +38,14 @@ def run(args):
                        pretrain=replace(settings.pretrain, seed=args.seed),
                        transfer=replace(settings.transfer,
                                         train=replace(settings.transfer.train, seed=args.seed)))
-    summary = run_demo(args.out, settings, resume=not args.fresh)
+    from dataclasses import asdict
+
+    from minicnn.runrecord import open_run
+
+    record = open_run(args.out, "demo", {**asdict(settings), "backend": args.backend}, resume=not args.fresh,
+                      fresh=args.fresh)
+    summary = run_demo(args.out, settings, record, resume=not args.fresh)
+    record.finish({"map": summary["map"], "pretrain": summary["pretrain"]})
     maps = ", ".join(f"{k} {100 * v:.2f}" for k, v in summary["map"].items() if v is not None)
     print(f"mAP (%): {maps}; {summary['seconds']:.0f} s; report: {args.out}/report.md")
     return 0

@@ -30,20 +30,36 @@ def add_arguments(p):
     p.add_argument("--heatmaps", type=int, default=8, help="images drawn as heat maps (default 8)")
     p.add_argument("--top", type=int, default=3, help="classes drawn per image (default 3)")
     p.add_argument("--backend", choices=BACKENDS, default="cpu")
+    p.add_argument("--resume", action="store_true", help="redo the run in OUT with the same settings")
+    p.add_argument("--fresh", action="store_true", help="start over in an OUT that holds a run")
+
+
+def check_settings(args):
+    """Every numeric setting in its range, before any work."""
+    from minicnn.errors import InputError
+
+    checks = [("-k", args.k, args.k is None or args.k > 0, "> 0"),
+              ("--per-class", args.per_class, args.per_class >= 1, ">= 1"),
+              ("--nms", args.nms, 0 <= args.nms <= 1, "in [0, 1]"),
+              ("--heatmaps", args.heatmaps, args.heatmaps >= 0, ">= 0"),
+              ("--top", args.top, args.top >= 1, ">= 1")]
+    for name, value, ok, valid in checks:
+        if not ok:
+            raise InputError(f"{name} must be {valid}, got {value}")
 
 
 def run(args):
-    import json
     import os
 
-    from tqdm import tqdm
-
     import minicnn as mc
+    from minicnn.atomic import write_json
     from minicnn.data.transforms import load_image
     from minicnn.errors import InputError
     from minicnn.report import ground_truth_boxes, heatmaps
+    from minicnn.runrecord import open_run, progress_bar
     from minicnn.transfer.localize import image_patch_probabilities, patch_detections, voc_boxes
 
+    check_settings(args)
     mc.set_backend(args.backend)
     net = mc.Sequential.load(args.weights)
     meta = net.meta
@@ -62,10 +78,13 @@ def run(args):
     else:
         ids = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
         paths = list(args.images)
+    record = open_run(args.out, "localize", {k: v for k, v in vars(args).items() if not k.startswith("_")},
+                      inputs=[args.weights, *(args.images or [])], resume=args.resume, fresh=args.fresh,
+                      outputs=("boxes.json",))
     os.makedirs(os.path.join(args.out, "heatmaps"), exist_ok=True)
     detections = {c: ([], [], []) for c in classes}  # image ids, scores, VOC boxes
-    for n, (image_id, path) in enumerate(tqdm(list(zip(ids, paths, strict=True)), desc="localize",
-                                              unit="img", disable=None)):
+    for n, (image_id, path) in enumerate(progress_bar(list(zip(ids, paths, strict=True)), desc="localize",
+                                                      log=record.log)):
         image = load_image(path)
         boxes, probs = image_patch_probabilities(net, image, meta["scales"], meta["stride_fraction"])
         for c, (scores, kept) in zip(classes, patch_detections(boxes, probs, len(classes), args.per_class,
@@ -77,10 +96,11 @@ def run(args):
             truth = ground_truth_boxes(dataset.annotation(image_id), classes) if args.voc else ()
             heatmaps(os.path.join(args.out, "heatmaps", f"{image_id}.png"), image, boxes, probs, classes, k=k,
                      top=args.top, gt_boxes=truth, per_class=args.per_class, nms_iou=args.nms)
-    with open(os.path.join(args.out, "boxes.json"), "w") as f:
-        json.dump({c: [{"image": i, "score": s, "box": b} for i, s, b in zip(*d, strict=True)]
-                   for c, d in detections.items()}, f)
-    print(f"heat maps: {args.out}/heatmaps; boxes: {args.out}/boxes.json")
+    write_json(os.path.join(args.out, "boxes.json"),
+               {c: [{"image": i, "score": s, "box": b} for i, s, b in zip(*d, strict=True)]
+                for c, d in detections.items()})
+    record.data(images=len(ids))
+    record.log(f"heat maps: {args.out}/heatmaps; boxes: {args.out}/boxes.json")
     if args.voc:
         from minicnn.evaluate import evaluate_voc, result_filename, write_det_results
         from minicnn.report import ap_table
@@ -90,6 +110,9 @@ def run(args):
             write_det_results(os.path.join(results, result_filename("comp3", "det", args.set, c)),
                               image_ids, scores, boxes)
         report = evaluate_voc(dataset, args.set, "det", results)
-        print(ap_table({"detection": {"ap": {c: r.ap for c, r in report.results.items()}, "map": report.map}},
-                       list(report.results), report.metric))
+        figures = {"map": report.map, "ap": {c: r.ap for c, r in report.results.items()}}
+        record.log(ap_table({"detection": figures}, list(report.results), report.metric))
+        record.finish(figures)
+    else:
+        record.finish({"images": len(ids)})
     return 0

@@ -50,7 +50,9 @@ def add_arguments(p):
     p.add_argument("--backend", choices=BACKENDS, default="cpu")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted and reported)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from its last checkpoint (same settings and data)")
+    p.add_argument("--fresh", action="store_true", help="start over in an OUT that holds a run")
 
 
 def _csv(values):
@@ -58,6 +60,8 @@ def _csv(values):
 
 
 def run(args):
+    import os
+
     import minicnn as mc
     from minicnn.errors import InputError
     from minicnn.pretrain import PretrainSettings, pretrain
@@ -74,8 +78,27 @@ def run(args):
         channels=channels, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction, workers=args.workers,
         seed=args.seed)
+    from dataclasses import asdict
+
+    from minicnn.pretrain import source_data
+    from minicnn.runrecord import open_run
+
     mc.set_backend(args.backend)
-    result = pretrain(args.data, args.out, settings, list_file=args.list, skip_bad=args.skip_bad,
-                      resume=args.resume)
-    print(f"source network: {result['weights']} ({len(result['classes'])} classes)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"--out {args.out} is a file; name a folder")
+    data = source_data(args.data, settings, args.list, args.skip_bad)  # before the record is written
+    record = open_run(args.out, "pretrain", {**asdict(settings), "data": os.path.abspath(args.data),
+                                             "skip_bad": args.skip_bad, "backend": args.backend},
+                      inputs=[args.list] if args.list else [], resume=args.resume, fresh=args.fresh,
+                      outputs=("checkpoint.npz", "source.npz"))
+    with record.stage("pretrain"):
+        result = pretrain(args.data, args.out, settings, list_file=args.list, skip_bad=args.skip_bad,
+                          resume=args.resume, log=record.log, data=data)
+    for item, reason in result["skipped"]:
+        record.skip(item, reason)
+    record.data(classes=len(result["classes"]), **result["images"])
+    last = result["history"][-1]
+    record.finish({"weights": result["weights"], "epochs": last["epoch"], "loss": last["loss"],
+                   "val_top1": last.get("val_top1"), "val_top5": last.get("val_top5")})
+    record.log(f"source network: {result['weights']} ({len(result['classes'])} classes)")
     return 0

@@ -72,7 +72,12 @@ def add_arguments(p):
     p.add_argument("--cache", default=None, help="feature cache folder (default OUT/cache)")
     p.add_argument("--backend", choices=BACKENDS, default="cpu")
     p.add_argument("--seed", type=int, default=t.seed)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from its last checkpoint (same settings and source)")
+    p.add_argument("--fresh", action="store_true", help="start over in an OUT that holds a run")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave unreadable training images out (counted in OUT/run.json); without it every "
+                        "unreadable image is named before any work starts")
 
 
 def settings_from_args(args):
@@ -96,17 +101,43 @@ def settings_from_args(args):
 
 
 def run(args):
+    import os
+    import time
+    from dataclasses import asdict
+
     import minicnn as mc
+    from minicnn.errors import InputError
     from minicnn.report import ap_table
+    from minicnn.runrecord import open_run
     from minicnn.transfer.pipeline import Transfer, load_source
 
     settings = settings_from_args(args)  # every setting checked before any work
     mc.set_backend(args.backend)
     source = load_source(args.weights)
     classes = args.classes.split(",") if args.classes else None
-    run = Transfer(args.voc, args.year, source, args.out, settings, classes=classes, cache_root=args.cache)
-    result = run.run(resume=args.resume)
+    everything = {**asdict(settings), "voc": os.path.abspath(args.voc), "year": args.year, "classes": classes,
+                  "backend": args.backend, "cache": args.cache, "skip_bad": args.skip_bad}
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"--out {args.out} is a file; name a folder")
+    # the data checked (classes, annotations, every image's header) before the record is written
+    said, started = [], time.perf_counter()
+    run = Transfer(args.voc, args.year, source, args.out, settings, classes=classes,
+                   cache_root=args.cache, log=said.append, skip_bad=args.skip_bad)
+    record = open_run(args.out, "transfer", everything, inputs=[args.weights], resume=args.resume,
+                      fresh=args.fresh, outputs=("checkpoint.npz", "transfer.npz"))
+    record["seconds"]["patches"] = round(time.perf_counter() - started, 3)
+    for line in said:
+        record.log(line)
+    run.log = record.log
+    for item, reason in run.skipped:
+        record.skip(item, reason)
+    p = run.patches
+    record.data(images={name: len(ids) for name, ids in p.split_images.items()}, patches=len(p.patch_labels),
+                classes=len(run.classes))
+    result = run.run(resume=args.resume, stage=record.stage)
     if result.report is not None:
-        print(ap_table({args.variant: result.summary}, run.classes, metric=settings.train.metric))
-    print(f"results: {result.summary['results']}; summary: {args.out}/summary.json")
+        record.log(ap_table({args.variant: result.summary}, run.classes, metric=settings.train.metric))
+    record.finish({"map": result.summary.get("map"), "ap": result.summary.get("ap"),
+                   "results": result.summary["results"]})
+    record.log(f"results: {result.summary['results']}; summary: {args.out}/summary.json")
     return 0

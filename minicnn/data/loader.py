@@ -157,14 +157,15 @@ class ImageLoader:
         return Batch(images, self.labels[kept], kept), bad
 
 
-def image_statistics(paths, transform: ImageTransform, max_images=1000, seed=0, workers=2):
+def image_statistics(paths, transform: ImageTransform, max_images=1000, seed=0, workers=2, skip_bad=False):
     """(mean image (3, S, S), per-channel standard deviation (3,)), float32, of ``transform``
     (use the test-time transform, i.e. centre crops) over at most ``max_images`` images
-    chosen by ``seed``. ``mean.mean(axis=(1, 2))`` is the per-channel mean."""
+    chosen by ``seed`` (``skip_bad``: unreadable ones left out). ``mean.mean(axis=(1, 2))``
+    is the per-channel mean."""
     paths = list(paths)
     chosen = np.random.default_rng(seed).permutation(len(paths))[:max_images]
     loader = ImageLoader([paths[i] for i in np.sort(chosen)], np.zeros(len(chosen)), transform,
-                         batch_size=64, workers=workers)
+                         batch_size=64, workers=workers, skip_bad=skip_bad)
     total, squares, count = np.zeros((3, transform.size, transform.size), np.float64), np.zeros(3), 0
     for batch in loader.epoch(0):
         total += batch.images.sum(axis=0, dtype=np.float64)

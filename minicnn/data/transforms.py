@@ -96,6 +96,29 @@ def image_size(path) -> tuple[int, int]:
         raise InputError(f"{os.fspath(path)}: cannot read image ({type(e).__name__}: {e})") from None
 
 
+def scan_images(paths, workers=4) -> list[tuple[str, str]]:
+    """(path, reason) of every file of ``paths`` whose image header cannot be read: a cheap
+    check (no decoding) run before long work, so that all bad files are reported at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def problem(path):
+        try:
+            image_size(path)
+        except InputError as e:
+            return str(path), str(e)
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return [p for p in pool.map(problem, list(paths), chunksize=64) if p is not None]
+
+
+def describe_bad(bad, remedy="fix or remove them, or pass --skip-bad to leave them out") -> str:
+    """One line for a list of unreadable files (the first few named) and what to do."""
+    shown = "; ".join(reason for _, reason in bad[:3])
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return f"{len(bad)} unreadable image(s): {shown}{more}; {remedy}"
+
+
 def to_chw(pixels: np.ndarray) -> np.ndarray:
     """(..., H, W, 3) uint8 pixels -> (..., 3, H, W) float32."""
     return np.moveaxis(pixels, -1, -3).astype(np.float32)

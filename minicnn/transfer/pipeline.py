@@ -21,7 +21,9 @@ whole-image    frozen features of the whole image as one patch (claim 2's baseli
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -30,6 +32,7 @@ import numpy as np
 from minicnn import backend, models
 from minicnn.atomic import write_json
 from minicnn.data.preprocess import Preprocessing
+from minicnn.data.transforms import describe_bad, scan_images
 from minicnn.data.voc import VOC_CHALLENGE_ACTIONS, VOCDataset
 from minicnn.errors import InputError
 from minicnn.evaluate import result_filename, write_action_results, write_cls_results
@@ -130,7 +133,7 @@ class Transfer:
     scoring; :meth:`run` returns a :class:`TransferResult`."""
 
     def __init__(self, voc_root, year, source: Sequential, out_dir, settings: TransferSettings,
-                 classes=None, cache_root=None, log=print):
+                 classes=None, cache_root=None, log=print, skip_bad=False):
         self.settings, self.log, self.out = settings, log, os.fspath(out_dir)
         s = settings
         if s.task == "action":
@@ -152,6 +155,7 @@ class Transfer:
         trainval = self.dataset.image_ids(s.train_split, task=image_set)
         self.train_ids, self.val_ids = split_trainval(trainval, s.val_fraction, s.train.seed)
         self.test_ids = self.dataset.image_ids(s.test_split, task=image_set)
+        self.skipped = self._scan_images(skip_bad)
         self.log(f"patch sampler: {describe_sampler(scales=s.scales, stride_fraction=s.stride_fraction)}")
         # one patch set over every image: a single cache serves train, val and test
         self.patches = build_patch_set(self.dataset, self.classes, s.task, self.train_ids, self.val_ids,
@@ -161,6 +165,40 @@ class Transfer:
         self.log(f"patches of {s.train_split}+{s.test_split}: {self.patches.describe(self.background)}")
         backend.seed(s.train.seed)
         self.net = build_network(source, len(self.classes) + 1, s)
+
+    def _scan_images(self, skip_bad):
+        """Refuse unreadable images before any work, all named at once; with ``skip_bad``,
+        unreadable training and validation images are left out (a test image never is: the
+        evaluation would change). Returns the (path, reason) pairs left out."""
+        ids = sorted(set(self.train_ids) | set(self.val_ids) | set(self.test_ids))
+        bad = scan_images([self.dataset.image_path(i) for i in ids])
+        if not bad:
+            return []
+        test_paths = {str(self.dataset.image_path(i)) for i in self.test_ids}
+        bad_test = [b for b in bad if b[0] in test_paths]
+        if bad_test and skip_bad:
+            raise InputError(describe_bad(bad_test, "fix them: a test image cannot be left out"))
+        if not skip_bad:
+            raise InputError(describe_bad(bad))
+        unreadable = {path for path, _ in bad}
+        self.train_ids = [i for i in self.train_ids if str(self.dataset.image_path(i)) not in unreadable]
+        self.val_ids = [i for i in self.val_ids if str(self.dataset.image_path(i)) not in unreadable]
+        self.log(f"left out {len(bad)} unreadable training images (--skip-bad)")
+        return bad
+
+    def cache_plan(self, cut_layer):
+        """(bytes of the feature cache in its dtype, a line saying what it will hold): checked
+        against the free disk space before the cache is built."""
+        n = len(self.patches.patch_labels)
+        dim = self.net["fc7"].out_features if cut_layer == "drop7" else self.net["fc6"].in_features
+        sizes = {d: n * dim * np.dtype(d).itemsize for d in CACHE_DTYPES}
+        folder = os.path.abspath(self.cache_root)
+        while not os.path.exists(folder):
+            folder = os.path.dirname(folder)
+        free = shutil.disk_usage(folder).free
+        line = (f"feature cache: {n} patches x {dim} features = {sizes['float32'] / 1e9:.3g} GB as float32, "
+                f"{sizes['float16'] / 1e9:.3g} GB as float16; {free / 1e9:.3g} GB free in {folder}")
+        return sizes[self.settings.cache_dtype], free, line
 
     def network_inputs(self):
         """(the layers that train, inputs_of(patch indices)): for cached variants the layers
@@ -173,6 +211,12 @@ class Transfer:
         extractor = Sequential(self.net.layers[:cut], self.net.names[:cut])
         trained = Sequential(self.net.layers[cut:], self.net.names[cut:])
         offsets = p.offsets
+        needed, free, plan = self.cache_plan(CACHE_CUT[s.variant])
+        self.log(plan)
+        if needed > free and not _cache_exists(self.cache_root, CACHE_CUT[s.variant]):
+            raise InputError(f"the feature cache needs {needed / 1e9:.3g} GB ({s.cache_dtype}) but only "
+                             f"{free / 1e9:.3g} GB are free; free some space, put it elsewhere (--cache) or "
+                             "use --cache-dtype float16")
         started = time.perf_counter()
         self.log(f"feature cache ({CACHE_CUT[s.variant]} output) of {len(p.patch_labels)} patches")
         cache = build_feature_cache(
@@ -209,26 +253,32 @@ class Transfer:
                               year=self.dataset.year, split=image_set,
                               competition=s.competition or DEFAULT_COMPETITION[s.task], paths=paths)
 
-    def run(self, resume=False) -> TransferResult:
+    def run(self, resume=False, stage=None) -> TransferResult:
+        """Train and score; ``stage(name)``: an optional context manager timing each stage
+        (features, training, scoring), e.g. :meth:`minicnn.runrecord.RunRecord.stage`."""
         s = self.settings
+        stage = stage or (lambda name: contextlib.nullcontext())
         started = time.perf_counter()
         os.makedirs(self.out, exist_ok=True)
-        trained, inputs_of = self.network_inputs()
+        with stage("features"):
+            trained, inputs_of = self.network_inputs()
 
         def validate(net):
             report = self.evaluate(self.score(net, inputs_of, "val")[0], "val")
             return {"val_map": report.map} if report is not None else {}
 
         train_set = self.patches.patches_of("train")
-        history = train_patches(trained, lambda idx: inputs_of(train_set[idx]),
-                                self.patches.patch_labels[train_set], self.background, s.train,
-                                validate=validate if len(self.val_ids) else None,
-                                checkpoint=os.path.join(self.out, "checkpoint.npz"), resume=resume,
-                                log=self.log, desc=s.variant)
+        with stage("training"):
+            history = train_patches(trained, lambda idx: inputs_of(train_set[idx]),
+                                    self.patches.patch_labels[train_set], self.background, s.train,
+                                    validate=validate if len(self.val_ids) else None,
+                                    checkpoint=os.path.join(self.out, "checkpoint.npz"), resume=resume,
+                                    log=self.log, desc=s.variant)
         self.net.meta.update(target_classes=self.classes, k=s.train.k, scales=list(s.scales),
                              stride_fraction=s.stride_fraction, variant=s.variant, task=s.task)
         self.net.save(os.path.join(self.out, "transfer.npz"))
-        scores, probs = self.score(trained, inputs_of, "test")
+        with stage("scoring"):
+            scores, probs = self.score(trained, inputs_of, "test")
         paths = self.write_results(scores)
         report = self.evaluate(scores, "test", paths)
         summary = {"variant": s.variant, "history": history, "settings": asdict(s),
@@ -254,6 +304,11 @@ class Transfer:
             write = write_action_results if s.task == "action" else write_cls_results
             write(paths[name], keys, scores[:, j])
         return paths
+
+
+def _cache_exists(root, name):
+    """A finished cache of this kind already in ``root`` (it may be this run's, reused)."""
+    return os.path.isdir(root) and any(d.startswith(f"{name}-") for d in os.listdir(root))
 
 
 def _progress_printer(log, what, every=0.1):
