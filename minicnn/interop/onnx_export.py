@@ -42,7 +42,8 @@ def to_onnx(net, path, opset=OPSET):
     nodes, inits = [], []
 
     def init(name, value):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float32), name))
+        # np.asarray, not ascontiguousarray: that would make the 0-d dropout ratio 1-d
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32).copy(order="C"), name))
         return name
 
     shape = tuple(net.input_shape) if net.input_shape else None

@@ -42,12 +42,20 @@ def require_onnx():
     return onnx, numpy_helper
 
 
+def _decimal(value):
+    """A float32 attribute as the shortest decimal that rounds to it (alpha 1e-4 stays 1e-4,
+    not 9.99999974e-05), so that settings read back as they were written."""
+    if isinstance(value, float):
+        return float(str(np.float32(value)))
+    return value
+
+
 class _Node:
     """A node and how error messages name it."""
 
     def __init__(self, node, index, onnx):
         self.node, self.op = node, node.op_type
-        self.attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        self.attrs = {a.name: _decimal(onnx.helper.get_attribute_value(a)) for a in node.attribute}
         label = node.name or f"#{index} (output {node.output[0]!r})"
         self.label = f"node {label} ({node.op_type})"
 
@@ -300,7 +308,7 @@ def _dropout(b: _Builder, n: _Node, consts):
     if len(n.node.input) > 1 and n.node.input[1]:
         if n.node.input[1] not in consts:
             n.fail("the ratio is not a constant")
-        ratio = float(consts[n.node.input[1]])
+        ratio = _decimal(float(consts[n.node.input[1]]))
     if len(n.node.input) > 2 and n.node.input[2]:
         mode = consts.get(n.node.input[2])
         if mode is None or bool(mode):
@@ -459,7 +467,8 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
                 softmax_dropped=builder.softmax_dropped)
     meta["import_notes"] = list(meta.get("import_notes", [])) + builder.notes
     net = layout.build_network(layers, shape, meta, names=names)
-    layout.check_classes(net, net.meta)
+    if classes is not None:
+        layout.check_classes(net, net.meta)
     if stored is not None:
         for spec, layer in zip(stored["layers"], net.layers, strict=True):
             layer.frozen = bool(spec.get("frozen", False))
