@@ -401,3 +401,34 @@ def test_a_missing_onnx_package_says_how_to_install_it(monkeypatch, tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"")
     with pytest.raises(InputError, match=r'pip install -e "\.\[interop\]"'):
         interop.from_onnx(tmp_path / "m.onnx")
+
+
+def test_an_imported_alexnet_is_the_source_of_a_transfer_run(rng, tmp_path):
+    """An AlexNet built as ONNX (minicnn's small layout: conv1 5x5 at 32 pixels, small widths),
+    imported with import-weights, then `minicnn transfer --weights` on tiny generated data."""
+    import json
+
+    from minicnn.cli import main
+    from minicnn.data.synthetic import DataConfig, generate
+
+    g, hidden, classes = bvlc_alexnet(rng, widths=(8, 16, 16, 16, 16), hidden=24, classes=30,
+                                      conv1=(5, 1, 2))
+    finish_bvlc(g, 16 * 3 * 3, hidden, classes, opset=13)
+    src = save(g.model([1, 3, 32, 32], opset=13), tmp_path, "small_alexnet.onnx")
+    weights = tmp_path / "source.npz"
+    assert main(["import-weights", str(src), "--out", str(weights),
+                 "--mean", "120", "120", "120", "--std", "60", "60", "60"]) == 0
+    source = mc.Sequential.load(weights)
+    assert source.meta["input_size"] == 32 and set(ALEXNET_NAMES) == set(source.names)
+    generate(tmp_path / "data", DataConfig(source_per_class=0, trainval=8, test=5), workers=1)
+    out = tmp_path / "transfer"
+    assert main(["transfer", "--voc", str(tmp_path / "data" / "VOCdevkit"), "--year", "2007",
+                 "--weights", str(weights), "--out", str(out), "--epochs", "1", "--hidden", "16",
+                 "--stride", "0.5", "--scales", "1,2", "--batch-size", "32", "--backend", "numpy"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["map"] <= 1
+    net = mc.Sequential.load(out / "transfer.npz")  # the imported C1..FC7, frozen, then FCa/FCb
+    assert net.names[-4:] == ["fca", "relua", "dropa", "fcb"] and net["fc7"].frozen
+    np.testing.assert_array_equal(mc.to_numpy(net["conv1"].params["weight"]),
+                                  mc.to_numpy(source["conv1"].params["weight"]))
+    assert net.meta["source_sha256"] == source.meta["source_sha256"]
