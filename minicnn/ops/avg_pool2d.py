@@ -16,16 +16,17 @@ Backward spreads each dy evenly over its window:
 
     dx[n, c, h, w] = sum_{(p, q): (h, w) in window(p, q)} dy[n, c, p, q] / d[p, q]
 
-The forward is a sum of kh * kw strided slices and the backward adds them back; the
-cost is kh * kw passes over the output, which is what pooling costs anyway. This is the
-one implementation: it runs on every backend through ``xp`` (no Numba or CUDA kernel yet).
+The forward here is a sum of kh * kw strided slices and the backward adds them back (kh * kw
+passes over the output); it runs on every backend through ``xp``. ``kernels/cpu`` and
+``kernels/cuda`` hold kernels of the same names (a loop per window, and a gather per input
+pixel for backward, so no two threads write one element).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from minicnn.backend import array_module
+from minicnn.backend import array_module, hot_path
 
 
 def _divisor(size, out, kernel, stride, pad, include_pad):
@@ -42,6 +43,7 @@ def _padded_extent(size, out, kernel, stride, pad):
     return max(0, (out - 1) * stride + kernel - size - pad)
 
 
+@hot_path
 def avg_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad=True):
     """Return y (n, C, oh, ow)."""
     xp = array_module(x)
@@ -57,6 +59,7 @@ def avg_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad=True):
     return total * xp.asarray((1.0 / d).astype(x.dtype))
 
 
+@hot_path
 def avg_pool_backward(dy, x_shape, kh, kw, sh, sw, ph, pw, count_include_pad=True):
     """Return dx of shape ``x_shape``."""
     xp = array_module(dy)
