@@ -432,3 +432,29 @@ def test_an_imported_alexnet_is_the_source_of_a_transfer_run(rng, tmp_path):
     np.testing.assert_array_equal(mc.to_numpy(net["conv1"].params["weight"]),
                                   mc.to_numpy(source["conv1"].params["weight"]))
     assert net.meta["source_sha256"] == source.meta["source_sha256"]
+
+
+def test_imagenet_topk_experiment_honours_the_channel_order(tmp_path):
+    """experiments/imagenet_topk.py on a folder of pure red and pure blue images, scored by a
+    net whose logits are its first and last input channels: right in RGB, swapped in BGR."""
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    script = Path(__file__).resolve().parent.parent / "experiments" / "imagenet_topk.py"
+    spec = importlib.util.spec_from_file_location("imagenet_topk", script)
+    topk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(topk)
+    for name, colour in (("n001", (255, 0, 0)), ("n002", (0, 0, 255))):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (12, 10), colour).save(tmp_path / "data" / name / f"{i}.png")
+    net = mc.Sequential([L.AvgPool2D(8), L.Flatten(), L.Linear(3, 2, bias=False)], ["pool", "flatten", "fc"],
+                        input_shape=(3, 8, 8), meta={"mean": [100.0] * 3, "std": [2.0] * 3})
+    net["fc"].params["weight"] = np.array([[1, 0, 0], [0, 0, 1]], np.float32)
+    classes = ["n001 red things", "n002 blue things"]
+    for order, expected in (("RGB", 1.0), ("BGR", 0.0)):
+        net.meta["channel_order"] = order
+        result = topk.topk(net, tmp_path / "data", classes, resize=8, workers=1, log=lambda *a: None)
+        assert result["images"] == 6 and result["top1"] == expected and result["top5"] == 1.0
