@@ -458,3 +458,12 @@ def test_imagenet_topk_experiment_honours_the_channel_order(tmp_path):
         net.meta["channel_order"] = order
         result = topk.topk(net, tmp_path / "data", classes, resize=8, workers=1, log=lambda *a: None)
         assert result["images"] == 6 and result["top1"] == expected and result["top5"] == 1.0
+
+
+def test_an_open_input_size_must_be_given(rng, tmp_path):
+    g = Graph(rng).conv(4, 3).op("Relu").op("MaxPool", kernel_shape=[2, 2], strides=[2, 2])
+    path = save(g.model(["N", 3, "H", "W"], output_shape=[None] * 4), tmp_path)
+    with pytest.raises(InputError, match="give the input size"):
+        interop.from_onnx(path)
+    net = interop.from_onnx(path, input_size=10)
+    assert net.input_shape == (3, 10, 10) and net.meta["input_size"] == 10

@@ -71,7 +71,8 @@ def run(args) -> int:
         source = args.model
     meta = net.meta
     net.summary()
-    print(f"output: logits{' (the source trailing Softmax dropped)' if meta.get('softmax_dropped') else ''}; "
+    dropped = " (the source's trailing Softmax dropped)" if meta.get("softmax_dropped") else ""
+    print(f"output: logits{dropped}; "
           f"input {meta.get('input_size')} pixels, {meta['channel_order']}, mean {meta['mean']}, "
           f"std {meta['std']} (network channel order)")
     from minicnn.interop.layout import KNOWN_SHA1

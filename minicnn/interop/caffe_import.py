@@ -66,8 +66,9 @@ class _Layer:
         return getattr(self.msg, field)
 
     def in_test_phase(self):
-        rules = lambda key: [r.phase for r in getattr(self.msg, key) if r.HasField("phase")]  # noqa: E731
-        include, exclude = rules("include"), rules("exclude")
+        """Whether Caffe builds this layer in the TEST phase (phase 1), as a deploy net is run."""
+        include = [r.phase for r in self.msg.include if r.HasField("phase")]
+        exclude = [r.phase for r in self.msg.exclude if r.HasField("phase")]
         return (not include or 1 in include) and 1 not in exclude
 
 

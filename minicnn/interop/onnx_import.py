@@ -274,15 +274,13 @@ def _matmul(b: _Builder, n: _Node, consts):
 def _add(b: _Builder, n: _Node, consts, const_input):
     last = b.specs[-1] if b.specs else None
     value = consts[const_input]
-    if last is None or last["kind"] not in (L.Linear, L.Conv2D) or "bias" in last["params"] \
-            or b.specs[-1]["node"] is None:
+    if last is None or last["kind"] not in (L.Linear, L.Conv2D) or "bias" in last["params"]:
         n.fail("an Add is supported only as the bias of the MatMul or Conv just before it")
     out = last["args"].get("out_features") or last["args"]["out_channels"]
     squeezed = value.reshape(-1) if value.size == out else None
     if squeezed is None or (last["kind"] is L.Conv2D and value.ndim >= 3 and value.shape[-2:] != (1, 1)):
         n.fail(f"constant of shape {value.shape} is not one bias per output ({out})")
     last["params"]["bias"] = squeezed
-    last["node"] = None  # one bias only
 
 
 def _reshape(b: _Builder, n: _Node, consts):
@@ -408,7 +406,10 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
     if input_size is not None:
         size = (input_size, input_size) if np.isscalar(input_size) else tuple(input_size)
         dims[2:] = [int(s) for s in size]
-    shape = tuple(dims[1:]) if all(d for d in dims[1:]) else None
+    if not all(dims[1:]):
+        raise InputError(f"{path}: input {inputs[0].name!r} has shape {dims}: give the input size "
+                         "(input_size=, or --input-size) to fix its height and width")
+    shape = tuple(dims[1:])
     stored = _stored_architecture(model, path)
 
     nodes = [_Node(node, i, onnx) for i, node in enumerate(graph.node)]
