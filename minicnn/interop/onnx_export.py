@@ -8,7 +8,7 @@
     Dropout   -> Dropout (ratio; the identity at inference)
     Flatten   -> Flatten (axis 1)
 
-Parameters become initializers named ``<layer>.weight`` / ``<layer>.bias``, in float32.
+Opsets 13 to 21. Parameters become initializers named ``<layer>.weight`` / ``<layer>.bias``, in float32.
 The graph reads ``input`` (N, C, H, W) and writes ``logits`` (N, classes): no softmax, as
 ``net.forward``. The architecture (names, types, settings, frozen flags, meta) goes into
 the model's metadata, so that :func:`minicnn.interop.from_onnx` rebuilds the same network.
@@ -27,6 +27,7 @@ from minicnn.errors import InputError
 from minicnn.interop.onnx_import import ARCH_KEY, require_onnx
 
 OPSET = 13
+OPSETS = range(13, 22)
 
 
 def _pads(padding):
@@ -39,6 +40,9 @@ def to_onnx(net, path, opset=OPSET):
 
     onnx, numpy_helper = require_onnx()
     helper = onnx.helper
+    if opset not in OPSETS:
+        # Dropout reads its ratio as an input from opset 12 and Softmax/Squeeze changed in 13
+        raise InputError(f"to_onnx: opset {opset} is outside {OPSETS.start}..{OPSETS.stop - 1}")
     nodes, inits = [], []
 
     def init(name, value):
@@ -70,6 +74,9 @@ def to_onnx(net, path, opset=OPSET):
         elif isinstance(layer, L.ReLU):
             nodes.append(helper.make_node("Relu", [current], [out], name=name))
         elif isinstance(layer, L.LRN):
+            if layer.size % 2 == 0:
+                raise InputError(f"layer {name!r} (LRN): size {layer.size} is even: ONNX centres an even "
+                                 "window one channel later than minicnn")
             nodes.append(helper.make_node("LRN", [current], [out], name=name, size=layer.size,
                                           alpha=layer.alpha, beta=layer.beta, bias=layer.k))
         elif isinstance(layer, L.MaxPool2D):
@@ -100,7 +107,8 @@ def to_onnx(net, path, opset=OPSET):
         [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, out_dims)], inits)
     model = helper.make_model(graph, producer_name="minicnn", producer_version=minicnn.__version__,
                               opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = min(model.ir_version, 8)  # readable by onnxruntime releases of 2022 on
+    # the lowest IR version the opset allows, so that older runtimes read the file
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
     helper.set_model_props(model, {ARCH_KEY: json.dumps(net.architecture())})
     onnx.checker.check_model(model)
     with atomic_open(path, "wb") as f:
