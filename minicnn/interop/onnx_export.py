@@ -1,4 +1,5 @@
-""":class:`minicnn.Sequential` -> ONNX (opset 13), one node per layer, named as the layer.
+""":class:`minicnn.Sequential` -> ONNX (opset 13 unless asked for 14..21), one node per
+layer, named as the layer.
 
     Conv2D    -> Conv (kernel_shape, strides, pads, group)
     Linear    -> Gemm (transB=1: the weight is stored (out, in), as minicnn keeps it)
@@ -8,10 +9,11 @@
     Dropout   -> Dropout (ratio; the identity at inference)
     Flatten   -> Flatten (axis 1)
 
-Opsets 13 to 21. Parameters become initializers named ``<layer>.weight`` / ``<layer>.bias``, in float32.
-The graph reads ``input`` (N, C, H, W) and writes ``logits`` (N, classes): no softmax, as
-``net.forward``. The architecture (names, types, settings, frozen flags, meta) goes into
-the model's metadata, so that :func:`minicnn.interop.from_onnx` rebuilds the same network.
+Parameters become initializers named ``<layer>.weight`` / ``<layer>.bias``, in float32
+(a float64 network comes back from an import as float32). The graph reads ``input``
+(N, C, H, W) and writes ``logits`` (N, classes): no softmax, as ``net.forward``. The
+architecture (names, types, settings, frozen flags, meta) goes into the model's metadata,
+so that :func:`minicnn.interop.from_onnx` rebuilds the same network.
 """
 
 from __future__ import annotations
