@@ -129,6 +129,7 @@ class _Builder:
 
     def __init__(self, shape, dtype):
         self.specs, self.shape, self.dtype, self.notes = [], shape, dtype, []
+        self.softmax_dropped = False
 
     def add(self, n, kind, args, params=None):
         spec = {"kind": kind, "args": args, "params": params or {}, "node": n}
@@ -426,7 +427,7 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
                 folded = _fold(n, args, numpy_helper, onnx)
             except InputError:
                 raise
-            except Exception as e:
+            except Exception as e:  # numpy's own error on a malformed constant node
                 n.fail(f"could not fold its constant inputs ({e})")
         if folded is not None:
             consts.update(zip(n.node.output, folded, strict=False))
@@ -437,7 +438,6 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
     for x in [x for n in live for x in n.node.input] + [o.name for o in graph.output]:
         consumers[x] = consumers.get(x, 0) + 1
     builder = _Builder(shape, np.dtype(dtype))
-    builder.softmax_dropped = False
     current = inputs[0].name
     for i, n in enumerate(live):
         activations = [x for x in n.node.input if x and x not in consts]
@@ -464,8 +464,7 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
         names = _apply_stored(stored, layers, meta, {k for k, v in given.items() if v is not None}, path)
     meta.update(source_format="onnx", source=facts["name"], source_sha256=facts["sha256"],
                 source_sha1=facts["sha1"], opset=int(opset), producer=model.producer_name,
-                output="logits",
-                softmax_dropped=builder.softmax_dropped)
+                output="logits", softmax_dropped=builder.softmax_dropped)
     meta["import_notes"] = list(meta.get("import_notes", [])) + builder.notes
     net = layout.build_network(layers, shape, meta, names=names)
     if classes is not None:
