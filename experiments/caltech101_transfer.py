@@ -26,24 +26,22 @@ import numpy as np
 import minicnn as mc
 from minicnn.data.folders import read_folder, take_per_class
 from minicnn.data.loader import ordered_map
+from minicnn.data.preprocess import Preprocessing
 from minicnn.data.transforms import crop_resize, load_image, to_chw
+from minicnn.pretrain import PretrainSettings, pretrain
 from minicnn.transfer.features import extract
 from minicnn.transfer.pipeline import TransferSettings, build_network, load_source
-from minicnn.transfer.pretrain import PretrainSettings, pretrain
 from minicnn.transfer.train import TrainSettings, patch_probabilities, train_patches
 
 
-def whole_images(paths, size, mean, std, workers=2):
-    """Every image resized whole (aspect not kept) to size x size, normalised: (n, 3, S, S)."""
+def whole_images(paths, size, preprocessing, workers=2):
+    """Every image resized whole (aspect not kept) to size x size, preprocessed: (n, 3, S, S)."""
     def one(path):
         image = load_image(path)
         return crop_resize(image, (0, 0, image.width, image.height), size)
 
     pixels = np.stack(list(ordered_map(one, paths, workers=workers)))
-    x = to_chw(pixels)
-    x -= np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
-    x /= np.asarray(std, np.float32).reshape(1, 3, 1, 1)
-    return x
+    return preprocessing(to_chw(pixels))
 
 
 def mean_class_accuracy(predicted, labels, num_classes):
@@ -86,9 +84,9 @@ def main():
     train, test = take_per_class(caltech, args.per_class, seed=args.seed)
     print(f"{caltech.summary()}; {len(train)} for training ({args.per_class} per class), "
           f"{len(test)} for testing")
-    mean, std = source.meta["mean"], source.meta["std"]
-    x_train = whole_images(train.paths, 32, mean, std)
-    x_test = whole_images(test.paths, 32, mean, std)
+    preprocessing = Preprocessing.of(source)
+    x_train = whole_images(train.paths, 32, preprocessing)
+    x_test = whole_images(test.paths, 32, preprocessing)
     times["load"] = time.perf_counter() - t
     n = len(caltech.classes)
     settings = TrainSettings(epochs=args.epochs, batch_size=64, lr=0.01, background_fraction=1.0,

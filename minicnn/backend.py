@@ -207,6 +207,14 @@ def seed(n: int) -> None:
         backend.rng = _make_rng(backend, _seed)
 
 
+def seed_stream(*key: int) -> None:
+    """Reseed the current backend's generator from ``key`` (e.g. seed, epoch, step) alone, so
+    that the dropout masks of a training step do not depend on what ran before it: a run
+    resumed at an epoch boundary draws exactly the masks of the uninterrupted run."""
+    state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
+    _current.rng = _make_rng(_current, int(state[0]) << 32 | int(state[1]))
+
+
 seed(0)
 
 

@@ -1,6 +1,7 @@
 """Throughput and memory of minicnn's backends, with PyTorch CPU side by side when installed.
 
 Usable as ``minicnn bench`` or ``python -m minicnn.bench`` (same options, see ``--help``).
+This module measures; :mod:`minicnn.bench_report` describes the machine and prints.
 
 What is measured, per model and batch size (float32):
 
@@ -39,15 +40,14 @@ import time
 import numpy as np
 
 import minicnn as mc
+from minicnn.bench_report import environment, print_header, print_memory, print_run, ratios, write_json
+from minicnn.torch_twin import torch_model
 
 MODELS = ("small", "alexnet")
 # The SGD step runs in full, but with a learning rate small enough that the weights stay
 # in range over the benchmark: random labels at a training rate make AlexNet diverge,
 # and inf/NaN or denormal numbers would change the speed of the arithmetic.
 LEARNING_RATE = 1e-5
-CONTENDERS_OURS = ("numpy", "cpu")
-BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS",
-            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
 
 
 # --- set-up -----------------------------------------------------------------------------
@@ -91,59 +91,6 @@ def thread_counts() -> dict:
     if "torch" in sys.modules:
         counts["torch"] = sys.modules["torch"].get_num_threads()
     return counts
-
-
-def environment() -> dict:
-    """Versions, CPU, BLAS library and kernel, threading layers and BLAS-related variables."""
-    import numba
-    import threadpoolctl
-
-    env = {
-        "python": sys.version.split()[0], "numpy": np.__version__, "numba": numba.__version__,
-        "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
-        "blas": [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
-                                          "threading_layer", "filepath")}
-                 for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"],
-        "numba_threading_layer": _numba_threading_layer(),
-        "variables": {k: os.environ.get(k) for k in BLAS_ENV},
-    }
-    if "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        config = torch.__config__.show()
-        env["torch"] = {"version": torch.__version__,
-                        "blas": _config_value(config, "BLAS_INFO"),
-                        "mkldnn": torch.backends.mkldnn.is_available(),
-                        "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-    return env
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
-
-
-def _numba_threading_layer() -> str:
-    import numba
-
-    try:
-        return numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        return "not started"
-
-
-def _config_value(config: str, key: str):
-    for part in config.replace("\n", ",").split(","):
-        if part.strip().startswith(key + "="):
-            return part.split("=", 1)[1].strip()
-    return None
 
 
 # --- contenders -------------------------------------------------------------------------
@@ -245,38 +192,24 @@ class Torch:
         return times
 
 
-def torch_model(net):
-    """An ``nn.Sequential`` computing what ``net`` computes, with its weights."""
-    import torch
-    from torch import nn
+def conv_algorithms(net, backend: str) -> dict:
+    """{convolution layer: "im2col" or "winograd F(m x m, r x r)"}, as run on ``backend``."""
+    from minicnn.ops import conv2d
 
-    from minicnn import layers as L
-
-    modules = []
-    for layer in net.layers:
-        if isinstance(layer, L.Conv2D):
-            m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                          layer.padding, groups=layer.groups, bias="bias" in layer.params)
-        elif isinstance(layer, L.Linear):
-            m = nn.Linear(layer.in_features, layer.out_features, bias="bias" in layer.params)
-        elif isinstance(layer, L.ReLU):
-            m = nn.ReLU()
-        elif isinstance(layer, L.LRN):
-            m = nn.LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
-        elif isinstance(layer, L.MaxPool2D):
-            m = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
-        elif isinstance(layer, L.Dropout):
-            m = nn.Dropout(layer.p)
-        elif isinstance(layer, L.Flatten):
-            m = nn.Flatten()
-        else:
-            raise ValueError(f"bench: no PyTorch equivalent for layer {layer.name!r} "
-                             f"({type(layer).__name__})")
-        with torch.no_grad():
-            for key, value in layer.params.items():
-                getattr(m, key).copy_(torch.from_numpy(mc.to_numpy(value)))
-        modules.append(m)
-    return nn.Sequential(*modules)
+    previous = mc.get_backend().name
+    mc.set_backend(backend)
+    try:
+        algorithms = {}
+        for name, layer in zip(net.names, net.layers, strict=True):
+            if isinstance(layer, mc.layers.Conv2D):
+                m = conv2d.winograd_tile(layer.params["weight"].shape, layer.stride)
+                stride = layer.stride[0]
+                r = -(-layer.kernel_size[0] // stride)
+                via = f" after space-to-depth (stride {stride})" if stride > 1 else ""
+                algorithms[name] = f"winograd F({m}x{m}, {r}x{r}){via}" if m else "im2col"
+        return algorithms
+    finally:
+        mc.set_backend(previous)
 
 
 # --- measurement ------------------------------------------------------------------------
@@ -398,11 +331,15 @@ def _reset_peak_rss() -> bool:
 
 def measure_memory(contenders, model, batch, threads) -> dict:
     """Run :func:`memory_probe` for each contender in its own subprocess."""
+    # `-m` puts the working directory first on the subprocess's path, where a clone named
+    # minicnn would be imported (as an empty namespace package) instead of this minicnn:
+    # run it from the folder that holds the package this process imported.
+    home = os.path.dirname(os.path.dirname(os.path.abspath(mc.__file__)))
     result = {}
     for name in contenders:
         cmd = [sys.executable, "-m", "minicnn.bench", "--memory-probe", name, "--model", model,
                "--batch", str(batch), "--threads", str(threads)]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=home)
         if out.returncode != 0:
             raise RuntimeError(f"bench: memory probe of {name} failed:\n{out.stderr[-2000:]}")
         result[name] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -434,7 +371,7 @@ def run(args) -> int:
     if "cpu" in backends:
         report["numba_first_call"] = {m: numba_first_call(m) for m in models}
     report["environment"] = environment()
-    _print_header(report)
+    print_header(report)
 
     for model in models:
         batches = args.batch or ([32, 128] if model == "small" or full else [32])
@@ -453,11 +390,11 @@ def run(args) -> int:
                 entry["figures"][figure] = {
                     name: {"median_s": statistics.median(t), "images_per_s": batch / statistics.median(t),
                            "times_s": t} for name, t in times.items()}
-            entry["ratios"] = _ratios(entry["figures"])
+            entry["ratios"] = ratios(entry["figures"])
             if not args.no_layers:
                 entry["layers"] = layer_table(contenders, max(1, min(args.repeats, 3)))
             report["runs"].append(entry)
-            _print_run(entry)
+            print_run(entry)
             del contenders
         if not args.no_memory:
             batch = max(batches)
@@ -468,107 +405,10 @@ def run(args) -> int:
                 memory["ratios"] = {f"{b}/torch": memory["contenders"][b]["training_mb"]
                                     / memory["contenders"]["torch"]["training_mb"] for b in backends}
             report["memory"].append(memory)
-            _print_memory(memory)
+            print_memory(memory)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"\nwrote {args.json}")
+        write_json(report, args.json)
     return 0
-
-
-def _ratios(figures: dict) -> dict:
-    """images/s ratios: each backend over PyTorch, and every backend over "numpy"."""
-    ratios = {}
-    for figure, per in figures.items():
-        r = {}
-        for name, v in per.items():
-            if name != "torch" and "torch" in per:
-                r[f"{name}/torch"] = v["images_per_s"] / per["torch"]["images_per_s"]
-            if name not in ("numpy", "torch") and "numpy" in per:
-                r[f"{name}/numpy"] = v["images_per_s"] / per["numpy"]["images_per_s"]
-        ratios[figure] = r
-    return ratios
-
-
-def _print_header(report):
-    env = report["environment"]
-    print(f"minicnn bench: {env['cpu']} ({env['cpu_count']} CPUs), python {env['python']}, "
-          f"numpy {env['numpy']}, numba {env['numba']} ({env['numba_threading_layer']} threads)")
-    for lib in env["blas"]:
-        print(f"BLAS: {lib['internal_api']} {lib['version']}, kernel {lib['architecture']}, "
-              f"{lib['num_threads']} threads ({lib['threading_layer']})")
-    if "torch" in env:
-        t = env["torch"]
-        print(f"PyTorch {t['version']}: BLAS {t['blas']}, oneDNN {'on' if t['mkldnn'] else 'off'}, "
-              f"{t['cpu_capability']}")
-    print("threads: " + ", ".join(f"{k} {v}" for k, v in report["threads"].items()))
-    set_vars = {k: v for k, v in env["variables"].items() if v is not None}
-    print("variables: " + (", ".join(f"{k}={v}" for k, v in set_vars.items())
-                           or "none of " + ", ".join(BLAS_ENV)))
-    for model, c in report.get("numba_first_call", {}).items():
-        counts = (f"{c['compiled']} specialisations compiled, {c['loaded_from_cache']} loaded from cache"
-                  if c["compiled"] + c["loaded_from_cache"] else "kernels already loaded")
-        print(f"numba first call ({model}, reported apart): {c['seconds']:.2f} s ({counts})")
-    print(f"each figure: median of {report['repeats']} interleaved rounds after {report['warmup']} warm-up")
-
-
-def conv_algorithms(net, backend: str) -> dict:
-    """{convolution layer: "im2col" or "winograd F(m x m, r x r)"}, as run on ``backend``."""
-    from minicnn.ops import conv2d
-
-    previous = mc.get_backend().name
-    mc.set_backend(backend)
-    try:
-        algorithms = {}
-        for name, layer in zip(net.names, net.layers, strict=True):
-            if isinstance(layer, mc.layers.Conv2D):
-                m = conv2d.winograd_tile(layer.params["weight"].shape, layer.stride)
-                stride = layer.stride[0]
-                r = -(-layer.kernel_size[0] // stride)
-                via = f" after space-to-depth (stride {stride})" if stride > 1 else ""
-                algorithms[name] = f"winograd F({m}x{m}, {r}x{r}){via}" if m else "im2col"
-        return algorithms
-    finally:
-        mc.set_backend(previous)
-
-
-def _print_run(entry):
-    print(f"\n{entry['model']}, batch {entry['batch']}")
-    for backend, algorithms in entry.get("convolutions", {}).items():
-        groups = {}
-        for layer, algorithm in algorithms.items():
-            groups.setdefault(algorithm, []).append(layer)
-        print(f"  {backend} convolutions: " + "; ".join(f"{a} ({', '.join(ls)})" for a, ls in groups.items()))
-    names = list(entry["figures"]["forward"])
-    print(f"  {'':10}" + "".join(f"{n:>12}" for n in names) + "   ratios (images/s)")
-    for figure, per in entry["figures"].items():
-        ratios = "  ".join(f"{k} {v:.2f}" for k, v in entry["ratios"][figure].items())
-        print(f"  {figure + ' img/s':10}" + "".join(f"{per[n]['images_per_s']:12.1f}" for n in names)
-              + f"   {ratios}")
-    if "layers" in entry:
-        layers = entry["layers"]
-        print(f"\n  per layer, ms (forward / backward, median of {len(names)}-way interleaved steps)")
-        print(f"  {'layer':10}" + "".join(f"{n:>20}" for n in layers))
-        first = next(iter(layers.values()))
-        totals = {n: [0.0, 0.0] for n in layers}
-        for layer in first:
-            cells = []
-            for n in layers:
-                f, b = layers[n][layer]["forward_ms"], layers[n][layer]["backward_ms"]
-                totals[n][0] += f
-                totals[n][1] += b
-                cells.append(f"{f:9.1f} /{b:8.1f}")
-            print(f"  {layer:10}" + "".join(f"{c:>20}" for c in cells))
-        print(f"  {'sum':10}" + "".join(f"{t[0]:9.1f} /{t[1]:8.1f}".rjust(20) for t in totals.values()))
-
-
-def _print_memory(memory):
-    print(f"\npeak memory of a training step, {memory['model']} batch {memory['batch']} "
-          "(fresh process each; MB above the post-import baseline, and peak RSS)")
-    for name, m in memory["contenders"].items():
-        ratio = memory.get("ratios", {}).get(f"{name}/torch")
-        print(f"  {name:8} {m['training_mb']:9.0f} MB  (peak RSS {m['peak_mb']:.0f} MB)"
-              + (f"   {name}/torch {ratio:.2f}" if ratio else ""))
 
 
 def main(argv=None) -> int:

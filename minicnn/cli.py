@@ -2,8 +2,10 @@
 
 Each command lives in the module that implements it, as two functions:
 ``add_arguments(parser)`` and ``run(args) -> int``; the module docstring's first line is
-its one-line help and the rest its description. Expected errors (bad files, settings,
-data) print one line and exit with code 2; set MINICNN_DEBUG=1 to see the traceback.
+its one-line help and the rest its description. A user error (``minicnn.errors.InputError``:
+a bad file, setting or data, or ``BackendUnavailable``) prints one line and exits with code
+2; set MINICNN_DEBUG=1 to see its traceback. Any other exception is a bug and shows its
+traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 import sys
 
 from minicnn.backend import BackendUnavailable
+from minicnn.errors import InputError
+from minicnn.runrecord import package_version
 
 # command -> module that implements it (imported only when the command runs)
 COMMANDS = {
@@ -35,6 +39,7 @@ def build_parser():
         prog="minicnn",
         description="A from-scratch CNN engine and the transfer method of Oquab et al. (CVPR 2014).",
     )
+    parser.add_argument("--version", action="version", version=f"minicnn {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -55,7 +60,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, BackendUnavailable) as e:
+    except (InputError, BackendUnavailable) as e:  # anything else is a bug: its traceback shows
         if os.environ.get("MINICNN_DEBUG") == "1":
             raise
         print(f"minicnn {args.command}: error: {e}", file=sys.stderr)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minicnn import backend
+from minicnn.errors import InputError
 from minicnn.ops.softmax_xent import softmax_cross_entropy
 
 
@@ -76,6 +77,8 @@ def _numeric(f_at, h, kink_tol):
 def _check(evaluate, analytic: dict, tensors: dict, mode, eps, kink_tol, seed) -> CheckResult:
     """Compare ``analytic`` gradients with numeric derivatives of ``evaluate()`` over the
     (mutable, float64, contiguous) ``tensors``."""
+    if not eps > 0 or not np.isfinite(eps):  # also NaN: the stencil would divide by 12 * eps
+        raise InputError(f"gradcheck: eps (the stencil's step) must be a finite number > 0, got {eps}")
     result = CheckResult(mode=mode)
     if mode == "directional":
         rng = np.random.default_rng(seed)
@@ -97,7 +100,7 @@ def _check(evaluate, analytic: dict, tensors: dict, mode, eps, kink_tol, seed) -
         result.errors["direction"] = 0.0 if kink else relative_error(a, n)
         return result
     if mode != "exhaustive":
-        raise ValueError(f"gradcheck: mode must be 'directional' or 'exhaustive', got {mode!r}")
+        raise InputError(f"gradcheck: mode must be 'directional' or 'exhaustive', got {mode!r}")
     for k, t in tensors.items():
         a = backend.to_numpy(analytic[k]).reshape(-1)
         flat = t.reshape(-1)  # a view: tensors are contiguous

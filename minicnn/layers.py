@@ -21,13 +21,9 @@ from minicnn.ops import linear as linear_op
 from minicnn.ops import lrn as lrn_op
 from minicnn.ops import max_pool2d as pool_op
 from minicnn.ops import relu as relu_op
-from minicnn.ops.im2col import conv_output_size
+from minicnn.ops.im2col import conv_output_size, pair
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _pair(v):
-    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
 
 
 def _check_dtype(dtype):
@@ -141,7 +137,7 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D: in_channels {in_channels} and out_channels {out_channels} "
                              f"must both be divisible by groups {groups}")
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
         self.dtype = _check_dtype(dtype)
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw
@@ -238,9 +234,9 @@ class MaxPool2D(Layer):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride) if stride is not None else self.kernel_size
-        self.padding = _pair(padding)
+        self.kernel_size = pair(kernel_size)
+        self.stride = pair(stride) if stride is not None else self.kernel_size
+        self.padding = pair(padding)
         self.ceil_mode = bool(ceil_mode)
         if any(p > k / 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
             raise ValueError(f"MaxPool2D: padding {self.padding} must be at most half the kernel "

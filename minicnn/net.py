@@ -16,6 +16,7 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.atomic import atomic_open
+from minicnn.errors import InputError
 from minicnn.layers import LAYER_TYPES, Layer
 
 ARCH_KEY = "__architecture__"
@@ -39,15 +40,15 @@ def atomic_savez(path, arrays: dict):
 
 
 def read_npz(path) -> dict:
-    """Arrays of an .npz file; a missing or unreadable file is a ValueError naming it."""
+    """Arrays of an .npz file; a missing or unreadable file is an InputError naming it."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such file")
+        raise InputError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+    except Exception as e:  # a truncated zip, a pickled entry, not an npz at all...
+        raise InputError(f"{path}: not a readable .npz file ({e})") from None
 
 
 class Sequential:
@@ -199,40 +200,69 @@ class Sequential:
         return self
 
     def load_params(self, arrays: dict, strict=True, source="parameters"):
+        """Copy ``arrays`` ({"<layer>.<param>": array}) into the parameters, cast to their
+        dtype. Weights that do not fit (a missing or unexpected name when ``strict``, another
+        shape, a non-floating dtype) raise InputError naming ``source`` and the parameter;
+        every array is checked before any is copied."""
         expected = {name: p for name, p, _ in self.named_params()}
         if strict:
             missing = [n for n in expected if n not in arrays]
             extra = [n for n in arrays if n not in expected]
             if missing or extra:
-                raise ValueError(f"{source}: parameters do not match the network: "
+                raise InputError(f"{source}: parameters do not match the network: "
                                  f"missing {missing or 'none'}, unexpected {extra or 'none'}")
         for name, value in arrays.items():
             if name not in expected:
                 continue
             layer_name, key = name.rsplit(".", 1)
             if tuple(value.shape) != tuple(expected[name].shape):
-                raise ValueError(f"{source}: layer {layer_name!r} parameter {key!r} has shape "
+                raise InputError(f"{source}: layer {layer_name!r} parameter {key!r} has shape "
                                  f"{tuple(value.shape)}, the network expects "
                                  f"{tuple(expected[name].shape)}")
-            self[layer_name].params[key] = value
+            # an integer (or boolean, complex...) array would be cast silently, truncating
+            # nothing visible but meaning nothing: the file is not a trained network's
+            if np.dtype(value.dtype).kind != "f":
+                raise InputError(f"{source}: layer {layer_name!r} parameter {key!r} is {value.dtype}; "
+                                 "parameters must be floating-point (float16, float32 or float64)")
+        for name, value in arrays.items():
+            if name in expected:
+                layer_name, key = name.rsplit(".", 1)
+                self[layer_name].params[key] = value
 
     def _load_new(cls, path):
         """Build the network stored in ``path`` and load its parameters."""
+        path = os.fspath(path)
         arrays = read_npz(path)
         if ARCH_KEY not in arrays:
-            raise ValueError(f"{path}: no {ARCH_KEY} entry; was it written by Sequential.save?")
-        arch = json.loads(str(arrays[ARCH_KEY]))
+            raise InputError(f"{path}: no {ARCH_KEY} entry; was it written by Sequential.save?")
+        # everything below reads the file's architecture: an error is the file's
+        try:
+            arch = json.loads(str(arrays[ARCH_KEY]))
+            specs = list(arch["layers"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{path}: {ARCH_KEY} is not a network architecture ({e})") from None
         layers, names = [], []
-        for spec in arch["layers"]:
-            kind = LAYER_TYPES.get(spec["type"])
+        for i, spec in enumerate(specs):
+            try:
+                name, kind_name, config = spec["name"], spec["type"], spec["config"]
+            except (KeyError, TypeError):
+                raise InputError(f"{path}: layer {i} of {ARCH_KEY} lacks its name, type or config") from None
+            kind = LAYER_TYPES.get(kind_name)
             if kind is None:
-                raise ValueError(f"{path}: layer {spec['name']!r} has unknown type {spec['type']!r}")
-            layer = kind(**spec["config"])
+                raise InputError(f"{path}: layer {name!r} has unknown type {kind_name!r}")
+            try:
+                layer = kind(**config)
+            except (TypeError, ValueError) as e:
+                raise InputError(f"{path}: layer {name!r} ({kind_name}) has a bad config {config}: "
+                                 f"{e}") from None
             layer.frozen = spec.get("frozen", False)
             layer.lr_mult = spec.get("lr_mult", 1.0)
             layers.append(layer)
-            names.append(spec["name"])
-        net = cls(layers, names, input_shape=arch.get("input_shape"), meta=arch.get("meta"))
+            names.append(name)
+        try:
+            net = cls(layers, names, input_shape=arch.get("input_shape"), meta=arch.get("meta"))
+        except ValueError as e:  # repeated layer names
+            raise InputError(f"{path}: {e}") from None
         return net._load_into(path)
 
     load = _either(_load_new, _load_into)

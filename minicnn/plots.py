@@ -1,12 +1,19 @@
-"""Small PNG plots drawn with Pillow (the project uses no matplotlib): line plots with axes,
-ticks, grid, axis labels and a legend, and bar charts with an optional reference line.
-Enough for precision/recall curves, training curves and per-class summaries.
+"""PNG plots of results, drawn with matplotlib: precision/recall curves, AP per class,
+training curves and heat maps of patch scores over an image.
 
-    line_plot("pr.png", [("precision", recall, precision)], xlabel="recall", ylabel="precision",
-              xlim=(0, 1), ylim=(0, 1), title="car: AP = 0.812")
-    bar_chart("ap.png", classes, aps, ylabel="AP", ylim=(0, 1), reference=("mean", 0.77))
+    plot_pr_curve("car_pr.png", rec, prec, 0.812, title="car: AP 0.812 (voc07)")
+    plot_pr_curves("pr.png", {"car": (rec, prec, 0.812), "dog": (rec2, prec2, 0.64)})
+    plot_ap_bars("ap.png", {"car": 0.812, "dog": 0.64}, title="VOC2007 test")
+    plot_training("training.png", {"transfer": history}, metric="val_map")
+    plot_heatmaps("000001.png", image, [{"title": "car", "map": m, "boxes": [(4, 8, 40, 30, 0.9)]}],
+                  gt_boxes=[(5, 7, 42, 31, "car")])
 
-Non-finite points break a line; whatever falls outside the axes is clipped.
+Each function writes one PNG atomically (``minicnn.atomic.atomic_open``) and returns the
+``matplotlib.figure.Figure`` it drew, so that a caller (or a test) can read the axes back.
+Figures are drawn on their own Agg canvas: nothing here selects a backend, opens a window
+or changes matplotlib's global settings, so a user's pyplot session is left as it was.
+Non-finite values (NaN AP, a NaN metric of an epoch) are left out of the plot, never drawn
+as zero.
 """
 
 from __future__ import annotations
@@ -15,308 +22,285 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
-# Tableau 10: distinct, readable on white
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-_GRID = "#e3e3e3"
-_INK = "#222222"
+from minicnn.atomic import atomic_open
 
-
-def line_plot(path, series, *, title="", xlabel="", ylabel="", xlim=None, ylim=None,
-              size=(640, 480), legend="best"):
-    """Write a line plot to ``path`` (PNG).
-
-    ``series``: (label, xs, ys) tuples, or (label, xs, ys, style) with style keys
-    ``color`` and ``width``; a None label keeps the series out of the legend. ``xlim`` /
-    ``ylim`` default to the data range. ``legend``: "best" (the corner with the fewest
-    points), "upper right", "upper left", "lower right", "lower left" or None.
-    """
-    series = [_series(s, i) for i, s in enumerate(series)]
-    xs = np.concatenate([s["x"] for s in series]) if series else np.zeros(0)
-    ys = np.concatenate([s["y"] for s in series]) if series else np.zeros(0)
-    xlim = xlim or _data_range(xs)
-    ylim = ylim or _data_range(ys)
-    font, small = _font(15), _font(13)
-    canvas = _Canvas(size, font, small, title, xlabel, ylabel, xlim, ylim,
-                     x_ticks=_nice_ticks(*xlim), x_labels=None)
-    layer = Image.new("RGBA", canvas.area_size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    for s in series:
-        px, py = canvas.to_area(s["x"], s["y"])
-        ok = np.isfinite(px) & np.isfinite(py)
-        for run in np.split(np.arange(ok.size), np.flatnonzero(~ok)):
-            run = run[ok[run]]
-            if run.size == 1:
-                x, y = px[run[0]], py[run[0]]
-                draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=s["color"])
-            elif run.size > 1:
-                draw.line(list(zip(px[run].tolist(), py[run].tolist(), strict=True)), fill=s["color"],
-                          width=s["width"], joint="curve")
-    canvas.image.paste(layer, canvas.area_origin, layer)
-    canvas.frame()
-    entries = [(s["label"], s["color"]) for s in series if s["label"] is not None]
-    if entries and legend:
-        # points along every segment, so that "best" also avoids lines between data points
-        t = np.linspace(0, 1, 33)[:, None]
-        along_x = np.concatenate([(s["x"][:-1] + t * np.diff(s["x"])).ravel() for s in series])
-        along_y = np.concatenate([(s["y"][:-1] + t * np.diff(s["y"])).ravel() for s in series])
-        canvas.legend(entries, legend, along_x, along_y)
-    canvas.save(path)
+DPI = 120
+COLORS = tuple(colormaps["tab10"].colors)  # one colour per class or run
+MAX_CURVES_ON_ONE_AXES = 10  # more classes than this: one small panel per class
+HEAT_CMAP = "inferno"  # perceptually ordered, dark (low score) to bright yellow (high)
+HEAT_ALPHA = 0.55  # weight of the score colour over the image
+GT_COLOR = "#00e676"  # ground-truth boxes: green, absent from the heat colour scale
+PRED_COLOR = "#00b0ff"  # predicted boxes: sky blue, also absent from it
+MEAN_COLOR = "#d62728"
 
 
-def bar_chart(path, labels, values, *, title="", ylabel="", ylim=None, reference=None,
-              size=None, color=PALETTE[0], value_format="{:.2f}"):
-    """Write a bar chart to ``path`` (PNG): one bar per label, its value printed above it.
-
-    ``reference``: optional (label, value) drawn as a dashed horizontal line and named in
-    the legend (a mean, a baseline). Long labels are written vertically. ``size`` defaults
-    to a width that gives every bar room.
-    """
-    labels = [str(v) for v in labels]
-    values = np.asarray(values, dtype=np.float64)
-    if reference is not None and not np.isfinite(reference[1]):
-        reference = None
-    finite = values[np.isfinite(values)]
-    low = min(0.0, float(finite.min())) if finite.size else 0.0
-    high = float(finite.max()) if finite.size else 1.0
-    if reference is not None:
-        high = max(high, float(reference[1]))
-    ylim = ylim or (low, high * 1.1 if high > 0 else 1.0)
-    size = size or (max(480, 110 + 38 * len(labels)), 480)
-    font, small = _font(15), _font(13)
-    positions = np.arange(len(labels), dtype=np.float64)
-    canvas = _Canvas(size, font, small, title, "", ylabel, (-0.6, len(labels) - 0.4), ylim,
-                     x_ticks=positions, x_labels=labels)
-    draw = ImageDraw.Draw(canvas.image)
-    half = 0.35 * canvas.area_size[0] / max(len(labels), 1)
-    base = canvas.to_canvas(np.zeros(1), np.array([max(ylim[0], 0.0)]))[1][0]
-    if len(labels) != values.size:
-        raise ValueError(f"{len(labels)} labels but {values.size} values")
-    for pos, value in zip(positions, values, strict=True):
-        if not np.isfinite(value):
-            continue
-        (cx,), (top,) = canvas.to_canvas(np.array([pos]), np.array([min(max(value, ylim[0]), ylim[1])]))
-        draw.rectangle([cx - half, min(top, base), cx + half, max(top, base)], fill=color)
-        text = value_format.format(value)
-        w = draw.textlength(text, font=small)
-        draw.text((cx - w / 2, min(top, base) - 16), text, fill=_INK, font=small)
-    if reference is not None:
-        y = canvas.to_canvas(np.zeros(1), np.array([float(reference[1])]))[1][0]
-        x0, x1 = canvas.area_origin[0], canvas.area_origin[0] + canvas.area_size[0]
-        for x in range(int(x0), int(x1), 12):
-            draw.line([(x, y), (min(x + 7, x1), y)], fill=PALETTE[3], width=2)
-    canvas.frame()
-    if reference is not None:
-        label = f"{reference[0]} = {value_format.format(float(reference[1]))}"
-        canvas.legend([(label, PALETTE[3])], "upper right", np.zeros(0), np.zeros(0))
-    canvas.save(path)
+def plot_pr_curve(path, recall, precision, ap, title):
+    """One class's precision/recall curve: the raw precision at each rank (``recall`` and
+    ``precision`` in rank order, as ``precision_recall`` returns them) and, under it, the
+    interpolated precision (the best precision at this recall or higher, as ``VOCap.m``
+    integrates it) as stairs; ``ap`` in the legend; both axes 0..1, labelled."""
+    fig = _figure((5.0, 4.9))
+    ax = fig.add_subplot()
+    _draw_pr(ax, recall, precision, COLORS[0], label=f"precision (AP {_fraction(ap)})", envelope=True)
+    _pr_axes(ax)
+    ax.legend(loc="lower left")
+    ax.set_title(title)
+    return _save(fig, path)
 
 
-def heatmap_overlay(image, values, *, title="", vmax=None, alpha=0.55, scale=1):
-    """``image`` (a PIL RGB image) with ``values`` (H, W), of the image's size, drawn over it
-    in a dark-blue-to-yellow colour scale (0 transparent-ish blue, ``vmax`` yellow; default
-    the map's maximum), upscaled by ``scale``, with ``title`` above. Returns a PIL image."""
-    values = np.asarray(values, dtype=np.float64)
-    top = float(vmax) if vmax else float(values.max()) or 1.0
-    t = np.clip(values / top, 0.0, 1.0)
-    # a perceptually ordered ramp: navy -> teal -> green -> yellow
-    stops = np.array([[20, 20, 90], [30, 120, 160], [90, 190, 90], [250, 230, 40]], dtype=np.float64)
-    pos = t * (len(stops) - 1)
-    lo = np.minimum(pos.astype(np.int64), len(stops) - 2)
-    frac = (pos - lo)[..., None]
-    colours = stops[lo] * (1 - frac) + stops[lo + 1] * frac
-    base = np.asarray(image.convert("RGB"), dtype=np.float64)
-    blended = (1 - alpha) * base + alpha * colours
-    out = Image.fromarray(blended.round().astype(np.uint8))
-    if scale != 1:
-        out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
-    if not title:
-        return out
-    font = _font(13)
-    framed = Image.new("RGB", (out.width, out.height + 20), "white")
-    framed.paste(out, (0, 20))
-    ImageDraw.Draw(framed).text((3, 2), title, fill=_INK, font=font)
-    return framed
+def plot_pr_curves(path, curves, title=""):
+    """Precision/recall curves of several classes: ``curves`` maps a class name to
+    ``(recall, precision, ap)``. Up to ten classes share one axes, one coloured line each,
+    named with its AP in a legend beside the axes; more classes get one small panel each
+    (five to a row, raw curve and interpolated stairs, AP in the panel's title)."""
+    curves = dict(curves)
+    if len(curves) <= MAX_CURVES_ON_ONE_AXES:
+        fig = _figure((7.4, 4.8))
+        ax = fig.add_subplot()
+        for i, (name, (rec, prec, ap)) in enumerate(curves.items()):
+            _draw_pr(ax, rec, prec, COLORS[i % len(COLORS)], label=f"{name} (AP {_fraction(ap)})")
+        _pr_axes(ax)
+        if curves:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+        ax.set_title(title)
+        return _save(fig, path)
+    columns = 5
+    rows = math.ceil(len(curves) / columns)
+    fig = _figure((2.3 * columns + 0.6, 2.2 * rows + (0.9 if title else 0.5)))
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+    for ax, (name, (rec, prec, ap)) in zip(axes, curves.items(), strict=False):
+        _draw_pr(ax, rec, prec, COLORS[0], envelope=True)
+        _pr_axes(ax, labels=False)
+        ax.set_title(f"{name}  AP {_fraction(ap)}", fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes[len(curves):]:
+        ax.set_visible(False)
+    fig.supxlabel("recall")
+    fig.supylabel("precision")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
 
 
-def grid_image(images, columns):
-    """Tile PIL images (of any sizes) row by row into one white image."""
-    columns = max(1, min(columns, len(images)))
-    rows = [images[i:i + columns] for i in range(0, len(images), columns)]
-    width = max(sum(im.width for im in row) + 4 * (len(row) - 1) for row in rows)
-    height = sum(max(im.height for im in row) for row in rows) + 4 * (len(rows) - 1)
-    out = Image.new("RGB", (width, height), "white")
-    y = 0
-    for row in rows:
-        x = 0
-        for im in row:
-            out.paste(im, (x, y))
-            x += im.width + 4
-        y += max(im.height for im in row) + 4
-    return out
+def plot_ap_bars(path, aps, title="", mean=None):
+    """A bar per class (``aps`` maps a class to its AP, a fraction 0..1) with its value
+    above it, and a dashed horizontal line at the mean, labelled "mean 0.xxx" in the legend.
+    ``mean`` defaults to the mean of the finite APs. A NaN AP gets no bar, only "n/a" at its
+    place; a NaN mean gets no line and the label "mean n/a"."""
+    names = list(aps)
+    values = np.array([float(aps[n]) for n in names], dtype=np.float64)
+    finite = np.isfinite(values)
+    if mean is None:
+        mean = float(values[finite].mean()) if finite.any() else float("nan")
+    mean = float(mean)
+    fig = _figure((max(4.8, 1.4 + 0.42 * len(names)), 4.6))
+    ax = fig.add_subplot()
+    positions = np.arange(len(names), dtype=np.float64)
+    bars = ax.bar(positions[finite], values[finite], width=0.7, color=COLORS[0])
+    ax.bar_label(bars, fmt="%.2f", padding=2, fontsize=8)
+    for x in positions[~finite]:
+        ax.text(x, 0.01, "n/a", ha="center", va="bottom", fontsize=8, color="#666666")
+    if np.isfinite(mean):
+        ax.axhline(mean, color=MEAN_COLOR, linestyle="--", linewidth=1.5, label=f"mean {mean:.3f}")
+    else:
+        ax.plot([], [], color=MEAN_COLOR, linestyle="--", label="mean n/a")
+    ax.set_xticks(positions, names)
+    if len(names) > 8 or max((len(n) for n in names), default=0) > 8:
+        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(0.0, 1.12)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel("AP")
+    ax.grid(axis="y", color="#e3e3e3")
+    ax.set_axisbelow(True)
+    # above the axes, right-aligned, so that it never covers a bar or its value
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=9, frameon=False, borderaxespad=0.2)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
 
 
-# --- drawing machinery ------------------------------------------------------------------------
-
-class _Canvas:
-    """A white image with a plot area mapped to data limits, its grid, ticks and labels."""
-
-    def __init__(self, size, font, small, title, xlabel, ylabel, xlim, ylim, x_ticks, x_labels):
-        self.font, self.small = font, small
-        self.xlim, self.ylim = (float(xlim[0]), float(xlim[1])), (float(ylim[0]), float(ylim[1]))
-        self.image = Image.new("RGB", tuple(int(v) for v in size), "white")
-        draw = ImageDraw.Draw(self.image)
-        y_ticks = _nice_ticks(*self.ylim)
-        y_texts = _tick_texts(y_ticks)
-        x_texts = x_labels if x_labels is not None else _tick_texts(x_ticks)
-        tick_w = max((draw.textlength(t, font=small) for t in y_texts), default=0)
-        widest_x = max((draw.textlength(t, font=small) for t in x_texts), default=0)
-        left = int(tick_w + 18 + (24 if ylabel else 6))
-        top = 36 if title else 14
-        width = self.image.width - left - 18
-        self.vertical_x = x_labels is not None and widest_x > 0.9 * width / max(len(x_texts), 1)
-        below = (widest_x + 12) if self.vertical_x else 22
-        bottom = int(below + (26 if xlabel else 8))
-        self.area_origin = (left, top)
-        self.area_size = (max(width, 10), max(self.image.height - top - bottom, 10))
-        x0, y0 = self.area_origin
-        w, h = self.area_size
-        if title:
-            tw = draw.textlength(title, font=font)
-            draw.text((x0 + (w - tw) / 2, 10), title, fill=_INK, font=font)
-        for t, text in zip(y_ticks, y_texts, strict=True):
-            y = self.to_canvas(np.zeros(1), np.array([t]))[1][0]
-            draw.line([(x0, y), (x0 + w, y)], fill=_GRID)
-            draw.line([(x0 - 5, y), (x0, y)], fill=_INK)
-            draw.text((x0 - 8 - draw.textlength(text, font=small), y - 8), text, fill=_INK, font=small)
-        for t, text in zip(x_ticks, x_texts, strict=True):
-            x = self.to_canvas(np.array([t]), np.zeros(1))[0][0]
-            if x_labels is None:
-                draw.line([(x, y0), (x, y0 + h)], fill=_GRID)
-            draw.line([(x, y0 + h), (x, y0 + h + 5)], fill=_INK)
-            if self.vertical_x:
-                self._paste_rotated(text, small, x, y0 + h + 8, anchor="top")
-            else:
-                tw = draw.textlength(text, font=small)
-                draw.text((x - tw / 2, y0 + h + 7), text, fill=_INK, font=small)
-        if xlabel:
-            xw = draw.textlength(xlabel, font=font)
-            draw.text((x0 + (w - xw) / 2, self.image.height - 24), xlabel, fill=_INK, font=font)
-        if ylabel:
-            self._paste_rotated(ylabel, font, 6, y0 + h / 2, anchor="middle")
-
-    def to_area(self, xs, ys):
-        """Data -> pixel coordinates inside the plot area."""
-        xs = np.asarray(xs, dtype=np.float64)
-        ys = np.asarray(ys, dtype=np.float64)
-        (x0, x1), (y0, y1) = self.xlim, self.ylim
-        w, h = self.area_size
-        with np.errstate(invalid="ignore", divide="ignore"):
-            px = (xs - x0) / (x1 - x0) * (w - 1)
-            py = (h - 1) - (ys - y0) / (y1 - y0) * (h - 1)
-        return px, py
-
-    def to_canvas(self, xs, ys):
-        px, py = self.to_area(xs, ys)
-        return px + self.area_origin[0], py + self.area_origin[1]
-
-    def frame(self):
-        x0, y0 = self.area_origin
-        w, h = self.area_size
-        ImageDraw.Draw(self.image).rectangle([x0, y0, x0 + w - 1, y0 + h - 1], outline=_INK)
-
-    def legend(self, entries, where, xs, ys):
-        draw = ImageDraw.Draw(self.image)
-        pad, swatch, line_h = 8, 22, 19
-        width = int(pad * 3 + swatch + max(draw.textlength(t, font=self.small) for t, _ in entries))
-        height = pad * 2 + line_h * len(entries)
-        x0, y0 = self.area_origin
-        w, h = self.area_size
-        corners = {"upper right": (x0 + w - width - 8, y0 + 8), "upper left": (x0 + 8, y0 + 8),
-                   "lower right": (x0 + w - width - 8, y0 + h - height - 8),
-                   "lower left": (x0 + 8, y0 + h - height - 8)}
-        if where == "best":
-            px, py = self.to_canvas(xs, ys)
-
-            def covered(name):
-                cx, cy = corners[name]
-                inside = (px >= cx) & (px <= cx + width) & (py >= cy) & (py <= cy + height)
-                return int(np.count_nonzero(inside))
-            where = min(corners, key=covered)
-        lx, ly = corners[where]
-        draw.rectangle([lx, ly, lx + width, ly + height], fill="white", outline="#999999")
-        for k, (text, color) in enumerate(entries):
-            cy = ly + pad + k * line_h + line_h / 2
-            draw.line([(lx + pad, cy), (lx + pad + swatch, cy)], fill=color, width=3)
-            draw.text((lx + pad * 2 + swatch, cy - 8), text, fill=_INK, font=self.small)
-
-    def _paste_rotated(self, text, font, x, y, anchor):
-        """Text turned 90 degrees counter-clockwise: centred at x; its top (anchor "top") or
-        middle (anchor "middle") at y."""
-        probe = ImageDraw.Draw(self.image)
-        w = int(math.ceil(probe.textlength(text, font=font))) + 2
-        h = int(font.size * 1.3) if hasattr(font, "size") else 14
-        label = Image.new("L", (w, h), 0)
-        ImageDraw.Draw(label).text((1, 0), text, fill=255, font=font)
-        label = label.rotate(90, expand=True)
-        ink = Image.new("RGB", label.size, _INK)
-        top = y if anchor == "top" else y - label.height / 2
-        left = x - label.width / 2 if anchor == "top" else x
-        self.image.paste(ink, (int(left), int(top)), label)
-
-    def save(self, path):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.image.save(path, format="PNG")
+def plot_training(path, histories, metric="val_map", metric_label="validation mAP", title=""):
+    """Training curves side by side: the training loss per epoch (left) and the validation
+    metric per epoch (right), one line per run with a marker per epoch. ``histories`` maps a
+    run name to its history, a list of per-epoch dicts with "epoch", "loss" and the metric
+    key(s). ``metric`` is a key or a list of keys (["val_top1", "val_top5"]); with several
+    keys each gets its own line style, named by the key less its "val_" prefix. Epochs
+    without a key, or with a non-finite value, are left out of that line."""
+    keys = [metric] if isinstance(metric, str) else list(metric)
+    styles = ("-", "--", ":", "-.")
+    markers = ("o", "s", "^", "D")
+    fig = _figure((11.0, 4.4))
+    loss_ax, metric_ax = fig.subplots(1, 2)
+    for i, (run, history) in enumerate(histories.items()):
+        color = COLORS[i % len(COLORS)]
+        epochs, losses = _points(history, "loss")
+        if epochs.size:
+            loss_ax.plot(epochs, losses, color=color, marker="o", markersize=4, label=run)
+        for j, key in enumerate(keys):
+            epochs, values = _points(history, key)
+            if not epochs.size:
+                continue
+            short = key.removeprefix("val_")
+            label = run if len(keys) == 1 else (short if len(histories) == 1 else f"{run} {short}")
+            metric_ax.plot(epochs, values, color=color, linestyle=styles[j % len(styles)],
+                           marker=markers[j % len(markers)], markersize=4, label=label)
+    for ax, ylabel in ((loss_ax, "training loss"), (metric_ax, metric_label)):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(color="#e3e3e3")
+        if ax.lines:
+            ax.legend(loc="best", fontsize=9)
+        else:
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="#666666")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
 
 
-def _series(s, i):
-    label, xs, ys = s[:3]
-    style = s[3] if len(s) > 3 else {}
-    xs = np.asarray(xs, dtype=np.float64).ravel()
-    ys = np.asarray(ys, dtype=np.float64).ravel()
-    if xs.shape != ys.shape:
-        raise ValueError(f"series {label!r}: {xs.size} x values but {ys.size} y values")
-    return {"label": label, "x": xs, "y": ys, "color": style.get("color", PALETTE[i % len(PALETTE)]),
-            "width": int(style.get("width", 2))}
+def plot_heatmaps(path, image, panels, gt_boxes=(), title=""):
+    """An image and its score maps: the image first, then one panel per entry of
+    ``panels`` (dicts ``{"title", "map", "boxes"}``): the image with ``map`` (H, W), of the
+    image's size, laid over it in the ``HEAT_CMAP`` colour scale (weight ``HEAT_ALPHA``),
+    ranging from min(0, map minimum) to the map's maximum, with a colour bar giving that
+    scale; the panel's predicted ``boxes`` ``(x1, y1, x2, y2, score)`` in ``PRED_COLOR`` with
+    their score. ``gt_boxes`` ``(x1, y1, x2, y2, label)`` are drawn on every panel, the image's
+    too, in ``GT_COLOR`` with their label. Boxes are in pixel coordinates, 0-based and
+    end-exclusive: (0, 0, W, H) is the whole image. ``image``: a PIL image or an (H, W, 3)
+    uint8 array. Up to four panels to a row."""
+    picture = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if picture.ndim != 3 or picture.shape[2] != 3:
+        raise ValueError(f"plot_heatmaps: image must be (H, W, 3), got shape {picture.shape}")
+    height, width = picture.shape[:2]
+    maps = [np.asarray(p["map"], dtype=np.float64) for p in panels]
+    for p, values in zip(panels, maps, strict=True):
+        if values.shape != (height, width):
+            raise ValueError(f"plot_heatmaps: map of panel {p.get('title', '')!r} has shape {values.shape}, "
+                             f"the image is ({height}, {width})")
+    count = 1 + len(maps)
+    columns = min(count, 4)
+    rows = math.ceil(count / columns)
+    panel_w = 3.4
+    panel_h = panel_w * height / width * 0.88 + 0.5  # the colour bar takes part of the width
+    fig = _figure((panel_w * columns, panel_h * rows + (0.7 if title else 0.3)))
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    extent = (0, width, height, 0)  # pixel i covers [i, i + 1): boxes land on pixel edges
+    axes[0].imshow(picture, extent=extent, interpolation="antialiased")
+    axes[0].set_title("image", fontsize=10)
+    for ax, panel, values in zip(axes[1:], panels, maps, strict=False):
+        ax.imshow(picture, extent=extent, interpolation="antialiased")
+        finite = values[np.isfinite(values)]
+        low = min(0.0, float(finite.min())) if finite.size else 0.0
+        high = float(finite.max()) if finite.size else 1.0
+        overlay = ax.imshow(values, extent=extent, interpolation="nearest", cmap=HEAT_CMAP,
+                            alpha=HEAT_ALPHA, vmin=low, vmax=high if high > low else low + 1.0)
+        # the scale at full strength, not faded by the overlay's alpha
+        # aspect (length / width) chosen so that the bar spans 90% of the image's height
+        scale = fig.colorbar(ScalarMappable(overlay.norm, overlay.cmap), ax=ax, fraction=0.05, pad=0.03,
+                             aspect=18 * height / width)
+        scale.ax.tick_params(labelsize=7)
+        for x1, y1, x2, y2, score in panel.get("boxes", ()):
+            _box(ax, (x1, y1, x2, y2), f"{float(score):.2f}", PRED_COLOR, at_top=False)
+        ax.set_title(panel.get("title", ""), fontsize=10)
+    for ax in axes[:count]:
+        for x1, y1, x2, y2, label in gt_boxes:
+            _box(ax, (x1, y1, x2, y2), str(label), GT_COLOR, at_top=True)
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    if any(p.get("boxes") for p in panels) or len(gt_boxes):
+        fig.legend(handles=[Line2D([], [], color=GT_COLOR, linewidth=2, label="ground truth"),
+                            Line2D([], [], color=PRED_COLOR, linewidth=2, label="predicted (score)")],
+                   loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
 
 
-def _data_range(values):
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return (0.0, 1.0)
-    lo, hi = float(finite.min()), float(finite.max())
-    if lo == hi:
-        return (lo - 0.5, hi + 0.5)
-    return (lo, hi)
+# --- shared pieces -----------------------------------------------------------------------------
+
+def _figure(size):
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
 
 
-def _nice_ticks(lo, hi, target=6):
-    """Round tick positions (steps of 1, 2 or 5 times a power of ten) within [lo, hi]."""
-    span = hi - lo
-    if not (np.isfinite(span) and span > 0):
-        return np.array([lo])
-    raw = span / target
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(lo / step - 1e-9) * step
-    ticks = np.arange(first, hi + step * 1e-9, step)
-    return np.round(ticks / step) * step
+def _save(fig, path):
+    """Write ``fig`` to ``path`` as PNG at the figure's own dpi, so that its transforms give
+    the saved image's pixel positions."""
+    with atomic_open(Path(path), "wb") as f:
+        fig.savefig(f, format="png", dpi=DPI)
+    return fig
 
 
-def _tick_texts(ticks):
-    ticks = np.asarray(ticks, dtype=np.float64)
-    step = float(np.min(np.diff(ticks))) if ticks.size > 1 else 1.0
-    decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 0
-    if ticks.size and np.all(np.abs(ticks) < 1e5) and decimals < 6:
-        return [f"{t:.{decimals}f}" for t in ticks]
-    return [f"{t:.3g}" for t in ticks]
+def _fraction(value):
+    return f"{float(value):.3f}" if np.isfinite(value) else "n/a"
 
 
-def _font(size):
-    try:
-        return ImageFont.load_default(size=size)  # scalable font, Pillow >= 10.1
-    except TypeError:
-        return ImageFont.load_default()
+def _interpolated(recall, precision):
+    """The interpolated precision as stairs (x, y): on (rec[i-1], rec[i]] the best precision
+    at rank i or later; 0 beyond the last recall."""
+    rec = np.concatenate([[0.0], recall, [1.0]])
+    envelope = np.fmax.accumulate(np.concatenate([[0.0], precision, [0.0]])[::-1])[::-1]
+    return np.repeat(rec, 2)[1:-1], np.repeat(envelope[1:], 2)
+
+
+def _draw_pr(ax, recall, precision, color, label=None, envelope=False):
+    recall = np.asarray(recall, dtype=np.float64).ravel()
+    precision = np.asarray(precision, dtype=np.float64).ravel()
+    if recall.shape != precision.shape:
+        raise ValueError(f"{recall.size} recall values but {precision.size} precision values")
+    if envelope:
+        x, y = _interpolated(recall, precision)
+        ax.plot(x, y, color=color, alpha=0.35, linewidth=4, solid_joinstyle="miter",
+                label="interpolated precision" if label else None)
+    ax.plot(recall, precision, color=color, linewidth=1.6, label=label)
+
+
+def _pr_axes(ax, labels=True):
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xticks(np.linspace(0, 1, 6))
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_aspect("equal")
+    ax.grid(color="#e3e3e3")
+    if labels:
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+
+
+def _points(history, key):
+    """(epochs, values) of the epochs whose ``key`` is present and finite."""
+    pairs = [(h.get("epoch", i + 1), h[key]) for i, h in enumerate(history)
+             if h.get(key) is not None and np.isfinite(float(h[key]))]
+    if not pairs:
+        return np.zeros(0), np.zeros(0)
+    epochs, values = zip(*pairs, strict=True)
+    return np.asarray(epochs, dtype=np.float64), np.asarray(values, dtype=np.float64)
+
+
+def _box(ax, box, text, color, at_top):
+    """A rectangle on ``ax`` and its text in a tag of its colour: above its top-left corner
+    (``at_top``, ground truth) or inside its bottom-right corner (predictions), so that a
+    ground-truth box and a prediction on the same object do not hide each other's text."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=2))
+    x, y, ha = (x1, y1, "left") if at_top else (x2, y2, "right")
+    ax.text(x, y, text, fontsize=7, color="black", ha=ha, va="bottom", clip_on=True,
+            bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0, "alpha": 0.85})

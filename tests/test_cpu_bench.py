@@ -1,6 +1,7 @@
 """``minicnn bench`` end to end on a tiny run: every figure is there and is plausible."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +67,13 @@ def test_torch_model_computes_the_same_as_ours(rng):
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(net.forward(x, train=False), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_memory_probe_imports_this_minicnn_from_a_folder_holding_a_clone(tmp_path, monkeypatch):
+    """Run from the folder that holds a clone named minicnn (a namespace package to
+    ``python -m``), the probe's subprocess still imports the minicnn this process runs."""
+    repo = Path(__file__).resolve().parent.parent
+    (tmp_path / "minicnn").symlink_to(repo, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    memory = bench.measure_memory(["numpy"], "small", 2, 1)["numpy"]
+    assert memory["training_mb"] > 0 and memory["peak_mb"] >= memory["training_mb"]

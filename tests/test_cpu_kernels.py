@@ -1,6 +1,6 @@
 """Every Numba CPU kernel against its NumPy reference (the ``@hot_path``'s ``.reference``),
 in float32 (rtol 1e-4) and float64 (rtol 1e-10), on odd shapes: stride > kernel, padding,
-groups, ceil mode, batch 1, non-contiguous inputs."""
+groups, ceil mode, batch 1, non-contiguous inputs. (gemm: tests/test_gemm.py, on every backend.)"""
 
 import numpy as np
 import pytest
@@ -216,46 +216,3 @@ def test_max_pool_nan_wins_like_numpy_argmax():
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(a, a_ref)
     assert np.isnan(y[0, 0, 0, 0]) and a[0, 0, 0, 0] == 1 * 7 + 1
-
-
-@pytest.mark.parametrize("shape", [(70, 300, 250), (260, 300, 40), (33, 5000, 47)])
-def test_gemm_split_over_threads(shape, dtype, rng):
-    import numba
-
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs 2 threads")
-    M, K, N = shape
-    a = rng.standard_normal((M, K)).astype(dtype)
-    b = rng.standard_normal((N, K)).astype(dtype).T  # a transposed view, as conv's dW uses
-    wide = np.zeros((M, N + 5), dtype)
-    out = wide[:, 2 : 2 + N]  # rows with a gap between them
-    before = numba.get_num_threads()
-    numba.set_num_threads(2)
-    try:
-        assert KERNELS["gemm"](a, b, out) is out
-    finally:
-        numba.set_num_threads(before)
-    # entries are sums of K products of size ~1: their rounding scales with sqrt(K)
-    np.testing.assert_allclose(out, a @ b, rtol=RTOL[dtype], atol=RTOL[dtype] * np.sqrt(K))
-    assert not wide[:, :2].any() and not wide[:, 2 + N :].any()
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_gemm_batched_runs_every_product_of_the_stacks(threads, dtype, rng):
-    """Winograd's products: (positions, groups) stacks, transposed and strided views."""
-    import numba
-
-    if numba.config.NUMBA_NUM_THREADS < threads:
-        pytest.skip(f"needs {threads} threads")
-    a = rng.standard_normal((9, 2, 40, 6)).astype(dtype).transpose(0, 1, 3, 2)  # (9, 2, 6, 40)
-    b = rng.standard_normal((9, 2, 40, 7)).astype(dtype)
-    wide = np.zeros((9, 2, 6, 9), dtype)
-    out = wide[..., 1:8]
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        assert KERNELS["gemm_batched"](a, b, out) is out
-    finally:
-        numba.set_num_threads(before)
-    np.testing.assert_allclose(out, np.matmul(a, b), rtol=RTOL[dtype], atol=RTOL[dtype] * np.sqrt(40))
-    assert not wide[..., 0].any() and not wide[..., 8].any()

@@ -115,8 +115,8 @@ def test_make_data_command(tmp_path, capsys):
             "--scene-size", "64x48", "--source-size", "16", "--workers", "1"]
     assert main(args) == 0
     assert "objects per class" in capsys.readouterr().out
-    assert main(args) == 2  # exists: one line, exit code 2
-    assert "exists" in capsys.readouterr().err
+    assert main(args) == 2  # the run recorded in --out: one line, exit code 2
+    assert "holds a run of `minicnn make-data`" in capsys.readouterr().err
     assert main(args[:-4] + ["--trainval", "1"]) == 2
 
 

@@ -5,6 +5,7 @@ import pytest
 
 import minicnn as mc
 from minicnn import layers as L
+from minicnn.errors import InputError
 
 
 def small_net(dtype=np.float32):
@@ -46,16 +47,16 @@ def test_load_wrong_shape_names_the_layer(tmp_path):
     small_net().save(path)
     wrong = mc.Sequential([L.Conv2D(3, 5, 3, padding=1), L.ReLU(), L.MaxPool2D(2), L.Flatten(),
                            L.Linear(5 * 4 * 4, 3)], names=["conv1", "relu1", "pool1", "flatten", "fc"])
-    with pytest.raises(ValueError, match=r"layer 'conv1' parameter 'weight' has shape \(4, 3, 3, 3\)"):
+    with pytest.raises(InputError, match=r"layer 'conv1' parameter 'weight' has shape \(4, 3, 3, 3\)"):
         wrong.load(path)
 
 
 def test_load_missing_or_corrupt_file_names_it(tmp_path):
-    with pytest.raises(ValueError, match="nope.npz: no such file"):
+    with pytest.raises(InputError, match="nope.npz: no such file"):
         mc.Sequential.load(tmp_path / "nope.npz")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="bad.npz: not a readable"):
+    with pytest.raises(InputError, match="bad.npz: not a readable"):
         mc.Sequential.load(bad)
 
 

@@ -7,8 +7,8 @@ import pytest
 
 import minicnn as mc
 from minicnn.data.synthetic import DataConfig, generate
+from minicnn.pretrain import PretrainSettings, pretrain
 from minicnn.transfer.pipeline import Transfer, TransferSettings, load_source
-from minicnn.transfer.pretrain import PretrainSettings, pretrain
 from minicnn.transfer.train import TrainSettings
 
 TINY_NET = dict(model="small", input_size=32, resize=36, channels=(8, 16, 16, 16, 16), hidden=24,
@@ -58,7 +58,7 @@ def test_every_variant_runs_end_to_end(tiny, tmp_path, variant):
     expected = {"frozen": {"fca", "fcb"}, "whole-image": {"fca", "fcb"},
                 "update-fc67": {"fc6", "fc7", "fca", "fcb"}}.get(variant)
     assert trainable == (expected or {n for n in run.net.names if run.net[n].params})
-    summary = run.run()
+    summary = run.run().summary
     assert len(run.classes) == 10 and set(summary["ap"]) <= set(run.classes)
     assert 0 <= summary["map"] <= 1
     files = sorted((tmp_path / "results" / "VOC2007" / "Main").iterdir())
@@ -86,9 +86,10 @@ def test_test_images_without_annotations_are_scored_not_evaluated(tiny, tmp_path
                                 train=TrainSettings(epochs=1, batch_size=32))
     run = Transfer(voc, 2007, load_source(result["weights"]), tmp_path / "out", settings,
                    cache_root=tmp_path / "cache", log=logs.append)
-    test_rows = run.rows["test"]
-    assert len(test_rows) and np.all(run.patches.labels[test_rows] == -1)
-    summary = run.run()
+    test_patches = run.patches.patches_of("test")
+    assert len(test_patches) and np.all(run.patches.patch_labels[test_patches] == -1)
+    assert run.patches.items["test"].truth is None
+    summary = run.run().summary
     assert "map" not in summary and any(line.startswith("not evaluated:") for line in logs)
     files = sorted((tmp_path / "out" / "results" / "VOC2007" / "Main").iterdir())
     assert len(files) == 10
@@ -105,13 +106,13 @@ def test_frozen_training_resumes_from_its_checkpoint(tiny, tmp_path):
                                          train=TrainSettings(epochs=epochs, batch_size=16)),
                         cache_root=root / "cache", log=lambda *a: None)
 
-    straight = make(2).run()["history"]
+    straight = make(2).run().summary["history"]
     (tmp_path / "checkpoint.npz").unlink()
     make(1).run()
     logs = []
     resumed = make(2)
     resumed.log = logs.append
-    history = resumed.run(resume=True)["history"]
+    history = resumed.run(resume=True).summary["history"]
     assert any("resumed" in line for line in logs)
     np.testing.assert_allclose([h["loss"] for h in history], [h["loss"] for h in straight], rtol=1e-6)
 
@@ -124,7 +125,8 @@ def test_demo_quick_writes_its_report(tmp_path):
     assert set(summary["map"]) == {"transfer", "scratch", "whole-image"}
     assert summary["seconds"] > 0 and "pretrain" in summary["stages"]
     assert (tmp_path / "report.md").read_text().startswith("# minicnn demo")
-    assert (tmp_path / "plots" / "validation_map.png").exists()
+    for plot in ("training.png", "pretrain.png", "transfer/cls_summary.png"):
+        assert (tmp_path / "plots" / plot).exists(), plot
     assert list((tmp_path / "heatmaps").glob("*.png"))
 
 
@@ -152,7 +154,7 @@ def test_settings_are_checked_and_val_fraction_zero_trains_on_everything(tiny, t
     from minicnn.errors import InputError
 
     for bad in (dict(dropout=1.0), dict(val_fraction=-0.1), dict(hidden=0)):
-        with pytest.raises(InputError, match=next(iter(bad))):
+        with pytest.raises(InputError, match="--" + next(iter(bad)).replace("_", "-")):
             TransferSettings(**bad)
     root, result = tiny
     settings = TransferSettings(hidden=16, val_fraction=0.0, stride_fraction=0.5, scales=(1.0, 2.0),
@@ -160,7 +162,7 @@ def test_settings_are_checked_and_val_fraction_zero_trains_on_everything(tiny, t
     run = Transfer(root / "data" / "VOCdevkit", 2007, load_source(result["weights"]), tmp_path, settings,
                    cache_root=root / "cache", log=lambda *a: None)
     assert run.val_ids == [] and len(run.train_ids) == 8
-    history = run.run()["history"]
+    history = run.run().summary["history"]
     assert [h["lr"] for h in history] == [0.01, 0.01] and all("val_map" not in h for h in history)
 
 
@@ -190,6 +192,7 @@ def action_tree(tiny_voc, out):
 
 def test_action_task_scores_each_person_from_the_patches_on_its_box(tiny, tmp_path):
     from minicnn.data.voc import VOC_CHALLENGE_ACTIONS, VOCDataset
+    from minicnn.errors import InputError
     from minicnn.evaluate import read_action_results
 
     root, result = tiny
@@ -200,22 +203,23 @@ def test_action_task_scores_each_person_from_the_patches_on_its_box(tiny, tmp_pa
                    cache_root=tmp_path / "cache", log=lambda *a: None)
     assert run.classes == list(VOC_CHALLENGE_ACTIONS) and run.net["fcb"].out_features == 11
     persons = VOCDataset(voc, 2007).action_persons("test")
-    assert [(i, o.index) for i, o in run.samples["test"]] == [(i, o.index) for i, o in persons]
+    items = run.patches.items["test"]
+    assert items.keys == [(i, o.index) for i, o in persons]
     # every person is scored by patches of its own image, which hold most of its box
-    positions, sample = run.pairs["test"]
-    assert set(sample.tolist()) == set(range(len(persons)))
-    rows = run.rows["test"][positions]
+    assert set(items.pair_item.tolist()) == set(range(len(persons)))
+    patches = items.patches[items.pair_patch]
     for j in range(len(persons)):
         image_id, person = persons[j]
-        assert {run.ids[i] for i in run.patches.image[rows[sample == j]]} == {image_id}
-    gt = run.ground_truth("test")
+        images = run.patches.patch_image[patches[items.pair_item == j]]
+        assert {run.patches.image_ids[i] for i in images} == {image_id}
+    gt = items.truth
     assert gt.shape == (len(persons), 10) and set(np.unique(gt)) <= {-1, 1}
-    summary = run.run()
+    summary = run.run().summary
     assert 0 <= summary["map"] <= 1 and set(summary["ap"]) <= set(VOC_CHALLENGE_ACTIONS)
     folder = tmp_path / "out" / "results" / "VOC2007" / "Action"
     written = read_action_results(folder / "comp9_action_test_jumping.txt")
     assert len(written[0]) == len(persons)
-    with pytest.raises(Exception, match="whole-image"):
+    with pytest.raises(InputError, match="whole-image"):
         TransferSettings(task="action", variant="whole-image")
 
 

@@ -1,4 +1,4 @@
-"""Winograd convolution (``minicnn/ops/winograd.py``): the Toom-Cook matrices, each cpu
+"""Winograd convolution (``minicnn/ops/winograd.py``, ``winograd_conv.py``): the Toom-Cook matrices, each cpu
 transform kernel against its NumPy reference, the whole algorithm against the direct
 convolution forward and backward, and its gradient against finite differences.
 
@@ -15,7 +15,7 @@ import minicnn as mc
 from minicnn import gradcheck
 from minicnn import layers as L
 from minicnn.ops import conv2d as conv_op
-from minicnn.ops import winograd
+from minicnn.ops import winograd, winograd_conv
 
 pytest.importorskip("numba")
 
@@ -96,10 +96,9 @@ def direct_and_winograd(x, weight, bias, dy, padding, groups, need_dx=True, back
     direct = (conv_op.conv2d_forward(x, weight, bias, 1, padding, groups),) + conv_op.conv2d_backward(
         dy, x, weight, 1, padding, groups, need_dx=need_dx)
     mc.set_backend(backend)
-    m = conv_op.WINOGRAD_TILE[weight.shape[2]]
-    pair = conv_op._pair(padding)
-    fast = (conv_op._winograd_forward(x, weight, bias, pair, groups, m),) + conv_op._winograd_backward(
-        dy, x, weight, pair, groups, m, need_dx, True)
+    m, budget = conv_op.WINOGRAD_TILE[weight.shape[2]], conv_op.WORKSPACE_BYTES
+    fast = (winograd_conv.forward(x, weight, bias, 1, padding, groups, m, budget=budget),) + \
+        winograd_conv.backward(dy, x, weight, 1, padding, groups, m, need_dx, True, budget=budget)
     mc.set_backend("numpy")
     return direct, fast
 
@@ -175,16 +174,16 @@ def test_strided_convolution_through_space_to_depth_equals_the_direct_one(
 
 def test_space_to_depth_and_its_adjoint(rng):
     x = rng.standard_normal((2, 3, 7, 9))
-    xs = conv_op.space_to_depth(x, 4, 1, 2, 3, 3)
+    xs = winograd_conv.space_to_depth(x, 4, 1, 2, 3, 3)
     assert xs.shape == (2, 48, 3, 3)
     assert xs[1, 2 * 16 + 1 * 4 + 3, 1, 1] == x[1, 2, 4 + 1 - 1, 4 + 3 - 2]  # padding (1, 2)
     # adjoint: <S x, z> = <x, S^T z>
     z = rng.standard_normal(xs.shape)
-    assert np.isclose((xs * z).sum(), (x * conv_op.depth_to_space(z, 4, 1, 2, 7, 9)).sum())
+    assert np.isclose((xs * z).sum(), (x * winograd_conv.depth_to_space(z, 4, 1, 2, 7, 9)).sum())
     w = rng.standard_normal((5, 3, 11, 11))
-    ws = conv_op.filter_to_depth(w, 4)
+    ws = winograd_conv.filter_to_depth(w, 4)
     assert ws.shape == (5, 48, 3, 3)
-    np.testing.assert_array_equal(conv_op.depth_to_filter(ws, 4, 11), w)
+    np.testing.assert_array_equal(winograd_conv.depth_to_filter(ws, 4, 11), w)
 
 
 def test_cpu_backend_picks_winograd_where_a_tile_size_is_set(monkeypatch):

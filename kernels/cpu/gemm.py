@@ -4,19 +4,18 @@ the output, instead of one multi-threaded GEMM.
 
 Why: the threads of one OpenBLAS GEMM wait for each other many times per call. When
 another process holds one of the cores, every such wait lasts until the descheduled
-thread runs again; on 2 cores with one busy elsewhere, conv1's weight gradient (96 x 363
-outputs, 45375-long sums) took 1.7 s with 2 BLAS threads and 0.08 s with 1. Independent
-blocks never wait for each other, and on an idle machine they run as fast as the
-threaded GEMM. Each output element is still one BLAS dot product over the whole inner
-dimension, so the result does not depend on the number of threads. ``gemm_batched`` goes one
-step further for a stack of independent products: each thread takes whole products, an
-equal share of them, and nobody waits until the last one is done.
+thread runs again, and the threaded GEMM becomes many times slower than a single-threaded
+one (figures: README, Benchmarks). Independent blocks never wait for each other, and on an
+idle machine they run as fast as the threaded GEMM. Each output element is still one BLAS
+dot product over the whole inner dimension, so the result does not depend on the number
+of threads. ``gemm_batched`` goes one step further for a stack of independent products:
+each thread takes whole products, an equal share of them, and nobody waits until the last
+one is done. With ``accumulate`` each block adds its product to its block of ``out``.
 
 The products run single-threaded because the BLAS is limited to one thread while the cpu
 backend is the current one (:func:`single_threaded_blas`, called by ``set_backend``):
 OpenBLAS's own threads, woken by any threaded call (an einsum, a small product), spin for
-a while afterwards; they took 9% of the CPU time of a training step from the kernels'
-threads (AlexNet, batch 128: 0.3 s of 5.7 s).
+a while afterwards, taking CPU time from the kernels' threads.
 """
 
 from __future__ import annotations
@@ -41,12 +40,19 @@ def single_threaded_blas():
     return threadpoolctl.threadpool_limits(limits=1, user_api="blas").restore_original_limits
 
 
-def _products(share):
-    for a, b, out in share:
+def _product(a, b, out, accumulate):
+    if accumulate:
+        out += np.matmul(a, b)
+    else:
         np.matmul(a, b, out=out)
 
 
-def _run_shares(shares):
+def _products(share, accumulate):
+    for a, b, out in share:
+        _product(a, b, out, accumulate)
+
+
+def _run_shares(shares, accumulate):
     """Run each share, a list of (a, b, out) products, on a thread of its own (the first on
     this one) and wait for all."""
     with _lock:
@@ -56,8 +62,8 @@ def _run_shares(shares):
             _state["executor"] = ThreadPoolExecutor(len(shares) - 1, thread_name_prefix="minicnn-gemm")
             _state["workers"] = len(shares) - 1
         executor = _state["executor"]
-    futures = [executor.submit(_products, share) for share in shares[1:]]
-    _products(shares[0])
+    futures = [executor.submit(_products, share, accumulate) for share in shares[1:]]
+    _products(shares[0], accumulate)
     for f in futures:
         f.result()
 
@@ -69,28 +75,29 @@ def _bounds(size, parts, align=16):
     return [(s, min(size, s + step)) for s in range(0, size, step)]
 
 
-def gemm(a, b, out):
+def gemm(a, b, out, accumulate=False):
     threads = numba.get_num_threads()
     M, K = a.shape
     N = b.shape[1]
     if threads < 2 or M * N * K < MIN_SPLIT_WORK or max(M, N) < 32:
-        return np.matmul(a, b, out=out)
+        _product(a, b, out, accumulate)
+        return out
     # split the longer side of the output: the operand read whole by every block is then
     # the smaller one
     if M >= N:
-        _run_shares([[(a[s:e], b, out[s:e])] for s, e in _bounds(M, threads)])
+        _run_shares([[(a[s:e], b, out[s:e])] for s, e in _bounds(M, threads)], accumulate)
     else:
-        _run_shares([[(a, b[:, s:e], out[:, s:e])] for s, e in _bounds(N, threads)])
+        _run_shares([[(a, b[:, s:e], out[:, s:e])] for s, e in _bounds(N, threads)], accumulate)
     return out
 
 
-def gemm_batched(a, b, out):
+def gemm_batched(a, b, out, accumulate=False):
     products = [(a[i], b[i], out[i]) for i in np.ndindex(a.shape[:-2])]
     threads = numba.get_num_threads()
     if threads < 2 or len(products) < threads:
         for p in products:
-            gemm(*p)
+            gemm(*p, accumulate)
         return out
     # the stack's products all have one shape: an equal number to each thread
-    _run_shares([products[t::threads] for t in range(threads)])
+    _run_shares([products[t::threads] for t in range(threads)], accumulate)
     return out

@@ -5,8 +5,7 @@ col2im runs one thread per input plane (b, c), adding the (i, j) contributions i
 reference's order, so the result is the same bit for bit and needs no atomics.
 
 Both work on flat arrays with unsigned offsets: with a signed index Numba must allow for
-Python's negative indexing, a test per element that also stops vectorisation (it made
-these copies 2-3 times slower).
+Python's negative indexing, a test per element that also stops vectorisation.
 """
 
 from __future__ import annotations

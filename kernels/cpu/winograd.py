@@ -11,7 +11,7 @@ rest being mostly +-1) skipped; the few entries of the runs that straddle a row 
 image are never read back. The order of the sums differs from the reference's only.
 
 Inner loops index with unsigned integers: with a signed index Numba must allow for
-Python's negative indexing, a test per element that stops vectorisation (5x slower here).
+Python's negative indexing, a test per element that stops vectorisation.
 """
 
 from __future__ import annotations

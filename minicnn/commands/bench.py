@@ -38,6 +38,8 @@ def run(args):
     from minicnn.bench import run as run_bench
 
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0 or any(b < 1 for b in args.batch or []):
-        raise ValueError("bench: --threads, --repeats and --batch must be >= 1, --warmup >= 0")
+        from minicnn.errors import InputError
+
+        raise InputError("bench: --threads, --repeats and --batch must be >= 1, --warmup >= 0")
     args.model = args.model or ["small", "alexnet"]
     return run_bench(args)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 def add_arguments(p):
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--backend", default="cpu", choices=("numpy", "cpu", "cuda"),
+    from minicnn.backend import BACKENDS
+
+    p.add_argument("--backend", default="cpu", choices=BACKENDS,
                    help="backend (default cpu: the Numba kernels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a tiny run of every stage (seconds)")
@@ -25,7 +27,7 @@ def run(args):
     from dataclasses import replace
 
     import minicnn as mc
-    from minicnn.transfer.demo import DemoSettings, run_demo
+    from minicnn.demo import DemoSettings, run_demo
 
     mc.set_backend(args.backend)
     settings = DemoSettings.quick() if args.quick else DemoSettings()

@@ -17,11 +17,38 @@ def add_arguments(p):
     p.add_argument("--backend", default="numpy", choices=("numpy", "cpu", "cuda"),
                    help="backend whose kernels are checked (default numpy)")
     p.add_argument("--op", action="append", default=None,
-                   help="check only ops whose name starts with this (repeatable)")
+                   help="check only the checks whose name starts with this (repeatable): conv2d, "
+                        "max_pool2d, relu, lrn, dropout, linear, flatten, softmax_cross_entropy, net")
     p.add_argument("--eps", type=float, default=1e-3,
-                   help="step of the five-point stencil (default 1e-3)")
-    p.add_argument("--tol", type=float, default=1e-6, help="largest accepted relative error")
-    p.add_argument("--seed", type=int, default=0)
+                   help="step of the five-point stencil, > 0 (default 1e-3)")
+    p.add_argument("--tol", type=float, default=1e-6,
+                   help="largest accepted relative error, >= 0 (default 1e-6)")
+    p.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default 0)")
+
+
+# the checks after the per-op ones (standard_cases); "tiny" also selects the whole net
+LOSS_CHECKS = ("softmax_cross_entropy", "softmax_cross_entropy weighted")
+NET_CHECK = "tiny AlexNet-like net"
+
+
+def check_settings(args):
+    """Refuse settings that would check nothing or cannot be computed, before any work."""
+    import math
+
+    from minicnn import gradcheck
+    from minicnn.errors import InputError
+
+    if not (args.eps > 0 and math.isfinite(args.eps)):
+        raise InputError(f"--eps {args.eps:g}: the stencil's step must be a finite number > 0 (e.g. 1e-3)")
+    if not (args.tol >= 0 and math.isfinite(args.tol)):
+        raise InputError(f"--tol {args.tol:g}: the accepted relative error must be a finite number >= 0")
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed}: the seed must be an integer >= 0")
+    names = [name for name, _, _ in gradcheck.standard_cases()] + [*LOSS_CHECKS, NET_CHECK]
+    for op in args.op or ():
+        if not any(name.startswith(op) for name in [*names, "net"]):
+            raise InputError(f"--op {op!r} selects no check; the checks are {', '.join(names)} "
+                             "(--op net selects the last)")
 
 
 def run(args):
@@ -30,6 +57,7 @@ def run(args):
     import minicnn as mc
     from minicnn import gradcheck
 
+    check_settings(args)
     mc.set_backend(args.backend)
     mc.seed(args.seed)
 
@@ -52,14 +80,13 @@ def run(args):
     if wanted("softmax_cross_entropy"):
         rng = np.random.default_rng(args.seed)
         logits, labels = rng.standard_normal((4, 5)), np.array([0, 4, 2, 2])
-        for name, weights in (("softmax_cross_entropy", None),
-                              ("softmax_cross_entropy weighted", np.array([1.0, 0.5, 0.0, 2.0]))):
+        for name, weights in zip(LOSS_CHECKS, (None, np.array([1.0, 0.5, 0.0, 2.0])), strict=True):
             worst = max(worst, row(name, gradcheck.check_loss(logits, labels, weights, mode=args.mode,
                                                               eps=args.eps, seed=args.seed)))
     if wanted("net") or wanted("tiny"):
         net = mc.models.tiny_alexnet(num_classes=5, input_size=12)
         x = gradcheck.kinkless_input((2, 3, 12, 12), np.random.default_rng(args.seed))
-        worst = max(worst, row("tiny AlexNet-like net",
+        worst = max(worst, row(NET_CHECK,
                                gradcheck.check_net(net, x, np.array([1, 3]), mode=args.mode,
                                                    eps=args.eps, seed=args.seed)))
     ok = worst <= args.tol

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 
 def add_arguments(p):
+    from minicnn.backend import BACKENDS
+
     p.add_argument("--weights", required=True, help="transfer network (.npz written by minicnn transfer)")
     p.add_argument("--out", required=True, help="output folder (heatmaps/, boxes.json, results/)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -27,7 +29,7 @@ def add_arguments(p):
     p.add_argument("--nms", type=float, default=0.3, help="IoU above which a weaker box is dropped")
     p.add_argument("--heatmaps", type=int, default=8, help="images drawn as heat maps (default 8)")
     p.add_argument("--top", type=int, default=3, help="classes drawn per image (default 3)")
-    p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu")
+    p.add_argument("--backend", choices=BACKENDS, default="cpu")
 
 
 def run(args):
@@ -39,8 +41,8 @@ def run(args):
     import minicnn as mc
     from minicnn.data.transforms import load_image
     from minicnn.errors import InputError
+    from minicnn.report import ground_truth_boxes, heatmaps
     from minicnn.transfer.localize import image_patch_probabilities, patch_detections, voc_boxes
-    from minicnn.transfer.report import heatmaps
 
     mc.set_backend(args.backend)
     net = mc.Sequential.load(args.weights)
@@ -72,15 +74,16 @@ def run(args):
             detections[c][1].extend(scores.tolist())
             detections[c][2].extend(voc_boxes(kept).tolist())
         if n < args.heatmaps:
-            heatmaps(image, boxes, probs, classes, k=k, top=args.top).save(
-                os.path.join(args.out, "heatmaps", f"{image_id}.png"))
+            truth = ground_truth_boxes(dataset.annotation(image_id), classes) if args.voc else ()
+            heatmaps(os.path.join(args.out, "heatmaps", f"{image_id}.png"), image, boxes, probs, classes, k=k,
+                     top=args.top, gt_boxes=truth, per_class=args.per_class, nms_iou=args.nms)
     with open(os.path.join(args.out, "boxes.json"), "w") as f:
         json.dump({c: [{"image": i, "score": s, "box": b} for i, s, b in zip(*d, strict=True)]
                    for c, d in detections.items()}, f)
     print(f"heat maps: {args.out}/heatmaps; boxes: {args.out}/boxes.json")
     if args.voc:
         from minicnn.evaluate import evaluate_voc, result_filename, write_det_results
-        from minicnn.transfer.report import ap_table
+        from minicnn.report import ap_table
 
         results = os.path.join(args.out, "results", f"VOC{args.year}", "Main")
         for c, (image_ids, scores, boxes) in detections.items():

@@ -4,6 +4,9 @@ Writes DIR/VOCdevkit/VOC2007 (JPEGImages, Annotations, ImageSets/Main) with scen
 10 object classes over textured clutter, and DIR/source/<class>/<image>.jpg, an
 object-centred classification set of 30 other classes built from the same parts and
 textures. The same seed and sizes give byte-identical files; nothing is downloaded.
+DIR/run.json records the run (settings, times, counts) and DIR/log.txt its messages; a DIR
+holding a run is refused unless --resume (same settings: the data are made again, the
+same bytes) or --fresh (--force) replaces it.
 """
 
 from __future__ import annotations
@@ -37,17 +40,46 @@ def add_arguments(p):
     p.add_argument("--max-objects", type=int, default=d.max_objects,
                    help="most objects per scene (default %(default)s)")
     p.add_argument("--workers", type=int, default=None, help="processes drawing images (default: CPU count)")
-    p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
+    p.add_argument("--fresh", "--force", dest="fresh", action="store_true",
+                   help="replace a dataset (and its run record) already in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="make the dataset of the run recorded in --out again (same settings)")
 
 
 def run(args):
-    from minicnn.data.synthetic import DataConfig, generate
+    import os
+    from dataclasses import asdict
 
+    from minicnn.data.synthetic import MANIFEST, DataConfig, generate
+    from minicnn.errors import InputError
+    from minicnn.runrecord import RECORD_NAME, RunRecord
+
+    # every refusal comes before any work and before the record is written
+    out = os.path.abspath(os.path.expanduser(args.out))
+    ancestor = out
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise InputError(f"--out {args.out} is a file; name a folder" if ancestor == out else
+                         f"--out {args.out}: {ancestor} is a file, not a folder")
+    if not args.fresh and not os.path.exists(os.path.join(out, RECORD_NAME)):
+        for name in ("VOCdevkit", "source", MANIFEST):  # a dataset made before runs were recorded
+            if os.path.exists(os.path.join(out, name)):
+                raise InputError(f"{os.path.join(out, name)} exists; choose another --out or replace it "
+                                 "with --fresh")
     config = DataConfig(seed=args.seed, source_per_class=args.source_per_class, source_size=args.source_size,
                         trainval=args.trainval, test=args.test, scene_width=args.scene_size[0],
                         scene_height=args.scene_size[1], max_objects=args.max_objects)
-    manifest = generate(args.out, config, workers=args.workers, force=args.force, progress=print)
+    config.check()  # before the record is written
+    record = RunRecord(out, command="make-data", settings=asdict(config), resume=args.resume,
+                       fresh=args.fresh)
+    with record.stage("generate"):
+        manifest = generate(out, config, workers=args.workers, force=args.fresh or record.resumed,
+                            progress=record.log)
     objects = manifest["objects"]
-    print(f"objects per class: {', '.join(f'{k} {v}' for k, v in objects.items())}; "
-          f"{manifest['difficult']} difficult")
+    record.log(f"objects per class: {', '.join(f'{k} {v}' for k, v in objects.items())}; "
+               f"{manifest['difficult']} difficult")
+    record.data(source_images=manifest["source_images"], scenes=manifest["scenes"], objects=objects,
+                difficult=manifest["difficult"])
+    record.finish({"voc": os.path.join(out, "VOCdevkit"), "source": os.path.join(out, "source")})
     return 0

@@ -24,80 +24,89 @@ from __future__ import annotations
 
 
 def add_arguments(p):
-    from minicnn.transfer.pipeline import VARIANTS
+    from minicnn.backend import BACKENDS
+    from minicnn.transfer.pipeline import TASKS, VARIANTS, TransferSettings
+    from minicnn.transfer.train import BALANCES
 
+    d = TransferSettings()
+    t = d.train
     p.add_argument("--voc", required=True, help="VOCdevkit root (holding VOC<year>/)")
     p.add_argument("--year", type=int, default=2007)
     p.add_argument("--weights", required=True, help="source network (.npz from minicnn pretrain)")
     p.add_argument("--out", required=True, help="output folder (checkpoint, results, summary.json)")
-    p.add_argument("--variant", choices=VARIANTS, default="frozen")
+    p.add_argument("--variant", choices=VARIANTS, default=d.variant)
     p.add_argument("--classes", default=None,
                    help="comma-separated target classes (default: those with "
                         "ImageSets/Main/<class>_<set>.txt files, or the 20 VOC classes; with "
                         "--task action, the 10 VOC actions)")
-    p.add_argument("--task", choices=("cls", "action"), default="cls",
+    p.add_argument("--task", choices=TASKS, default=d.task,
                    help="cls: object classes (ImageSets/Main, comp1); action: the persons of "
                         "ImageSets/Action with their action as class, each scored from the patches "
                         "on its box (VOC 2012, comp9)")
-    p.add_argument("--train-set", default="trainval")
-    p.add_argument("--test-set", default="test")
-    p.add_argument("--val-fraction", type=float, default=0.2,
+    p.add_argument("--train-set", default=d.train_split)
+    p.add_argument("--test-set", default=d.test_split)
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="part of the training set held out for per-epoch validation mAP, which also "
-                        "drives the learning-rate schedule (default 0.2; 0: train on all of it, no "
-                        "validation, constant learning rate)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--hidden", type=int, default=2048, help="FCa width (default 2048)")
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout after FCa (default 0.5)")
-    p.add_argument("--background", type=float, default=0.1,
-                   help="fraction of background patches kept each epoch (default 0.1)")
-    p.add_argument("--balance", choices=("resample", "reweight"), default="resample",
+                        "drives the learning-rate schedule (default %(default)s; 0: train on all of it, "
+                        "no validation, constant learning rate)")
+    p.add_argument("--epochs", type=int, default=t.epochs, help="default %(default)s")
+    p.add_argument("--batch-size", type=int, default=t.batch_size, help="default %(default)s")
+    p.add_argument("--lr", type=float, default=t.lr, help="learning rate (default %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=t.weight_decay, help="default %(default)s")
+    p.add_argument("--hidden", type=int, default=d.hidden, help="FCa width (default %(default)s)")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after FCa (default %(default)s)")
+    p.add_argument("--background", type=float, default=t.background_fraction,
+                   help="fraction of background patches kept each epoch (default %(default)s)")
+    p.add_argument("--balance", choices=BALANCES, default=t.balance,
                    help="resample background each epoch (default) or weigh it by --background")
-    p.add_argument("-k", type=float, default=5.0, help="power of the aggregation mean(p^k) (default 5)")
-    p.add_argument("--stride", type=float, default=None,
-                   help="patch grid stride as a fraction of the side (default 0.346: ~500 per image)")
-    p.add_argument("--scales", default=None, help="comma-separated lambdas (default 1,1.3,...,4)")
+    p.add_argument("-k", type=float, default=t.k,
+                   help="power of the aggregation mean(p^k), > 0 (default %(default)s)")
+    p.add_argument("--stride", type=float, default=d.stride_fraction,
+                   help="patch grid stride as a fraction of the side, in (0, 0.5] "
+                        "(default %(default)s: ~500 per 500x375 image)")
+    p.add_argument("--scales", default=",".join(f"{s:g}" for s in d.scales),
+                   help="comma-separated lambdas, each >= 1 (default %(default)s)")
     p.add_argument("--metric", choices=("voc07", "area"), default=None,
                    help="AP metric (default: the year's, voc07 up to 2009)")
-    p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--cache-dtype", choices=("float32", "float16"), default=d.cache_dtype)
     p.add_argument("--cache", default=None, help="feature cache folder (default OUT/cache)")
-    p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=BACKENDS, default="cpu")
+    p.add_argument("--seed", type=int, default=t.seed)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
 
 
 def settings_from_args(args):
+    from minicnn.errors import InputError
     from minicnn.evaluate import default_metric
-    from minicnn.transfer.patches import SCALES, STRIDE_FRACTION
     from minicnn.transfer.pipeline import TransferSettings
     from minicnn.transfer.train import TrainSettings
 
+    try:
+        scales = tuple(float(s) for s in args.scales.split(","))
+    except ValueError:
+        raise InputError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
     train = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           weight_decay=args.weight_decay, background_fraction=args.background,
                           balance=args.balance, k=args.k, metric=args.metric or default_metric(args.year),
                           seed=args.seed)
     return TransferSettings(
         variant=args.variant, task=args.task, hidden=args.hidden, dropout=args.dropout,
-        val_fraction=args.val_fraction,
-        train_split=args.train_set, test_split=args.test_set,
-        scales=tuple(float(s) for s in args.scales.split(",")) if args.scales else SCALES,
-        stride_fraction=args.stride or STRIDE_FRACTION, cache_dtype=args.cache_dtype, train=train)
+        val_fraction=args.val_fraction, train_split=args.train_set, test_split=args.test_set,
+        scales=scales, stride_fraction=args.stride, cache_dtype=args.cache_dtype, train=train)
 
 
 def run(args):
     import minicnn as mc
+    from minicnn.report import ap_table
     from minicnn.transfer.pipeline import Transfer, load_source
-    from minicnn.transfer.report import ap_table
 
+    settings = settings_from_args(args)  # every setting checked before any work
     mc.set_backend(args.backend)
     source = load_source(args.weights)
     classes = args.classes.split(",") if args.classes else None
-    run = Transfer(args.voc, args.year, source, args.out, settings_from_args(args), classes=classes,
-                   cache_root=args.cache)
-    summary = run.run(resume=args.resume)
-    if "ap" in summary:
-        print(ap_table({args.variant: summary}, run.classes, metric=summary["settings"]["train"]["metric"]))
-    print(f"results: {summary['results']}; summary: {args.out}/summary.json")
+    run = Transfer(args.voc, args.year, source, args.out, settings, classes=classes, cache_root=args.cache)
+    result = run.run(resume=args.resume)
+    if result.report is not None:
+        print(ap_table({args.variant: result.summary}, run.classes, metric=settings.train.metric))
+    print(f"results: {result.summary['results']}; summary: {args.out}/summary.json")
     return 0

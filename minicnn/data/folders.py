@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,7 +94,7 @@ def _read_list(root, list_file, classes, exclude, skip_bad, skipped):
     try:
         with open(list_file, encoding="utf-8") as f:
             lines = f.read().splitlines()
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{list_file}: cannot read list file ({e})") from None
     entries = []
     for number, line in enumerate(lines, 1):
@@ -220,7 +221,7 @@ def read_class_list(path) -> list[str]:
                 arch = json.loads(str(data[ARCH_KEY]))
         except FileNotFoundError:
             raise InputError(f"{path}: no such checkpoint") from None
-        except (KeyError, ValueError, OSError):
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile):  # not a readable network file
             arch = {}
         classes = (arch.get("meta") or {}).get(CLASSES_META_KEY)
         if classes:
@@ -228,8 +229,11 @@ def read_class_list(path) -> list[str]:
         path = class_list_path(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no class list (it is written beside each checkpoint)")
-    with open(path, encoding="utf-8") as f:
-        classes = [line.strip() for line in f if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            classes = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read class list ({e})") from None
     if not classes:
         raise InputError(f"{path}: class list is empty")
     return classes

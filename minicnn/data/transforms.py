@@ -7,7 +7,7 @@ float32 arrays with pixel values in [0, 255]; the mean is subtracted afterwards
 (:func:`subtract_mean`), as in Caffe.
 
 Crops are expressed as boxes in the decoded image, ``[x1, y1, x2, y2]`` 0-based and
-end-exclusive in continuous pixel coordinates (METHOD.md section 5), and cut out with
+end-exclusive in continuous pixel coordinates (docs/method.md section 5), and cut out with
 one Pillow resize each (antialiased), so "resize the shorter side, then crop" never builds
 the resized full image.
 """
@@ -92,7 +92,7 @@ def image_size(path) -> tuple[int, int]:
             return width, height
     except FileNotFoundError:
         raise InputError(f"{os.fspath(path)}: no such image file") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{os.fspath(path)}: cannot read image ({type(e).__name__}: {e})") from None
 
 
@@ -207,7 +207,8 @@ def crop_patches(image: Image.Image, boxes, size: int, full_size=None) -> np.nda
     sides = np.round(boxes[:, 2:] - boxes[:, :2], 6)
     if np.any(sides <= 0):
         bad = int(np.argmax(np.any(sides <= 0, axis=1)))
-        raise InputError(f"crop_patches: box {bad} {boxes[bad].tolist()} is empty")
+        # boxes come from the patch sampler or from checked annotations: an empty one is a bug
+        raise ValueError(f"crop_patches: box {bad} {boxes[bad].tolist()} is empty")
     keys, group_of = np.unique(sides, axis=0, return_inverse=True)
     group_of = group_of.reshape(-1)
     for g, (box_w, box_h) in enumerate(keys):

@@ -19,6 +19,12 @@ are checked against it, and its order is kept, since the devkit ranks ties in th
 XML is parsed with expat directly, with DOCTYPE (hence entity) declarations refused, so no
 entity expansion can happen; unknown elements (``source``, ``owner``, ``pose``,
 ``segmented``, ``part``, ``point``...) are ignored as the devkit ignores them.
+
+Boxes are checked where the devkit trusts them: ``xmax < xmin`` or ``ymax < ymin`` is an
+error, and so is a box reaching outside the image (``xmin < 1``, ``ymin < 1``,
+``xmax > width``, ``ymax > height``) when the file gives the image size, unless
+``clip_boxes`` asks to clip such boxes to the image (they are then counted). The errors
+name the file, the line and the object.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ VOC_ACTIONS = (
     "other", "jumping", "phoning", "playinginstrument", "reading", "ridingbike", "ridinghorse",
     "running", "takingphoto", "usingcomputer", "walking",
 )
-# The ten actions that are classified and evaluated (METHOD.md 7).
+# The ten actions that are classified and evaluated (docs/method.md section 7).
 VOC_CHALLENGE_ACTIONS = VOC_ACTIONS[1:]
 
 
@@ -67,10 +73,13 @@ class VOCObject:
 
 @dataclass(frozen=True)
 class VOCAnnotation:
+    """``clipped``: how many of the boxes were clipped to the image (``clip_boxes``)."""
+
     image_id: str
     width: int | None
     height: int | None
     objects: tuple[VOCObject, ...]
+    clipped: int = 0
 
     def boxes(self, name: str | None = None) -> np.ndarray:
         """(N, 4) float64 boxes, 1-based inclusive, of the objects of class ``name`` (all when
@@ -89,13 +98,18 @@ class VOCDataset:
     """A VOC<year> folder of a devkit tree.
 
     ``root`` is the devkit root that holds ``VOC<year>/`` (``VOCdevkit/``) or that folder
-    itself. Annotations are parsed once and kept.
+    itself. ``classes``: the classes labelled and evaluated, all of the tree's or a subset;
+    objects of the tree's other classes stay in the annotations and count for none of them
+    (an image holding only those is a negative). An object whose class is neither is an
+    error. ``clip_boxes``: clip boxes reaching outside their image instead of refusing
+    them; ``clipped`` counts them. Annotations are parsed once and kept.
     """
 
-    def __init__(self, root, year, classes=VOC_CLASSES):
+    def __init__(self, root, year, classes=VOC_CLASSES, clip_boxes=False):
         root = Path(root).expanduser()
         self.year = int(year)
         self.classes = tuple(classes)
+        self.clip_boxes = bool(clip_boxes)
         name = f"VOC{self.year}"
         if (root / name).is_dir():
             self.dir = root / name
@@ -106,6 +120,7 @@ class VOCDataset:
         else:
             raise InputError(f"no {name} directory in {root} (expected {root / name}/Annotations, ...)")
         self._annotations: dict[str, VOCAnnotation] = {}
+        self._known_classes: frozenset[str] | None = None
 
     # --- image sets -------------------------------------------------------------------
     def image_ids(self, split: str, task: str = "Main") -> list[str]:
@@ -137,6 +152,25 @@ class VOCDataset:
             return VOC_CLASSES
         return tuple(found)
 
+    def class_files(self) -> frozenset[str]:
+        """The classes that have a per-class set file ``ImageSets/Main/<class>_<set>.txt``
+        of any set (empty when the tree has none)."""
+        return frozenset(p.name[: -len(".txt")].rsplit("_", 1)[0]
+                         for p in (self.dir / "ImageSets" / "Main").glob("*_*.txt"))
+
+    def tree_classes(self) -> tuple[str, ...]:
+        """The classes the tree's annotations may name: those of :meth:`class_files`, else
+        the 20 VOC classes."""
+        found = self.class_files()
+        if not found or found == set(VOC_CLASSES):
+            return VOC_CLASSES
+        return tuple(sorted(found))
+
+    @property
+    def clipped(self) -> int:
+        """Boxes clipped to their image (``clip_boxes``) in the annotations read so far."""
+        return sum(a.clipped for a in self._annotations.values())
+
     def image_path(self, image_id: str) -> Path:
         return self.dir / "JPEGImages" / f"{image_id}.jpg"
 
@@ -146,7 +180,10 @@ class VOCDataset:
     def annotation(self, image_id: str) -> VOCAnnotation:
         ann = self._annotations.get(image_id)
         if ann is None:
-            ann = read_annotation(self.dir / "Annotations" / f"{image_id}.xml", self.classes)
+            if self._known_classes is None:
+                self._known_classes = frozenset(self.classes) | frozenset(self.tree_classes())
+            ann = read_annotation(self.dir / "Annotations" / f"{image_id}.xml", self._known_classes,
+                                  clip_boxes=self.clip_boxes)
             self._annotations[image_id] = ann
         return ann
 
@@ -203,8 +240,10 @@ class VOCDataset:
 
 # --- annotation XML -------------------------------------------------------------------------
 
-def read_annotation(path, classes=VOC_CLASSES) -> VOCAnnotation:
-    """Parse one VOC annotation file. Errors name the file and line."""
+def read_annotation(path, classes=VOC_CLASSES, clip_boxes=False) -> VOCAnnotation:
+    """Parse one VOC annotation file; ``classes``: the class names an object may have.
+    Boxes are checked (see the module docstring); ``clip_boxes`` clips those reaching
+    outside the image. Errors name the file and line."""
     path = Path(path)
     root, lines = _parse_xml(path)
     if root.tag != "annotation":
@@ -233,18 +272,22 @@ def read_annotation(path, classes=VOC_CLASSES) -> VOCAnnotation:
     size = root.find("size")
     width = number(size, "width", int) if size is not None else None
     height = number(size, "height", int) if size is not None else None
-    objects = []
+    objects, clipped = [], 0
     for index, obj in enumerate(root.findall("object"), start=1):
         name_elem = obj.find("name")
         if name_elem is None:
             raise InputError(f"{where(obj)}: <object> has no <name>")
         name = (name_elem.text or "").strip()
         if name not in classes:
-            raise InputError(f"{where(name_elem)}: unknown class '{name}'")
+            raise InputError(f"{where(name_elem)}: unknown class '{name}' (the classes are "
+                             f"{', '.join(sorted(classes))})")
         bndbox = obj.find("bndbox")
         if bndbox is None:
             raise InputError(f"{where(obj)}: <object> '{name}' has no <bndbox>")
         box = tuple(number(bndbox, t) for t in ("xmin", "ymin", "xmax", "ymax"))
+        box, was_clipped = _checked_box(box, width, height, clip_boxes,
+                                        f"{where(bndbox)}: object {index} ('{name}')")
+        clipped += was_clipped
         actions = None
         actions_elem = obj.find("actions")
         if actions_elem is not None:
@@ -254,7 +297,29 @@ def read_annotation(path, classes=VOC_CLASSES) -> VOCAnnotation:
             actions = frozenset(a.tag for a in actions_elem if (a.text or "").strip() == "1")
         objects.append(VOCObject(index=index, name=name, box=box, difficult=flag(obj, "difficult"),
                                  truncated=flag(obj, "truncated"), actions=actions))
-    return VOCAnnotation(image_id=path.stem, width=width, height=height, objects=tuple(objects))
+    return VOCAnnotation(image_id=path.stem, width=width, height=height, objects=tuple(objects),
+                         clipped=clipped)
+
+
+def _checked_box(box, width, height, clip, what):
+    """(box, whether it was clipped): refuses an inverted box, and one reaching outside a
+    ``width`` x ``height`` image (1-based inclusive pixels) unless ``clip``; a size of
+    None or 0 (not given) checks only the order."""
+    x1, y1, x2, y2 = box
+    text = f"({x1:g}, {y1:g}, {x2:g}, {y2:g})"
+    if x2 < x1 or y2 < y1:
+        raise InputError(f"{what}: box {text} has xmax < xmin or ymax < ymin")
+    if not (width and height and width > 0 and height > 0):
+        return box, False
+    if x1 >= 1 and y1 >= 1 and x2 <= width and y2 <= height:
+        return box, False
+    if not clip:
+        raise InputError(f"{what}: box {text} reaches outside the {width}x{height} image (VOC boxes "
+                         f"lie within 1..{width} x 1..{height}); --clip-boxes clips boxes to their image")
+    inside = (max(x1, 1.0), max(y1, 1.0), min(x2, float(width)), min(y2, float(height)))
+    if inside[2] < inside[0] or inside[3] < inside[1]:
+        raise InputError(f"{what}: box {text} lies wholly outside the {width}x{height} image")
+    return inside, True
 
 
 def _parse_xml(path: Path) -> tuple[ET.Element, dict]:
@@ -264,6 +329,8 @@ def _parse_xml(path: Path) -> tuple[ET.Element, dict]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"missing annotation file {path}") from None
+    except OSError as e:  # a folder, no permission...
+        raise InputError(f"{path}: cannot read annotation file ({e.strerror or e})") from None
     parser = expat.ParserCreate()
     lines, stack, roots = {}, [], []
 
@@ -303,6 +370,8 @@ def numbered_fields(path, what="image set file"):
         text = path.read_text()
     except FileNotFoundError:
         raise InputError(f"missing {what} {path}") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read {what} ({e.strerror or e})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text file") from None
     for lineno, line in enumerate(text.splitlines(), start=1):

@@ -90,11 +90,12 @@ def voc_ap(scores, labels, metric: str = "voc07") -> float:
 
 
 def _check(scores, labels):
+    # the arrays come from code (the readers check the files): a mismatch here is a bug
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = np.asarray(labels).ravel()
     if scores.shape != labels.shape:
-        raise InputError(f"{scores.size} scores but {labels.size} labels")
+        raise ValueError(f"{scores.size} scores but {labels.size} labels")
     if labels.size and not np.isin(labels, (1, -1, 0)).all():
         bad = labels[~np.isin(labels, (1, -1, 0))][0]
-        raise InputError(f"label {bad} is not 1, -1 or 0")
+        raise ValueError(f"label {bad} is not 1, -1 or 0")
     return scores, labels.astype(np.int8)

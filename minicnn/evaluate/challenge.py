@@ -3,8 +3,11 @@ action) and their mean, as ``VOCevalcls.m``, ``VOCevaldet.m`` and ``VOCevalactio
 
 Classification and action: every item of the set (image, or person of the action set)
 gets the score its results file gives it; items the file leaves out get -inf, as in the
-devkit, so they rank last in set order; their count is reported as a warning. Detection:
-the detections of the file, ranked by score, matched against the set's annotations.
+devkit, so they rank last in set order; their count is reported as a warning. An empty
+file would give an AP of the set order alone: unlike the devkit, it is left out of the
+mean, as a missing file is, and named in a warning. Detection: the detections of the file,
+ranked by score, matched against the set's annotations (an empty file, no detections, has
+AP 0 and a warning).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Report:
     competition: str
     results: dict[str, ClassResult] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)  # name -> why it is not in the mean
 
     @property
     def map(self) -> float:
@@ -57,12 +61,13 @@ class Report:
         return float(np.mean([r.ap for r in self.results.values()])) if self.results else float("nan")
 
     def to_json(self) -> dict:
-        """``{"task", "metric", "ap": {class: AP}, "map", "warnings"}``; NaN becomes null."""
+        """``{"task", "metric", "ap": {class: AP}, "map", "left_out": {class: why},
+        "warnings"}``; NaN becomes null."""
         def clean(v):
             return None if math.isnan(v) else v
         return {"task": self.task, "metric": self.metric,
                 "ap": {name: clean(r.ap) for name, r in self.results.items()},
-                "map": clean(self.map), "warnings": list(self.warnings)}
+                "map": clean(self.map), "left_out": dict(self.left_out), "warnings": list(self.warnings)}
 
 
 def find_results_folder(results, year: int, task: str) -> Path:
@@ -83,8 +88,9 @@ def evaluate_voc(dataset: VOCDataset, split: str, task: str, results, competitio
                  metric: str | None = None, names=None) -> Report:
     """Evaluate every class (``task`` "cls" / "det") or challenge action ("action") whose
     results file exists in ``results`` (see ``find_results_folder``); ``names`` restricts
-    the list. A class without a file is left out of the mean and named in a warning; no file
-    at all is an error. ``metric`` defaults to the devkit's of ``dataset.year``."""
+    the list. A class without a file, or (cls, action) with an empty one, is left out of the
+    mean, named in ``left_out`` and in a warning; no usable file at all is an error.
+    ``metric`` defaults to the devkit's of ``dataset.year``."""
     if task not in TASKS:
         raise InputError(f"unknown task '{task}'; use one of {', '.join(TASKS)}")
     metric = metric or default_metric(dataset.year)
@@ -104,11 +110,20 @@ def evaluate_voc(dataset: VOCDataset, split: str, task: str, results, competitio
         path = folder / result_filename(competition, task, split, name)
         if not path.exists():
             absent.append(name)
+            report.left_out[name] = "no results file"
             continue
         if task == "det":
-            rec, prec = _detection(dataset, split, name, path)
+            rec, prec, detections = _detection(dataset, split, name, path)
+            if not detections:
+                report.warnings.append(f"{path}: empty results file (no detections): AP 0")
         else:
             rec, prec, missing, total = _ranking(dataset, split, task, name, path)
+            if missing == total:
+                report.left_out[name] = "empty results file"
+                report.warnings.append(
+                    f"{path}: EMPTY results file: no {'person' if task == 'action' else 'image'} has a "
+                    "score, so its AP would come from the set order alone; left out of the mean")
+                continue
             if missing:
                 report.warnings.append(
                     f"{path.name}: {missing} of {total} {'persons' if task == 'action' else 'images'} of the "
@@ -116,7 +131,9 @@ def evaluate_voc(dataset: VOCDataset, split: str, task: str, results, competitio
         report.results[name] = ClassResult(name, average_precision(rec, prec, metric), rec, prec, path)
     if not report.results:
         pattern = result_filename(competition, task, split, "<class>")
-        raise InputError(f"no results files {pattern} in {folder}")
+        empty = [n for n, why in report.left_out.items() if why == "empty results file"]
+        raise InputError(f"no results files {pattern} in {folder}" if not empty else
+                         f"every results file {pattern} in {folder} is empty ({', '.join(empty)})")
     if absent:
         kind = "actions" if task == "action" else "classes"
         report.warnings.append(f"no results file for {len(absent)} of {len(names)} {kind} "
@@ -148,29 +165,23 @@ def _detection(dataset, split, name, path):
                                   np.array([o.difficult for o in objects], dtype=bool))
     det_ids, scores, boxes = read_det_results(path, ids)
     rec, prec, _, _ = detection_precision_recall(ground_truth, det_ids, scores, boxes)
-    return rec, prec
+    return rec, prec, len(det_ids)
 
 
 def plot_report(report, folder):
-    """A precision/recall PNG per class (raw curve and the interpolated envelope the AP
-    integrates) and a bar chart of the APs with their mean, in ``folder``."""
-    from minicnn.plots import PALETTE, bar_chart, line_plot
+    """In ``folder``: ``<task>_<class>_pr.png``, each class's precision/recall curve (raw and
+    the interpolated precision the AP integrates, ``plot_pr_curve``), and
+    ``<task>_summary.png``, the APs as bars with their mean (``plot_ap_bars``). Returns the
+    paths written."""
+    from minicnn.plots import plot_ap_bars, plot_pr_curve
 
     folder = Path(folder)
+    paths = []
     for name, r in report.results.items():
-        # the precision envelope that VOCap.m integrates, as stairs under the raw curve:
-        # precision envelope[i] holds on (rec[i-1], rec[i]]
-        rec = np.concatenate([[0.0], r.rec, [1.0]])
-        envelope = np.fmax.accumulate(np.concatenate([[0.0], r.prec, [0.0]])[::-1])[::-1]
-        stairs_x = np.repeat(rec, 2)[1:-1]
-        stairs_y = np.repeat(envelope[1:], 2)
-        line_plot(folder / f"{report.task}_{name}_pr.png",
-                  [("interpolated", stairs_x, stairs_y, {"color": "#ffbb78", "width": 5}),
-                   ("precision", r.rec, r.prec, {"color": PALETTE[0]})],
-                  title=f"{name}: AP = {100 * r.ap:.2f}% ({report.metric})",
-                  xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-    names = list(report.results)
-    bar_chart(folder / f"{report.task}_summary.png", names, [100 * report.results[n].ap for n in names],
-              title=f"VOC{report.year} {report.split} {TASK_TITLES[report.task]}: "
-                    f"mean AP {100 * report.map:.2f}% ({report.metric})",
-              ylabel="AP (%)", ylim=(0, 105), reference=("mean", 100 * report.map), value_format="{:.1f}")
+        paths.append(folder / f"{report.task}_{name}_pr.png")
+        plot_pr_curve(paths[-1], r.rec, r.prec, r.ap, title=f"{name}: AP {r.ap:.3f} ({report.metric})")
+    paths.append(folder / f"{report.task}_summary.png")
+    plot_ap_bars(paths[-1], {n: r.ap for n, r in report.results.items()},
+                 title=f"VOC{report.year} {report.split} {TASK_TITLES[report.task]} ({report.metric})",
+                 mean=report.map)
+    return paths

@@ -16,10 +16,10 @@ given twice is an error naming the file and line. Blank lines are skipped.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 
+from minicnn.atomic import write_text
 from minicnn.data.voc import numbered_fields
 from minicnn.errors import InputError
 
@@ -115,11 +115,7 @@ def _fmt(value) -> str:
 
 
 def _write(path, lines):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    tmp.replace(path)
+    write_text(path, "".join(line + "\n" for line in lines))
 
 
 def _records(path, task):

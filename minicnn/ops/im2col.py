@@ -12,7 +12,14 @@ the input pixel it was read from, padding dropped.
 
 from __future__ import annotations
 
+import numpy as np
+
 from minicnn.backend import array_module, hot_path
+
+
+def pair(v) -> tuple[int, int]:
+    """A kernel size, stride or padding as (height, width): (v, v) for one number."""
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:

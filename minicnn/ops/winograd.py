@@ -22,10 +22,9 @@ Backward is the same computation transposed, exact for this linear map:
     dM[k] = (A dY A^T)[k]   dU[k] = dM[k] V[k]^T   dg = G^T dU G
     dV[k] = U[k]^T dM[k]    dd = B dV B^T, added back where each input tile was read
 
-This module is the NumPy reference of the transforms (``@hot_path``: the cpu backend runs
-Numba kernels); :mod:`minicnn.ops.conv2d` drives them, in batch chunks like its im2col
-path (the products and the output side; in training the input side of the whole batch is
-kept for the backward), and says when it chooses this algorithm.
+This module is the NumPy reference of the transforms (``@hot_path``: the cpu and cuda
+backends run kernels); :mod:`minicnn.ops.winograd_conv` drives them over a convolution,
+and :mod:`minicnn.ops.conv2d` says when it chooses this algorithm.
 The transforms are exact in rational arithmetic; in floating point F(2x2, 3x3) has
 entries 0, +-1, +-1/2 only, while larger tiles trade accuracy for speed (measured in
 ``tests/test_winograd.py``).

@@ -2,7 +2,7 @@
 
 from minicnn.transfer.labels import label_patches, resample_background
 from minicnn.transfer.patches import SCALES, STRIDE_FRACTION, sample_patches
-from minicnn.transfer.scores import aggregate_by_image, aggregate_scores, score_map
+from minicnn.transfer.scores import aggregate_by_image, aggregate_scores, score_items, score_map
 
 __all__ = [
     "SCALES",
@@ -12,5 +12,6 @@ __all__ = [
     "label_patches",
     "resample_background",
     "sample_patches",
+    "score_items",
     "score_map",
 ]

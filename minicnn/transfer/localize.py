@@ -46,14 +46,12 @@ def voc_boxes(pixel_boxes):
 
 def image_patch_probabilities(net, image, scales, stride_fraction, batch_size=256):
     """(boxes, probs) of every patch of a PIL ``image`` through a transfer network (softmax
-    over the target classes and background), inputs normalised with the network's metadata."""
+    over the target classes and background), inputs preprocessed as the network was trained."""
+    from minicnn.data.preprocess import Preprocessing
     from minicnn.data.transforms import crop_patches
     from minicnn.transfer.patches import sample_patches
     from minicnn.transfer.train import patch_probabilities
 
     boxes = sample_patches(image.width, image.height, scales, stride_fraction)
-    size = int(net.input_shape[-1])
-    x = crop_patches(image, boxes, size)
-    x -= np.asarray(net.meta.get("mean", [0, 0, 0]), np.float32).reshape(1, 3, 1, 1)
-    x /= np.asarray(net.meta.get("std", [1, 1, 1]), np.float32).reshape(1, 3, 1, 1)
+    x = Preprocessing.of(net)(crop_patches(image, boxes, int(net.input_shape[-1])))
     return boxes, patch_probabilities(net, lambda idx: x[idx], np.arange(len(x)), batch_size)

@@ -1,10 +1,18 @@
-"""The patches of a list of VOC images: boxes, labels, and their pixels on demand.
+"""The patch set of a transfer run: its images, their patches and labels, the split, and what
+each split scores (METHOD.md sections 4, 5 and 7).
 
-A :class:`PatchSet` holds, for every patch of every image, its image, its box and its label
-(METHOD.md sections 4-5). :class:`PatchRenderer` turns any selection of patches into a
-network input batch: each image is decoded once per batch (and kept while a memory budget
-allows), the patches are cut and resized to the network's input size, and the mean is
-subtracted and the result divided by the standard deviation.
+Two index spaces, named where they are used:
+
+- an **image index** ``i`` is a position in ``image_ids`` (every image of the run, train,
+  validation and test alike, sorted by id);
+- a **patch index** ``p`` is a position in ``patch_image`` / ``patch_boxes`` /
+  ``patch_labels``; patches are stored image by image, so the patches of image ``i`` are
+  ``offsets[i]:offsets[i + 1]``. The feature cache has one row per patch index.
+
+``split_images[name]`` holds the image indices of "train", "val" and "test".
+``items[name]`` (:class:`ScoredItems`) says what "val" and "test" are scored on: images
+(classification) or persons (the action task), the patches that score each one, and the
+items' ground truth (one source, the devkit's, for validation and test alike).
 """
 
 from __future__ import annotations
@@ -16,40 +24,47 @@ import numpy as np
 
 from minicnn.data.transforms import crop_patches, image_size, load_image
 from minicnn.data.voc import pixel_boxes
-from minicnn.transfer.labels import label_patches
+from minicnn.transfer.labels import label_patches, patches_on_box
 from minicnn.transfer.patches import sample_patches, whole_image_box
 
 
 @dataclass
+class ScoredItems:
+    """The items of one split: images (keys: image ids) or persons (keys: (image id, object
+    index)). Item ``j`` is scored from the patches ``patches[pair_patch[pair_item == j]]``."""
+
+    keys: list
+    patches: np.ndarray      # (S,) sorted patch indices whose probabilities scoring needs
+    pair_patch: np.ndarray   # (P,) position in ``patches`` of each (patch, item) pair
+    pair_item: np.ndarray    # (P,) item index of each pair
+    truth: np.ndarray | None  # (n_items, C) int8 1 / -1 / 0 (difficult only); None: not annotated
+
+
+@dataclass
 class PatchSet:
-    image_ids: list        # one per image
-    paths: list            # image files
-    sizes: np.ndarray      # (n_images, 2) width, height
-    image: np.ndarray      # (N,) image index of each patch
-    boxes: np.ndarray      # (N, 4) 0-based end-exclusive
-    labels: np.ndarray     # (N,) class, background (= number of classes) or -1 (discarded)
+    image_ids: list          # image index -> image id
+    paths: list              # image index -> file
+    sizes: np.ndarray        # (n_images, 2) width, height
+    patch_image: np.ndarray  # (N,) image index of each patch, non-decreasing
+    patch_boxes: np.ndarray  # (N, 4) 0-based end-exclusive pixels
+    patch_labels: np.ndarray  # (N,) class, background (= number of classes), -1 discarded or unknown
+    split_images: dict       # "train" / "val" / "test" -> image indices
+    items: dict              # "val" / "test" -> ScoredItems
 
     @property
     def offsets(self):
-        return np.concatenate([[0], np.cumsum(np.bincount(self.image, minlength=len(self.image_ids)))])
+        return np.concatenate([[0], np.cumsum(np.bincount(self.patch_image, minlength=len(self.image_ids)))])
 
-    def subset(self, images):
-        """The patches of the images at positions ``images`` (re-numbered in that order)."""
-        images = np.asarray(images, dtype=np.int64)
-        where = np.full(len(self.image_ids), -1)
-        where[images] = np.arange(len(images))
-        rows = np.flatnonzero(where[self.image] >= 0)
-        rows = rows[np.argsort(where[self.image[rows]], kind="stable")]
-        return PatchSet([self.image_ids[i] for i in images], [self.paths[i] for i in images],
-                        self.sizes[images], where[self.image[rows]], self.boxes[rows], self.labels[rows])
+    def patches_of(self, split) -> np.ndarray:
+        """Patch indices of the images of ``split``, in order."""
+        return np.flatnonzero(np.isin(self.patch_image, self.split_images[split]))
 
     def describe(self, background) -> str:
-        n = len(self.labels)
-        bg = int((self.labels == background).sum())
-        gone = int((self.labels < 0).sum())
+        labels = self.patch_labels
+        n, bg, gone = len(labels), int((labels == background).sum()), int((labels < 0).sum())
         per_image = n / max(len(self.image_ids), 1)
         return (f"{len(self.image_ids)} images, {n} patches ({per_image:.0f} per image): "
-                f"{n - bg - gone} object, {bg} background, {gone} discarded")
+                f"{n - bg - gone} object, {bg} background, {gone} discarded or unlabelled")
 
 
 def object_truth(annotation, classes):
@@ -75,24 +90,22 @@ def action_truth(annotation, actions):
 TRUTH = {"cls": object_truth, "action": action_truth}
 
 
-def voc_patch_set(dataset, image_ids, classes, whole_image=False, scales=None, stride_fraction=None,
-                  unannotated_ok=(), task="cls"):
-    """Sample and label the patches of ``image_ids`` of a :class:`~minicnn.data.voc.VOCDataset`,
-    for the classification task (objects of ``classes``) or the action task (persons, with
-    ``classes`` the actions).
+def build_patch_set(dataset, classes, task, train_ids, val_ids, test_ids, train_split, test_split,
+                    whole_image=False, scales=None, stride_fraction=None) -> PatchSet:
+    """Sample and label the patches of every image of the run.
 
-    ``whole_image``: one patch per image, the whole image (the baseline of METHOD.md claim
-    2); for training it is repeated once per class present (non-difficult), or labelled
-    background when the image holds no object. Images of ``unannotated_ok`` may lack their
-    XML file (VOC 2012's test set): their patches are then labelled -1 (unknown)."""
+    ``whole_image``: one patch per image, the whole image (the baseline of claim 2); for
+    training it is repeated once per class present (non-difficult), or labelled background
+    when the image holds no object. Test images without an annotation file (VOC 2012's test
+    set) are sampled, their patches labelled -1 (unknown), and their items have no truth."""
     kwargs = {k: v for k, v in (("scales", scales), ("stride_fraction", stride_fraction)) if v is not None}
-    truth = TRUTH[task]
-    background = len(classes)
-    paths, sizes, image, boxes, labels = [], [], [], [], []
-    unannotated_ok = set(unannotated_ok)
+    truth_of, background = TRUTH[task], len(classes)
+    trainval = set(train_ids) | set(val_ids)
+    image_ids = sorted(trainval | set(test_ids))
+    paths, sizes, patch_image, boxes, labels = [], [], [], [], []
     for i, image_id in enumerate(image_ids):
         path = dataset.image_path(image_id)
-        known = image_id not in unannotated_ok or dataset.has_annotation(image_id)
+        known = image_id in trainval or dataset.has_annotation(image_id)
         ann = dataset.annotation(image_id) if known else None
         width, height = (ann.width, ann.height) if known else (0, 0)
         if not width or not height:
@@ -101,7 +114,7 @@ def voc_patch_set(dataset, image_ids, classes, whole_image=False, scales=None, s
             b = whole_image_box(width, height) if whole_image else sample_patches(width, height, **kwargs)
             lab = np.full(len(b), -1, dtype=np.int64)
         else:
-            gt_boxes, gt_classes, gt_difficult = truth(ann, classes)
+            gt_boxes, gt_classes, gt_difficult = truth_of(ann, classes)
             if whole_image:
                 present = sorted(set(gt_classes[~gt_difficult].tolist())) or [background]
                 b = np.repeat(whole_image_box(width, height), len(present), axis=0)
@@ -111,23 +124,77 @@ def voc_patch_set(dataset, image_ids, classes, whole_image=False, scales=None, s
                 lab = label_patches(b, pixel_boxes(gt_boxes), gt_classes, gt_difficult, len(classes))
         paths.append(str(path))
         sizes.append((width, height))
-        image.append(np.full(len(b), i, dtype=np.int64))
+        patch_image.append(np.full(len(b), i, dtype=np.int64))
         boxes.append(b)
         labels.append(lab)
-    return PatchSet(list(image_ids), paths, np.array(sizes, dtype=np.int64).reshape(-1, 2),
-                    np.concatenate(image) if image else np.zeros(0, np.int64),
-                    np.concatenate(boxes) if boxes else np.zeros((0, 4)),
-                    np.concatenate(labels) if labels else np.zeros(0, np.int64))
+    position = {image_id: i for i, image_id in enumerate(image_ids)}
+    split_images = {name: np.array([position[i] for i in ids], dtype=np.int64)
+                    for name, ids in (("train", train_ids), ("val", val_ids), ("test", test_ids))}
+    patches = PatchSet(image_ids, paths, np.array(sizes, dtype=np.int64).reshape(-1, 2),
+                       _concat(patch_image, (0,), np.int64), _concat(boxes, (0, 4), np.float64),
+                       _concat(labels, (0,), np.int64), split_images, {})
+    for name, split, ids in (("val", train_split, val_ids), ("test", test_split, test_ids)):
+        patches.items[name] = (scored_persons(dataset, patches, classes, split, ids) if task == "action"
+                               else scored_images(dataset, patches, classes, split, ids))
+    return patches
+
+
+def _concat(parts, empty_shape, dtype):
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(empty_shape, dtype)
+
+
+def scored_images(dataset, patches: PatchSet, classes, split, image_ids) -> ScoredItems:
+    """Classification: item j is image ``image_ids[j]``, scored from all its patches; its
+    truth is the devkit's label of each class on ``split``."""
+    position = {image_id: i for i, image_id in enumerate(patches.image_ids)}
+    offsets = patches.offsets
+    ranges = [np.arange(offsets[position[i]], offsets[position[i] + 1]) for i in image_ids]
+    rows = _concat(ranges, (0,), np.int64)
+    items = np.repeat(np.arange(len(image_ids)), [len(r) for r in ranges])
+    order = np.argsort(rows, kind="stable")
+    truth = None
+    if image_ids and all(dataset.has_annotation(i) for i in image_ids):
+        truth = np.zeros((len(image_ids), len(classes)), dtype=np.int8)
+        for c, name in enumerate(classes):
+            keys, labels = dataset.class_labels(name, split)
+            label_of = dict(zip(keys, labels.tolist(), strict=True))
+            truth[:, c] = [label_of[i] for i in image_ids]
+    return ScoredItems(list(image_ids), rows[order], np.argsort(order, kind="stable"), items, truth)
+
+
+def scored_persons(dataset, patches: PatchSet, actions, split, image_ids) -> ScoredItems:
+    """The action task: item j is a person of the action set ``split`` whose image is in
+    ``image_ids``, scored from the patches of its image that lie on its box
+    (:func:`~minicnn.transfer.labels.patches_on_box`); its truth is the devkit's label of each
+    action."""
+    chosen = set(image_ids)
+    persons = [(i, o) for i, o in dataset.action_persons(split) if i in chosen]
+    position = {image_id: i for i, image_id in enumerate(patches.image_ids)}
+    offsets = patches.offsets
+    rows, items = [], []
+    for j, (image_id, person) in enumerate(persons):
+        start, stop = offsets[position[image_id]], offsets[position[image_id] + 1]
+        on_box = patches_on_box(patches.patch_boxes[start:stop], pixel_boxes([person.box]))
+        rows.append(start + np.flatnonzero(on_box))
+        items.append(np.full(int(on_box.sum()), j, dtype=np.int64))
+    rows, items = _concat(rows, (0,), np.int64), _concat(items, (0,), np.int64)
+    unique = np.unique(rows)
+    keys = [(i, o.index) for i, o in persons]
+    truth = np.zeros((len(keys), len(actions)), dtype=np.int8)
+    for c, action in enumerate(actions):
+        all_keys, labels = dataset.action_labels(action, split)
+        label_of = dict(zip(all_keys, labels.tolist(), strict=True))
+        truth[:, c] = [label_of[k] for k in keys]
+    return ScoredItems(keys, unique, np.searchsorted(unique, rows), items, truth if keys else None)
 
 
 class PatchRenderer:
-    """Network inputs (n, 3, S, S) float32 for patches of a PatchSet: ``(pixels - mean) / std``
-    per channel, as the source network was trained."""
+    """Network inputs (n, 3, S, S) float32 of any patches of a PatchSet, through the
+    network's :class:`~minicnn.data.preprocess.Preprocessing`. Decoded images are kept while
+    ``cache_bytes`` allows, since training on pixels draws patches of many images per batch."""
 
-    def __init__(self, patch_set: PatchSet, input_size, mean, std=(1.0, 1.0, 1.0), cache_bytes=1 << 30):
-        self.set, self.size = patch_set, int(input_size)
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
-        self.scale = (1.0 / np.asarray(std, dtype=np.float32)).reshape(3, 1, 1)
+    def __init__(self, patches: PatchSet, input_size, preprocessing, cache_bytes=1 << 30):
+        self.set, self.size, self.preprocessing = patches, int(input_size), preprocessing
         self.cache_bytes, self._images, self._bytes = cache_bytes, OrderedDict(), 0
 
     def _image(self, i):
@@ -147,17 +214,15 @@ class PatchRenderer:
 
     def image_patches(self, i, boxes):
         """The patches ``boxes`` of image ``i``."""
-        out = crop_patches(self._image(i), boxes, self.size, full_size=tuple(self.set.sizes[i]))
-        out -= self.mean
-        out *= self.scale
-        return out
+        pixels = crop_patches(self._image(i), boxes, self.size, full_size=tuple(self.set.sizes[i]))
+        return self.preprocessing(pixels)
 
-    def __call__(self, rows):
-        """The patches at rows ``rows`` of the set, in that order."""
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), 3, self.size, self.size), dtype=np.float32)
-        images = self.set.image[rows]
+    def __call__(self, patches):
+        """The patches at patch indices ``patches``, in that order."""
+        patches = np.asarray(patches, dtype=np.int64)
+        out = np.empty((len(patches), 3, self.size, self.size), dtype=np.float32)
+        images = self.set.patch_image[patches]
         for i in np.unique(images):
             at = np.flatnonzero(images == i)
-            out[at] = self.image_patches(int(i), self.set.boxes[rows[at]])
+            out[at] = self.image_patches(int(i), self.set.patch_boxes[patches[at]])
         return out

@@ -21,7 +21,6 @@ whole-image    frozen features of the whole image as one patch (claim 2's baseli
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,19 +28,25 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from minicnn import backend, models
-from minicnn.data.voc import VOC_CHALLENGE_ACTIONS, VOCDataset, pixel_boxes
+from minicnn.atomic import write_json
+from minicnn.data.preprocess import Preprocessing
+from minicnn.data.voc import VOC_CHALLENGE_ACTIONS, VOCDataset
 from minicnn.errors import InputError
-from minicnn.evaluate import evaluate_voc, result_filename, write_action_results, write_cls_results
+from minicnn.evaluate import result_filename, write_action_results, write_cls_results
+from minicnn.evaluate.challenge import Report
+from minicnn.evaluate.items import evaluate_items
 from minicnn.evaluate.submission import DEFAULT_COMPETITION, TASK_FOLDER
 from minicnn.net import Sequential
+from minicnn.training import check_range
 from minicnn.transfer.features import build_feature_cache
-from minicnn.transfer.labels import patches_on_box
 from minicnn.transfer.patches import SCALES, STRIDE_FRACTION, describe_sampler
-from minicnn.transfer.patchset import PatchRenderer, voc_patch_set
-from minicnn.transfer.scores import aggregate_by_image
-from minicnn.transfer.train import TrainSettings, mean_ap, patch_probabilities, train_patches
+from minicnn.transfer.patchset import PatchRenderer, PatchSet, build_patch_set
+from minicnn.transfer.scores import score_items
+from minicnn.transfer.train import TrainSettings, patch_probabilities, train_patches
 
 VARIANTS = ("frozen", "update-fc67", "finetune", "scratch", "whole-image")
+TASKS = ("cls", "action")
+CACHE_DTYPES = ("float32", "float16")
 # the layer whose output is cached, per cached variant
 CACHE_CUT = {"frozen": "drop7", "whole-image": "drop7", "update-fc67": "flatten"}
 
@@ -63,21 +68,36 @@ class TransferSettings:
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise InputError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
-        if self.task not in ("cls", "action"):
-            raise InputError(f"unknown task {self.task!r}; choose cls or action")
+        for name, allowed in (("variant", VARIANTS), ("task", TASKS), ("cache_dtype", CACHE_DTYPES)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
         if self.task == "action" and self.variant == "whole-image":
             raise InputError("the whole-image variant is a baseline of the classification task, not of "
                              "the action task (whose test samples are persons)")
         if isinstance(self.train, dict):
             self.train = TrainSettings(**self.train)
         self.scales = tuple(float(s) for s in self.scales)
-        for name in ("dropout", "val_fraction"):
-            if not 0 <= getattr(self, name) < 1:
-                raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.hidden < 1:
-            raise InputError(f"hidden (the width of FCa) must be >= 1, got {self.hidden}")
+        if not self.scales or any(not s >= 1 for s in self.scales):
+            raise InputError(f"--scales must be numbers >= 1 (a patch fits in the image), got {self.scales}")
+        check_range(self, "stride_fraction", low=0, high=0.5, low_open=True)
+        check_range(self, "dropout", low=0, high=1, high_open=True)
+        check_range(self, "val_fraction", low=0, high=1, high_open=True)
+        check_range(self, "hidden", low=1, integer=True)
+        check_range(self, "eval_batch", low=1, integer=True)
+
+
+@dataclass
+class TransferResult:
+    """What a run computed: the figures written to OUT/summary.json, and the test items' scores
+    and patch probabilities for reports and heat maps."""
+
+    summary: dict
+    report: Report | None      # test APs; None when the test set has no annotations
+    test_scores: np.ndarray    # (n_items, C) scores of patches.items["test"], background dropped
+    test_probs: np.ndarray     # (S, C + 1) probabilities of the patches patches.items["test"].patches
+    patches: PatchSet
+    net: Sequential
 
 
 def build_network(source: Sequential, num_outputs, settings: TransferSettings):
@@ -105,28 +125,15 @@ def split_trainval(image_ids, val_fraction, seed):
     return [image_ids[i] for i in train], [image_ids[i] for i in val]
 
 
-def image_labels(dataset, image_ids, classes):
-    """(n, C) int8 labels 1 / -1 / 0 (difficult only) from the annotations."""
-    out = np.full((len(image_ids), len(classes)), -1, dtype=np.int8)
-    index = {c: j for j, c in enumerate(classes)}
-    for i, image_id in enumerate(image_ids):
-        for o in dataset.annotation(image_id).objects:
-            if o.name in index:
-                j = index[o.name]
-                out[i, j] = max(out[i, j], 0 if o.difficult else 1)
-    return out
-
-
 class Transfer:
-    """One transfer run: data, network, inputs (cached features or pixels), training, scoring."""
+    """One transfer run: patch set, network, inputs (cached features or pixels), training,
+    scoring; :meth:`run` returns a :class:`TransferResult`."""
 
     def __init__(self, voc_root, year, source: Sequential, out_dir, settings: TransferSettings,
                  classes=None, cache_root=None, log=print):
         self.settings, self.log, self.out = settings, log, os.fspath(out_dir)
-        os.makedirs(self.out, exist_ok=True)
         s = settings
-        action = s.task == "action"
-        if action:
+        if s.task == "action":
             classes = list(classes or VOC_CHALLENGE_ACTIONS)
             unknown = [a for a in classes if a not in VOC_CHALLENGE_ACTIONS]
             if unknown:
@@ -138,160 +145,115 @@ class Transfer:
             self.dataset = VOCDataset(voc_root, year, classes=classes)
         self.classes = list(classes)
         self.background = len(self.classes)
-        self.source = source
-        self.input_size = int((source.input_shape or source.meta.get("input_size"))[-1]
-                              if source.input_shape else source.meta["input_size"])
-        self.mean = np.asarray(source.meta.get("mean", [0.0, 0.0, 0.0]), dtype=np.float32)
-        self.std = np.asarray(source.meta.get("std", [1.0, 1.0, 1.0]), dtype=np.float32)
+        self.preprocessing = Preprocessing.of(source)
+        self.input_size = int(source.input_shape[-1] if source.input_shape else source.meta["input_size"])
         self.cache_root = cache_root or os.path.join(self.out, "cache")
-        image_set = "Action" if action else "Main"
+        image_set = "Action" if s.task == "action" else "Main"
         trainval = self.dataset.image_ids(s.train_split, task=image_set)
         self.train_ids, self.val_ids = split_trainval(trainval, s.val_fraction, s.train.seed)
         self.test_ids = self.dataset.image_ids(s.test_split, task=image_set)
-        whole = s.variant == "whole-image"
-        sampler = dict(scales=s.scales, stride_fraction=s.stride_fraction)
         self.log(f"patch sampler: {describe_sampler(scales=s.scales, stride_fraction=s.stride_fraction)}")
         # one patch set over every image: a single cache serves train, val and test
-        self.ids = sorted(set(trainval) | set(self.test_ids))
-        self.patches = voc_patch_set(self.dataset, self.ids, self.classes, whole_image=whole,
-                                     unannotated_ok=set(self.test_ids) - set(trainval), task=s.task,
-                                     **sampler)
+        self.patches = build_patch_set(self.dataset, self.classes, s.task, self.train_ids, self.val_ids,
+                                       self.test_ids, s.train_split, s.test_split,
+                                       whole_image=s.variant == "whole-image", scales=s.scales,
+                                       stride_fraction=s.stride_fraction)
         self.log(f"patches of {s.train_split}+{s.test_split}: {self.patches.describe(self.background)}")
-        where = {image_id: i for i, image_id in enumerate(self.ids)}
-        self.rows = {name: np.flatnonzero(np.isin(self.patches.image, [where[i] for i in ids]))
-                     for name, ids in (("train", self.train_ids), ("val", self.val_ids),
-                                       ("test", self.test_ids))}
-        # what is scored: images (cls) or (image id, person) pairs (action), and for each the
-        # patches whose p^k it averages, as (position in rows[split], sample) pairs
-        if action:
-            self.samples = {"val": self._persons(s.train_split, self.val_ids),
-                            "test": self._persons(s.test_split, self.test_ids)}
-            self.pairs = {split: self._person_patches(split) for split in ("val", "test")}
-        else:
-            self.samples = {"val": self.val_ids, "test": self.test_ids}
-            self.pairs = {split: self._image_patches(split) for split in ("val", "test")}
         backend.seed(s.train.seed)
         self.net = build_network(source, len(self.classes) + 1, s)
-        self.renderer = PatchRenderer(self.patches, self.input_size, self.mean, self.std)
 
-    # --- network inputs -----------------------------------------------------------------------
-    def prepare_inputs(self):
-        """Cache the frozen layers' output (cached variants) and return (trained net, inputs_of)."""
-        variant = self.settings.variant
-        if variant not in CACHE_CUT:
-            return self.net, self.renderer
-        cut = self.net.names.index(CACHE_CUT[variant]) + 1
+    def network_inputs(self):
+        """(the layers that train, inputs_of(patch indices)): for cached variants the layers
+        after the cache and its rows; otherwise the whole network and rendered pixels."""
+        s, p = self.settings, self.patches
+        renderer = PatchRenderer(p, self.input_size, self.preprocessing)
+        if s.variant not in CACHE_CUT:
+            return self.net, renderer
+        cut = self.net.names.index(CACHE_CUT[s.variant]) + 1
         extractor = Sequential(self.net.layers[:cut], self.net.names[:cut])
         trained = Sequential(self.net.layers[cut:], self.net.names[cut:])
-        p = self.patches
         offsets = p.offsets
         started = time.perf_counter()
-        self.log(f"feature cache ({CACHE_CUT[variant]} output) of {len(p.labels)} patches")
+        self.log(f"feature cache ({CACHE_CUT[s.variant]} output) of {len(p.patch_labels)} patches")
         cache = build_feature_cache(
-            self.cache_root, CACHE_CUT[variant], extractor, p.image_ids,
-            lambda i: p.boxes[offsets[i]:offsets[i + 1]], lambda i: p.labels[offsets[i]:offsets[i + 1]],
-            self.renderer.image_patches,
-            {"sampler": [self.settings.scales, self.settings.stride_fraction],
-             "whole": variant == "whole-image", "input_size": self.input_size, "task": self.settings.task,
-             "mean": self.mean.tolist(), "std": self.std.tolist(), "paths": p.paths},
-            dtype=np.dtype(self.settings.cache_dtype), batch_size=self.settings.eval_batch,
+            self.cache_root, CACHE_CUT[s.variant], extractor, p.image_ids,
+            lambda i: p.patch_boxes[offsets[i]:offsets[i + 1]],
+            lambda i: p.patch_labels[offsets[i]:offsets[i + 1]],
+            renderer.image_patches,
+            {"sampler": [s.scales, s.stride_fraction], "whole": s.variant == "whole-image",
+             "input_size": self.input_size, "task": s.task, **self.preprocessing.to_meta(), "paths": p.paths},
+            dtype=np.dtype(s.cache_dtype), batch_size=s.eval_batch,
             progress=_progress_printer(self.log, "features"))
         self.log(f"feature cache ready in {time.perf_counter() - started:.1f} s: {cache.directory}")
         features = cache.features
 
-        def inputs_of(rows):
-            return np.asarray(features[np.asarray(rows)], dtype=np.float32)
+        def inputs_of(patches):
+            return np.asarray(features[np.asarray(patches)], dtype=np.float32)
 
         return trained, inputs_of
 
-    # --- scoring -------------------------------------------------------------------------------
-    def _image_patches(self, split):
-        ids = self.samples[split]
-        where = {image_id: i for i, image_id in enumerate(ids)}
-        image_of = np.array([where[self.ids[i]] for i in self.patches.image[self.rows[split]]],
-                            dtype=np.int64)
-        return np.arange(len(image_of)), image_of
-
-    def _persons(self, split, image_ids):
-        """(image id, person) pairs of the action set ``split`` whose image is in ``image_ids``."""
-        chosen = set(image_ids)
-        return [(i, o) for i, o in self.dataset.action_persons(split) if i in chosen]
-
-    def _person_patches(self, split):
-        """The patches of its image that score each person (:func:`patches_on_box`)."""
-        rows = self.rows[split]
-        image_of_row = self.patches.image[rows]  # non-decreasing: patches are stored by image
-        where = {image_id: i for i, image_id in enumerate(self.ids)}
-        positions, samples = [], []
-        for j, (image_id, person) in enumerate(self.samples[split]):
-            k = where[image_id]
-            pos = np.arange(np.searchsorted(image_of_row, k), np.searchsorted(image_of_row, k, side="right"))
-            chosen = patches_on_box(self.patches.boxes[rows[pos]], pixel_boxes([person.box]))
-            positions.append(pos[chosen])
-            samples.append(np.full(int(chosen.sum()), j, dtype=np.int64))
-        if not positions:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(positions), np.concatenate(samples)
-
-    def ground_truth(self, split):
-        """(n_samples, C) labels 1 / -1 (/ 0 for difficult-only images) of ``split``'s samples."""
-        if self.settings.task == "cls":
-            return image_labels(self.dataset, self.samples[split], self.classes)
-        return np.array([[1 if a in person.actions else -1 for a in self.classes]
-                         for _, person in self.samples[split]], dtype=np.int8).reshape(-1, len(self.classes))
-
     def score(self, net, inputs_of, split):
-        """(n_samples, C) scores of ``split``'s images (cls) or persons (action), background
-        dropped, and the patch probabilities of the split."""
-        probs = patch_probabilities(net, inputs_of, self.rows[split], self.settings.eval_batch)
-        positions, sample = self.pairs[split]
-        scores = aggregate_by_image(probs[positions], sample, len(self.samples[split]), self.settings.train.k)
-        return scores[:, : len(self.classes)], probs
+        """(scores (n_items, C), probabilities of the split's patches (S, C + 1)) of ``split``'s items."""
+        items = self.patches.items[split]
+        probs = patch_probabilities(net, inputs_of, items.patches, self.settings.eval_batch)
+        return score_items(probs, items, self.settings.train.k)[:, : len(self.classes)], probs
 
-    def run(self, resume=False):
+    def evaluate(self, scores, split, paths=None) -> Report | None:
+        """The APs of ``split``'s scores against its items' truth (None if not annotated)."""
+        truth = self.patches.items[split].truth
+        if truth is None:
+            return None
+        s = self.settings
+        image_set = s.test_split if split == "test" else s.train_split
+        return evaluate_items(scores, truth, self.classes, s.train.metric, task=s.task,
+                              year=self.dataset.year, split=image_set,
+                              competition=s.competition or DEFAULT_COMPETITION[s.task], paths=paths)
+
+    def run(self, resume=False) -> TransferResult:
         s = self.settings
         started = time.perf_counter()
-        trained, inputs_of = self.prepare_inputs()
-        val_gt = self.ground_truth("val")
+        os.makedirs(self.out, exist_ok=True)
+        trained, inputs_of = self.network_inputs()
 
         def validate(net):
-            scores, _ = self.score(net, inputs_of, "val")
-            return mean_ap(scores, val_gt, s.train.metric)
+            report = self.evaluate(self.score(net, inputs_of, "val")[0], "val")
+            return {"val_map": report.map} if report is not None else {}
 
-        train_rows = self.rows["train"]
-        labels = self.patches.labels[train_rows]
-        history = train_patches(trained, lambda idx: inputs_of(train_rows[idx]), labels, self.background,
-                                s.train, validate=validate if len(val_gt) else None,
+        train_set = self.patches.patches_of("train")
+        history = train_patches(trained, lambda idx: inputs_of(train_set[idx]),
+                                self.patches.patch_labels[train_set], self.background, s.train,
+                                validate=validate if len(self.val_ids) else None,
                                 checkpoint=os.path.join(self.out, "checkpoint.npz"), resume=resume,
                                 log=self.log, desc=s.variant)
         self.net.meta.update(target_classes=self.classes, k=s.train.k, scales=list(s.scales),
                              stride_fraction=s.stride_fraction, variant=s.variant, task=s.task)
         self.net.save(os.path.join(self.out, "transfer.npz"))
         scores, probs = self.score(trained, inputs_of, "test")
-        competition = s.competition or DEFAULT_COMPETITION[s.task]
-        results = os.path.join(self.out, "results", f"VOC{self.dataset.year}", TASK_FOLDER[s.task])
-        for j, name in enumerate(self.classes):
-            path = os.path.join(results, result_filename(competition, s.task, s.test_split, name))
-            if s.task == "action":
-                write_action_results(path, [(i, o.index) for i, o in self.samples["test"]], scores[:, j])
-            else:
-                write_cls_results(path, self.test_ids, scores[:, j])
+        paths = self.write_results(scores)
+        report = self.evaluate(scores, "test", paths)
         summary = {"variant": s.variant, "history": history, "settings": asdict(s),
-                   "results": results, "seconds": None}
-        try:
-            report = evaluate_voc(self.dataset, s.test_split, s.task, results, competition=competition,
-                                  metric=s.train.metric)
-            summary["ap"] = {name: r.ap for name, r in report.results.items()}
-            summary["map"] = report.map
-            summary["warnings"] = report.warnings
-        except InputError as e:  # e.g. a test set without annotations (VOC2012 test)
-            self.log(f"not evaluated: {e}")
-            report = None
+                   "results": os.path.dirname(next(iter(paths.values()))) if paths else None}
+        if report is None:
+            self.log(f"not evaluated: the {s.test_split} set has no annotations")
+        else:
+            summary.update(ap={name: r.ap for name, r in report.results.items()}, map=report.map,
+                           warnings=report.warnings)
         summary["seconds"] = time.perf_counter() - started
-        with open(os.path.join(self.out, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1, default=float)
-        self.test_probs, self.test_scores, self.report = probs, scores, report
-        return summary
+        write_json(os.path.join(self.out, "summary.json"), summary)
+        return TransferResult(summary, report, scores, probs, self.patches, self.net)
+
+    def write_results(self, scores) -> dict:
+        """The submission files of the test items' scores; {class: path}."""
+        s = self.settings
+        competition = s.competition or DEFAULT_COMPETITION[s.task]
+        folder = os.path.join(self.out, "results", f"VOC{self.dataset.year}", TASK_FOLDER[s.task])
+        keys = self.patches.items["test"].keys
+        paths = {}
+        for j, name in enumerate(self.classes):
+            paths[name] = os.path.join(folder, result_filename(competition, s.task, s.test_split, name))
+            write = write_action_results if s.task == "action" else write_cls_results
+            write(paths[name], keys, scores[:, j])
+        return paths
 
 
 def _progress_printer(log, what, every=0.1):
@@ -311,4 +273,3 @@ def load_source(path):
         raise InputError(f"{path}: not a source network (it has no layer 'fc7'; "
                          f"layers: {', '.join(net.names)})")
     return net
-

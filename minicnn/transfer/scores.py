@@ -37,6 +37,13 @@ def aggregate_by_image(patch_probs, image_index, num_images, k=DEFAULT_K):
         return sums / counts
 
 
+def score_items(split_probs, items, k=DEFAULT_K):
+    """(n_items, K) scores of a split's items (:class:`~minicnn.transfer.patchset.ScoredItems`):
+    item j's mean of p^k over its patches. ``split_probs`` (S, K) are the probabilities of
+    the patches ``items.patches``, in that order."""
+    return aggregate_by_image(np.asarray(split_probs)[items.pair_patch], items.pair_item, len(items.keys), k)
+
+
 def score_map(boxes, values, width, height):
     """(C, height, width) per-pixel mean of ``values`` (M, C) over the patches covering each
     pixel. Patch edges are rounded to whole pixels; built with 2-D prefix sums, so the cost

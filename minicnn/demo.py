@@ -13,7 +13,6 @@ earlier run with the same settings left (data, checkpoints, feature caches).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -21,10 +20,11 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from minicnn import backend
+from minicnn.atomic import write_json, write_text
 from minicnn.data.synthetic import DataConfig, generate, is_generated
-from minicnn.transfer.pipeline import Transfer, TransferSettings
-from minicnn.transfer.pretrain import PretrainSettings, pretrain
-from minicnn.transfer.report import ap_table, heatmaps
+from minicnn.pretrain import PretrainSettings, pretrain
+from minicnn.report import ap_table, heatmaps
+from minicnn.transfer.pipeline import Transfer, TransferSettings, load_source
 from minicnn.transfer.train import TrainSettings
 
 
@@ -79,11 +79,9 @@ def run_demo(out, settings: DemoSettings, resume=True, log=print):
     pre = pretrain(os.path.join(data_dir, "source"), os.path.join(out, "pretrain"), settings.pretrain,
                    resume=resume, log=log)
     stages["pretrain"] = time.perf_counter() - t
-    from minicnn.transfer.pipeline import load_source
-
     source = load_source(pre["weights"])
 
-    summaries, runs = {}, {}
+    summaries, results = {}, {}
     for n, name in enumerate(settings.variants):
         t = time.perf_counter()
         log(f"[3/4] variant {name} ({n + 1}/{len(settings.variants)})")
@@ -92,19 +90,19 @@ def run_demo(out, settings: DemoSettings, resume=True, log=print):
             ts = replace(ts, train=replace(ts.train, epochs=settings.scratch_epochs))
         run = Transfer(os.path.join(data_dir, "VOCdevkit"), 2007, source, os.path.join(out, name), ts,
                        cache_root=os.path.join(out, "cache"), log=log)
-        summaries[name] = run.run(resume=resume)
-        runs[name] = run
+        results[name] = run.run(resume=resume)
+        summaries[name] = results[name].summary
         stages[name] = time.perf_counter() - t
 
     log("[4/4] report")
-    classes = runs[settings.variants[0]].classes
+    classes = run.classes
     metric = settings.transfer.train.metric
     table = ap_table(summaries, classes, metric)
     log(table)
     plots = os.path.join(out, "plots")
-    _plots(plots, pre["history"], summaries, runs)
-    heat = _heatmaps(os.path.join(out, "heatmaps"), runs.get("transfer") or runs[settings.variants[0]],
-                     settings.heatmap_images, settings.transfer.train.k)
+    _plots(plots, pre["history"], results)
+    heat = _heatmaps(os.path.join(out, "heatmaps"), results.get("transfer") or results[settings.variants[0]],
+                     run.dataset, classes, settings.heatmap_images, settings.transfer.train.k)
     summary = {
         "map": {name: s.get("map") for name, s in summaries.items()},
         "ap": {name: s.get("ap") for name, s in summaries.items()},
@@ -114,49 +112,44 @@ def run_demo(out, settings: DemoSettings, resume=True, log=print):
         "pretrain": pre["history"][-1] if pre["history"] else None,
         "settings": asdict(settings),
     }
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1, default=float)
+    write_json(os.path.join(out, "summary.json"), summary)
     _markdown(os.path.join(out, "report.md"), summary, table, heat)
     return summary
 
 
-def _plots(folder, pre_history, summaries, runs):
+def _plots(folder, pre_history, results):
     from minicnn.evaluate.challenge import plot_report
-    from minicnn.plots import line_plot
+    from minicnn.plots import plot_training
 
     os.makedirs(folder, exist_ok=True)
     if pre_history:
-        epochs = [h["epoch"] for h in pre_history]
-        line_plot(os.path.join(folder, "pretrain.png"),
-                  [("top-1", epochs, [h["val_top1"] for h in pre_history]),
-                   ("top-5", epochs, [h["val_top5"] for h in pre_history])],
-                  title="source network: validation accuracy", xlabel="epoch", ylabel="accuracy",
-                  ylim=(0, 1))
-    series = [(name, [h["epoch"] for h in s["history"]], [h.get("val_map", np.nan) for h in s["history"]])
-              for name, s in summaries.items()]
-    line_plot(os.path.join(folder, "validation_map.png"), series, title="validation mAP per epoch",
-              xlabel="epoch", ylabel="mAP", ylim=(0, 1))
-    for name, run in runs.items():
-        if run.report is not None:
-            plot_report(run.report, os.path.join(folder, name))
+        plot_training(os.path.join(folder, "pretrain.png"), {"source network": pre_history},
+                      metric=["val_top1", "val_top5"], metric_label="validation accuracy",
+                      title="source network: training loss and validation accuracy")
+    histories = {name: r.summary["history"] for name, r in results.items()}
+    plot_training(os.path.join(folder, "training.png"), histories, metric="val_map",
+                  metric_label="validation mAP", title="adaptation: training loss and validation mAP")
+    for name, result in results.items():
+        if result.report is not None:
+            plot_report(result.report, os.path.join(folder, name))
 
 
-def _heatmaps(folder, run, count, k):
-    """Heat maps of the first ``count`` test images; returns the file names."""
+def _heatmaps(folder, result, dataset, classes, count, k):
+    """Heat maps of the first ``count`` test images, with their ground truth; the file names."""
     from minicnn.data.transforms import load_image
+    from minicnn.report import ground_truth_boxes
 
-    os.makedirs(folder, exist_ok=True)
-    rows = run.rows["test"]
+    p, items = result.patches, result.patches.items["test"]
+    if result.summary["variant"] == "whole-image":
+        return []
     names = []
-    for image_id in run.test_ids[:count]:
-        i = run.ids.index(image_id)
-        mine = np.flatnonzero(run.patches.image[rows] == i)
-        if run.settings.variant == "whole-image" or not len(mine):
-            continue
-        image = load_image(run.patches.paths[i])
-        picture = heatmaps(image, run.patches.boxes[rows[mine]], run.test_probs[mine], run.classes, k=k)
+    for image_id in items.keys[:count]:
+        i = p.image_ids.index(image_id)
+        mine = np.flatnonzero(p.patch_image[items.patches] == i)
         name = f"{image_id}.png"
-        picture.save(os.path.join(folder, name))
+        heatmaps(os.path.join(folder, name), load_image(p.paths[i]), p.patch_boxes[items.patches[mine]],
+                 result.test_probs[mine], classes, k=k,
+                 gt_boxes=ground_truth_boxes(dataset.annotation(image_id), classes))
         names.append(name)
     return names
 
@@ -172,9 +165,8 @@ def _markdown(path, summary, table, heatmap_files):
         p = summary["pretrain"]
         lines += [f"Source network after {p['epoch']} epochs: validation top-1 {p['val_top1']:.3f}, "
                   f"top-5 {p['val_top5']:.3f}.", ""]
-    lines += ["![validation mAP](plots/validation_map.png)", "", "![source training](plots/pretrain.png)", ""]
+    lines += ["![adaptation training](plots/training.png)", "", "![source training](plots/pretrain.png)", ""]
     lines += [f"![AP per class, {name}](plots/{name}/cls_summary.png)" for name in summary["map"]]
     lines += ["", "Precision/recall curves per class: `plots/<variant>/cls_<class>_pr.png`.", ""]
     lines += [f"![heat map {name}](heatmaps/{name})" for name in heatmap_files]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")

@@ -1,0 +1,269 @@
+"""A record of every run: ``OUT/run.json`` and ``OUT/log.txt``.
+
+A command that leaves results in a folder OUT records there what ran, with which
+settings, on which inputs, how long each stage took, what was skipped and what came out:
+
+    record = RunRecord(out, command="transfer", settings=settings, inputs=[network, list_file],
+                       resume=args.resume, fresh=args.fresh)
+    with record.stage("cache"):
+        ...
+    record.skip(path, "unreadable image")
+    record.data(images=1200, patches=480000)
+    record.log("epoch 3: loss 0.41")
+    record.finish({"map": 0.72})
+
+``run.json`` (written atomically at once, after each stage, and at the end)::
+
+    {"name": "transfer", "command": [argv...], "version": "0.1.0", "settings": {...},
+     "inputs": {"/abs/path": "<sha256>"}, "data": {...}, "started": ISO time,
+     "finished": ISO time or null, "resumed": [ISO times], "skipped": [{"item", "reason"}],
+     "seconds": {stage: seconds}, "result": {...} or null, "ranks": 1}
+
+A folder that already holds a run is refused unless ``resume`` (the same settings and
+inputs, compared by content: each difference is named) or ``fresh`` (the old record is
+replaced; which other files to clear is the command's choice); ``resume`` where there is
+no run yet starts one. ``log.txt`` is appended to,
+one line per message with its time, so a killed run keeps every line it wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from datetime import datetime
+
+from minicnn.atomic import write_json
+from minicnn.errors import InputError
+
+RECORD_NAME = "run.json"
+LOG_NAME = "log.txt"
+
+
+def now() -> str:
+    """The local time with its UTC offset, to the second (ISO 8601)."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def package_version() -> str:
+    """The installed package's version, else the source tree's ``minicnn.__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("minicnn")
+    except metadata.PackageNotFoundError:
+        import minicnn
+
+        return minicnn.__version__
+
+
+def sha256_file(path, chunk=1 << 20) -> str:
+    """The SHA-256 of a file, read in 1 MiB chunks (inputs can be gigabytes)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                digest.update(block)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read input ({e.strerror or e})") from None
+    return digest.hexdigest()
+
+
+def jsonable(value):
+    """``value`` as JSON reads it back: tuples become lists, paths strings, NumPy values
+    Python numbers, sets sorted lists, dataclasses dicts; so recorded and new settings
+    compare equal."""
+    def default(v):
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return dataclasses.asdict(v)
+        if isinstance(v, os.PathLike):
+            return os.fspath(v)
+        if isinstance(v, (set, frozenset)):
+            return sorted(v)
+        if hasattr(v, "tolist"):
+            return v.tolist()
+        raise TypeError(f"setting {v!r} ({type(v).__name__}) cannot be recorded in {RECORD_NAME}")
+
+    return json.loads(json.dumps(value, default=default))
+
+
+def _differences(old, new, prefix=""):
+    """'key: old -> new' for every setting that differs, nested keys dotted."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in list(old) + [k for k in new if k not in old]:
+            name = f"{prefix}{key}"
+            if key not in new:
+                out.append(f"{name}: {json.dumps(old[key])} -> (not set)")
+            elif key not in old:
+                out.append(f"{name}: (not set) -> {json.dumps(new[key])}")
+            else:
+                out += _differences(old[key], new[key], name + ".")
+        return out
+    both_nan = isinstance(old, float) and isinstance(new, float) and math.isnan(old) and math.isnan(new)
+    if old == new or both_nan:
+        return []
+    return [f"{prefix[:-1] if prefix.endswith('.') else prefix}: {json.dumps(old)} -> {json.dumps(new)}"]
+
+
+class RunRecord:
+    """The record of one run of ``minicnn <command>`` in ``out_dir`` (see the module
+    docstring). ``settings``: every setting of the run (a JSON-able dict or a dataclass,
+    nested ones included); ``inputs``: the files
+    it reads (networks, lists), recorded by SHA-256; ``argv`` defaults to ``sys.argv``."""
+
+    def __init__(self, out_dir, command, settings, inputs=(), resume=False, fresh=False, argv=None):
+        self.dir = os.fspath(out_dir)
+        self.path = os.path.join(self.dir, RECORD_NAME)
+        self.log_path = os.path.join(self.dir, LOG_NAME)
+        if os.path.exists(self.dir) and not os.path.isdir(self.dir):
+            raise InputError(f"{self.dir} is a file, not an output folder")
+        given, settings = settings, jsonable(settings)
+        if not isinstance(settings, dict):
+            raise TypeError(f"RunRecord: settings must be a dict or a dataclass, not {type(given).__name__}")
+        hashes = {os.path.abspath(os.fspath(p)): sha256_file(p) for p in inputs}
+        old = None if fresh else self._read_previous()
+        if old is not None and not resume:
+            raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}` (started "
+                             f"{old.get('started', '?')}); pass --resume to continue it or --fresh "
+                             "to start over")
+        if old is not None:
+            self._check_same(old, command, settings, hashes)
+            self.record = old
+            self.record["resumed"] = [*old.get("resumed", []), now()]
+            self.record["finished"] = None
+            self.record.setdefault("seconds", {})
+            self.record.setdefault("skipped", [])
+            self.record.setdefault("data", {})
+        else:
+            self.record = {"name": command, "command": list(sys.argv if argv is None else argv),
+                           "version": package_version(), "settings": settings, "inputs": hashes,
+                           "data": {}, "started": now(), "finished": None, "resumed": [], "skipped": [],
+                           "seconds": {}, "result": None, "ranks": 1}
+        self.resumed = old is not None
+        self._skips = {(s.get("item"), s.get("reason")) for s in self.record["skipped"]}
+        self.save()
+
+    def _read_previous(self):
+        if not os.path.exists(self.path):
+            return None
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                old = json.load(f)
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise InputError(f"{self.path}: not a readable run record ({e}); pass --fresh to start "
+                             "over") from None
+        if not isinstance(old, dict) or "settings" not in old:
+            raise InputError(f"{self.path}: not a run record (no settings); pass --fresh to start over")
+        return old
+
+    def _check_same(self, old, command, settings, hashes):
+        if old.get("name") != command:
+            raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}`, not of "
+                             f"`minicnn {command}`; --resume continues a run of the same command "
+                             "(--fresh starts over)")
+        problems = [f"setting {d}" for d in _differences(old.get("settings", {}), settings)]
+        recorded = old.get("inputs", {})
+        for path, digest in hashes.items():
+            if path not in recorded:
+                problems.append(f"input {path} was not an input of the run")
+            elif recorded[path] != digest:
+                problems.append(f"input {path} has changed (sha256 {recorded[path][:12]}... -> "
+                                f"{digest[:12]}...)")
+        problems += [f"input {path} of the run is not given" for path in recorded if path not in hashes]
+        if problems:
+            raise InputError(f"cannot resume the run in {self.dir}: {'; '.join(problems)} "
+                             "(use the run's settings and inputs, or --fresh to start over)")
+
+    # --- access --------------------------------------------------------------------------
+    def __getitem__(self, key):
+        return self.record[key]
+
+    # --- recording -----------------------------------------------------------------------
+    def save(self):
+        """Write ``run.json`` now (atomically)."""
+        write_json(self.path, self.record)
+
+    def log(self, message):
+        """Print ``message`` and append it, with the time, to ``log.txt``."""
+        message = str(message)
+        print(message)
+        stamp = now()
+        os.makedirs(self.dir, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write("".join(f"{stamp} {line}\n" for line in message.splitlines() or [""]))
+
+    @contextlib.contextmanager
+    def stage(self, name):
+        """Add the time the ``with`` block takes to ``seconds[name]`` (kept across resumes,
+        counted even when the block raises) and save the record."""
+        start = time.perf_counter()
+        try:
+            yield self
+        finally:
+            seconds = self.record["seconds"]
+            seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+            self.save()
+
+    def skip(self, item, reason):
+        """Record a skipped item (once per item and reason; saved with the next save)."""
+        key = (str(item), str(reason))
+        if key not in self._skips:
+            self._skips.add(key)
+            self.record["skipped"].append({"item": key[0], "reason": key[1]})
+
+    def data(self, **counts):
+        """Merge counts (images, patches, ...) into ``data`` and save the record."""
+        self.record["data"].update(jsonable(counts))
+        self.save()
+
+    def finish(self, result: dict):
+        """Record the result and the finishing time; returns the record."""
+        self.record["result"] = jsonable(result)
+        self.record["finished"] = now()
+        self.save()
+        return self.record
+
+
+def progress_bar(iterable, total=None, desc="", log=print, every_fraction=0.1, every_seconds=30.0,
+                 stream=None):
+    """Iterate over ``iterable`` showing progress: a tqdm bar when ``stream`` (default
+    stderr) is a terminal, else plain lines through ``log`` (e.g. ``RunRecord.log``) every
+    ``every_fraction`` of ``total`` or ``every_seconds``, whichever comes first, and at the
+    end; no carriage returns reach a log file or a pipe."""
+    stream = sys.stderr if stream is None else stream
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        from tqdm import tqdm
+
+        yield from tqdm(iterable, total=total, desc=desc, file=stream, dynamic_ncols=True)
+        return
+    label = f"{desc}: " if desc else ""
+    start = last = time.monotonic()
+    step = max(1, int(total * every_fraction)) if total else None
+    next_count, done, logged = step, 0, 0
+
+    def line(clock):
+        elapsed = clock - start
+        if total:
+            return f"{label}{done}/{total} ({100 * done / total:.0f}%) in {elapsed:.0f} s"
+        return f"{label}{done} in {elapsed:.0f} s"
+
+    for item in iterable:
+        yield item
+        done += 1
+        clock = time.monotonic()
+        if (step and done >= next_count) or clock - last >= every_seconds:
+            log(line(clock))
+            last, logged = clock, done
+            while step and next_count <= done:
+                next_count += step
+    if logged != done or done == 0:
+        log(line(time.monotonic()))
