@@ -9,10 +9,11 @@ description after the folder name, as Caffe's synset_words.txt does
 ("n01440764 tench, Tinca tinca"): the first word is matched to the folder names.
 
 Preprocessing is the network's own, from its meta: each image's shorter side resized to
---resize (256), the centre input_size crop, RGB reordered to meta channel_order (BGR for
-Caffe models), meta mean subtracted and meta std divided out (0-255 scale, in the
-network's channel order). Caffe's published numbers use the full 256 x 256 mean image and
-10 crops, so a single centre crop with a per-channel mean reads a little lower.
+--resize (256), the centre input_size crop, then minicnn.data.preprocess.Preprocessing
+(RGB reordered to meta channel_order, BGR for Caffe models; meta mean subtracted and meta
+std divided out, 0-255 scale, in the network's channel order). Caffe's published numbers
+use the full 256 x 256 mean image and 10 crops, so a single centre crop with a per-channel
+mean reads a little lower.
 
     python experiments/imagenet_topk.py --weights runs/bvlc/source.npz --data /data/imagenet-val \
         --backend cpu --out runs/bvlc/topk.json
@@ -29,6 +30,7 @@ import numpy as np
 import minicnn as mc
 from minicnn.data.folders import read_class_list, read_folder
 from minicnn.data.loader import ImageLoader
+from minicnn.data.preprocess import Preprocessing
 from minicnn.data.transforms import ImageTransform
 from minicnn.errors import InputError
 
@@ -40,15 +42,6 @@ def class_index(classes):
         index.setdefault(line, i)
         index.setdefault(line.split()[0], i)
     return index
-
-
-def preprocess(images, meta):
-    """(B, 3, S, S) RGB 0-255 -> the network's input (channel order, mean, std)."""
-    if meta.get("channel_order", "RGB") == "BGR":
-        images = images[:, ::-1]
-    mean = np.asarray(meta.get("mean", [0.0, 0.0, 0.0]), np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(meta.get("std", [1.0, 1.0, 1.0]), np.float32).reshape(1, -1, 1, 1)
-    return np.ascontiguousarray((images - mean) / std, dtype=np.float32)
 
 
 def topk(net, data, classes, resize=256, batch_size=32, workers=2, limit=None, log=print):
@@ -65,12 +58,13 @@ def topk(net, data, classes, resize=256, batch_size=32, workers=2, limit=None, l
     if limit:
         chosen = np.random.default_rng(0).permutation(len(paths))[:limit]
         paths, targets = [paths[i] for i in chosen], targets[chosen]
+    preprocess = Preprocessing.of(net)  # channel order, mean, std: the network's own
     loader = ImageLoader(paths, targets, ImageTransform(size, resize=max(resize, size)),
                          batch_size=batch_size, workers=workers, progress="images")
     hits1 = hits5 = seen = 0
     start = time.time()
     for batch in loader.epoch(0):
-        logits = mc.to_numpy(net.forward(mc.asarray(preprocess(batch.images, meta)), train=False,
+        logits = mc.to_numpy(net.forward(mc.asarray(preprocess(batch.images)), train=False,
                                          keep_for_backward=False))
         top = np.argsort(-logits, axis=1)[:, :5]
         hits1 += int((top[:, 0] == batch.labels).sum())

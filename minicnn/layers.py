@@ -364,9 +364,9 @@ class AvgPool2D(Layer):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         super().__init__()
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride) if stride is not None else self.kernel_size
-        self.padding = _pair(padding)
+        self.kernel_size = pair(kernel_size)
+        self.stride = pair(stride) if stride is not None else self.kernel_size
+        self.padding = pair(padding)
         self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
         if any(p > k / 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
             raise ValueError(f"AvgPool2D: padding {self.padding} must be at most half the kernel "
