@@ -14,6 +14,7 @@ setup(
         "minicnn.transfer",
         "minicnn.evaluate",
         "minicnn.commands",
+        "minicnn.interop",
         "minicnn.kernels",
         "minicnn.kernels.cpu",
         "minicnn.kernels.cuda",
@@ -34,7 +35,10 @@ setup(
         # numba-cuda brings numba.cuda's CUDA 12 compiler; numba-cuda 0.30 fails on numpy 2.5
         # (it types np.row_stack, which numpy 2.5 removed)
         "gpu": ["cupy-cuda12x>=13.0", "numba-cuda[cu12]>=0.30", "numpy<2.5"],
-        "dev": ["pytest>=7.4", "ruff==0.17.6"],
+        # pretrained weights in and out (minicnn.interop): ONNX and Caffe files
+        "interop": ["onnx>=1.14", "protobuf>=4.21"],
+        # onnxruntime is the tests' oracle for the ONNX import and export
+        "dev": ["pytest>=7.4", "ruff==0.17.6", "onnx>=1.14", "protobuf>=4.21", "onnxruntime>=1.16"],
     },
     entry_points={"console_scripts": ["minicnn = minicnn.cli:main"]},
 )
