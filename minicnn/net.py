@@ -172,6 +172,8 @@ class Sequential:
                            for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
         lines.insert(1, "-" * len(lines[0]))
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
+        if self.meta.get("softmax_dropped"):
+            lines.append("outputs are logits: the source model's trailing Softmax was dropped at import")
         text = "\n".join(lines)
         print(text, file=file)
         return text

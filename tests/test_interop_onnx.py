@@ -127,6 +127,7 @@ def test_bvlc_alexnet_layout_at_227_equals_onnxruntime(rng, tmp_path):
     assert net["drop6"].p == 0.5 and net.input_shape == (3, 227, 227)
     assert net.meta["input_size"] == 227 and net.meta["channel_order"] == "RGB"
     assert net.meta["softmax_dropped"] and net.meta["classes"][3] == "c3"
+    assert net.summary(file=open(os.devnull, "w")).endswith("trailing Softmax was dropped at import")
     assert len(net.meta["source_sha256"]) == 64
     x = rng.uniform(0, 255, (1, 3, 227, 227)).astype(np.float32)
     ours = net.forward(x, train=False)

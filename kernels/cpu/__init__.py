@@ -18,6 +18,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     os.environ["NUMBA_THREADING_LAYER"] = "workqueue"
     numba.config.THREADING_LAYER = "workqueue"
 
+from minicnn.kernels.cpu.avg_pool2d import avg_pool_backward, avg_pool_forward
 from minicnn.kernels.cpu.conv2d import cnhw_to_nchw, nchw_to_cnhw
 from minicnn.kernels.cpu.dropout import dropout_apply
 from minicnn.kernels.cpu.gemm import gemm, gemm_batched
@@ -35,6 +36,8 @@ from minicnn.kernels.cpu.winograd import (
 )
 
 __all__ = [
+    "avg_pool_backward",
+    "avg_pool_forward",
     "cnhw_to_nchw",
     "col2im",
     "dropout_apply",

@@ -6,6 +6,7 @@ Each name in ``__all__`` replaces the ``@hot_path`` reference of the same name i
 its ``xp`` code on CuPy, with GEMMs in cuBLAS through ``cupy.matmul``.
 """
 
+from minicnn.kernels.cuda.avg_pool2d import avg_pool_backward, avg_pool_forward
 from minicnn.kernels.cuda.dropout import dropout_apply
 from minicnn.kernels.cuda.im2col import col2im, im2col
 from minicnn.kernels.cuda.lrn import lrn_backward, lrn_forward
@@ -21,6 +22,8 @@ from minicnn.kernels.cuda.winograd import (
 )
 
 __all__ = [
+    "avg_pool_backward",
+    "avg_pool_forward",
     "col2im",
     "dropout_apply",
     "im2col",
