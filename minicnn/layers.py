@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import backend
+from minicnn.ops import avg_pool2d as avg_op
 from minicnn.ops import conv2d as conv_op
 from minicnn.ops import dropout as dropout_op
 from minicnn.ops import flatten as flatten_op
@@ -229,8 +230,9 @@ class Linear(Layer):
         return dx
 
 
-class MaxPool2D(Layer):
-    """Max pooling, ``minicnn.ops.max_pool2d``, PyTorch semantics in floor and ceil mode."""
+class _Pool2D(Layer):
+    """The window geometry pooling layers share: kernel, stride (default: the kernel),
+    padding of at most half the kernel, PyTorch's output sizes in floor and ceil mode."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
@@ -239,8 +241,8 @@ class MaxPool2D(Layer):
         self.padding = pair(padding)
         self.ceil_mode = bool(ceil_mode)
         if any(p > k / 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
-            raise ValueError(f"MaxPool2D: padding {self.padding} must be at most half the kernel "
-                             f"{self.kernel_size}")
+            raise ValueError(f"{type(self).__name__}: padding {self.padding} must be at most half the "
+                             f"kernel {self.kernel_size}")
 
     def config(self):
         return dict(kernel_size=list(self.kernel_size), stride=list(self.stride),
@@ -255,14 +257,25 @@ class MaxPool2D(Layer):
         return (C, pool_op.pool_output_size(H, kh, sh, ph, self.ceil_mode),
                 pool_op.pool_output_size(W, kw, sw, pw, self.ceil_mode))
 
-    def forward(self, x, train=True, keep_for_backward=True):
+    def _geometry(self):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return kh, kw, sh, sw, ph, pw
+
+    def _output_size(self, x):
         self._check_input(x, 4)
         try:
-            _, oh, ow = self.output_shape(x.shape[1:])
+            return self.output_shape(x.shape[1:])[1:]
         except ValueError as e:
-            raise ValueError(f"layer {self.name!r} (MaxPool2D): input {tuple(x.shape)}: {e}") from None
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        y, argmax = pool_op.max_pool_forward(x, kh, kw, sh, sw, ph, pw, oh, ow)
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}): input {tuple(x.shape)}: "
+                             f"{e}") from None
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling, ``minicnn.ops.max_pool2d``, PyTorch semantics in floor and ceil mode."""
+
+    def forward(self, x, train=True, keep_for_backward=True):
+        oh, ow = self._output_size(x)
+        y, argmax = pool_op.max_pool_forward(x, *self._geometry(), oh, ow)
         self._save(keep_for_backward, argmax, x.shape)
         return y
 
@@ -354,62 +367,31 @@ class Flatten(Layer):
         return flatten_op.flatten_backward(dy, shape)
 
 
-LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, Linear, MaxPool2D, ReLU, LRN, Dropout, Flatten)}
-
-
-class AvgPool2D(Layer):
+class AvgPool2D(_Pool2D):
     """Average pooling, ``minicnn.ops.avg_pool2d``: PyTorch's output sizes in floor and ceil
     mode; ``count_include_pad`` divides by the window clipped to the padded input (Caffe's
     AVE pooling and PyTorch's default), otherwise by its part inside the input."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-        super().__init__()
-        self.kernel_size = pair(kernel_size)
-        self.stride = pair(stride) if stride is not None else self.kernel_size
-        self.padding = pair(padding)
-        self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
-        if any(p > k / 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
-            raise ValueError(f"AvgPool2D: padding {self.padding} must be at most half the kernel "
-                             f"{self.kernel_size}")
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
 
     def config(self):
-        return dict(kernel_size=list(self.kernel_size), stride=list(self.stride),
-                    padding=list(self.padding), ceil_mode=self.ceil_mode,
-                    count_include_pad=self.count_include_pad)
-
-    def _describe_expected(self):
-        return "(N, C, H, W)"
-
-    def output_shape(self, in_shape):
-        C, H, W = in_shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (C, pool_op.pool_output_size(H, kh, sh, ph, self.ceil_mode),
-                pool_op.pool_output_size(W, kw, sw, pw, self.ceil_mode))
+        return dict(super().config(), count_include_pad=self.count_include_pad)
 
     def macs(self, in_shape):
         _, oh, ow = self.output_shape(in_shape)
         return in_shape[0] * oh * ow * self.kernel_size[0] * self.kernel_size[1]
 
-    def _geometry(self):
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return kh, kw, sh, sw, ph, pw
-
     def forward(self, x, train=True, keep_for_backward=True):
-        from minicnn.ops import avg_pool2d as avg_op
-
-        self._check_input(x, 4)
-        try:
-            _, oh, ow = self.output_shape(x.shape[1:])
-        except ValueError as e:
-            raise ValueError(f"layer {self.name!r} (AvgPool2D): input {tuple(x.shape)}: {e}") from None
+        oh, ow = self._output_size(x)
         self._save(keep_for_backward, x.shape)
         return avg_op.avg_pool_forward(x, *self._geometry(), oh, ow, self.count_include_pad)
 
     def backward(self, dy):
-        from minicnn.ops import avg_pool2d as avg_op
-
         (shape,) = self._saved_tensors()
         return avg_op.avg_pool_backward(dy, shape, *self._geometry(), self.count_include_pad)
 
 
-LAYER_TYPES[AvgPool2D.__name__] = AvgPool2D
+LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, Linear, MaxPool2D, AvgPool2D, ReLU, LRN, Dropout,
+                                             Flatten)}
