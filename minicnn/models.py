@@ -18,7 +18,7 @@ TRANSFER_PREFIX_END = "drop7"
 
 def alexnet(num_classes=1000, input_size=227, groups=2, channels=(96, 256, 384, 384, 256),
             hidden=4096, conv1=None, dropout=0.5, dtype=np.float32):
-    """AlexNet (Krizhevsky et al. 2012), METHOD.md section 2.
+    """AlexNet (Krizhevsky et al. 2012), docs/method.md section 2.
 
     ``input_size`` 227 (Caffe: conv1 11x11 stride 4, no padding) or 224 (conv1 padding 2,
     as torchvision); both give 55x55 after conv1 and 6x6 after pool5. ``groups`` = 2 is
@@ -79,7 +79,7 @@ def small_alexnet(num_classes, input_size=32, groups=2, channels=(32, 64, 96, 96
 
 
 def transfer_net(source_net, num_classes, hidden=2048, dropout=0.5, dtype=None):
-    """The network of METHOD.md section 3: C1..FC7 (with their ReLUs, LRNs, pools and
+    """The network of docs/method.md section 3: C1..FC7 (with their ReLUs, LRNs, pools and
     dropouts) copied from ``source_net`` and frozen, then FCa (``hidden``, ReLU, dropout)
     and FCb (``num_classes``, which counts the background class).
 

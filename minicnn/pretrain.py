@@ -1,4 +1,4 @@
-"""Source training (METHOD.md section 2): a network on a labelled image-folder set.
+"""Source training (docs/method.md section 2): a network on a labelled image-folder set.
 
 Krizhevsky's recipe, scaled by arguments for small machines: SGD with momentum 0.9,
 weight decay 5e-4, batch 128, learning rate 0.01 divided by 10 when the validation error

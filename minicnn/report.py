@@ -27,7 +27,7 @@ def ap_table(summaries: dict, classes, metric="voc07") -> str:
 
 
 def heatmaps(path, image, boxes, probs, classes, k=5.0, top=3, gt_boxes=(), per_class=1, nms_iou=0.3):
-    """Write the heat maps of one image (METHOD.md section 8): the image, then for its ``top``
+    """Write the heat maps of one image (docs/method.md section 8): the image, then for its ``top``
     best-scoring classes the per-pixel mean of p(c|P)^k over the patches covering each pixel,
     with that class's best patches after non-maximum suppression (``per_class`` boxes) and
     the ground truth ``gt_boxes`` ((x1, y1, x2, y2, label), 0-based end-exclusive)."""

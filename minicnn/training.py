@@ -34,7 +34,7 @@ _DROPOUT, _EPOCH = 1, 2  # SeedSequence tags: the step streams never coincide wi
 
 @dataclass
 class SGDSettings:
-    """Krizhevsky's recipe (METHOD.md 2): SGD with momentum and weight decay, the learning
+    """Krizhevsky's recipe (docs/method.md 2): SGD with momentum and weight decay, the learning
     rate multiplied by ``lr_factor`` when the validation figure has not improved for
     ``lr_patience`` epochs."""
 

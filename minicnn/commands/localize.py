@@ -1,4 +1,4 @@
-"""Localize objects with a transfer network: score maps, heat maps and boxes (METHOD.md 8).
+"""Localize objects with a transfer network: score maps, heat maps and boxes (docs/method.md 8).
 
 Every patch of an image is scored; each pixel's score for class c is the mean of
 p(c|P)^k over the patches covering it, drawn as heat maps over the image. The best patches

@@ -1,6 +1,6 @@
 """Train a source network on a labelled image-folder set (root/<class>/<image>).
 
-Krizhevsky's recipe (METHOD.md section 2), scaled by arguments: SGD with momentum 0.9,
+Krizhevsky's recipe (docs/method.md section 2), scaled by arguments: SGD with momentum 0.9,
 weight decay 5e-4, learning rate divided by 10 when the validation error stops
 improving; random crops and flips for training, centre crops for validation, per-channel
 mean subtracted and standard deviation divided out. Prints validation top-1/top-5 after

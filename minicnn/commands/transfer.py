@@ -1,4 +1,4 @@
-"""Transfer a source network to a VOC-format target set (METHOD.md sections 3-6).
+"""Transfer a source network to a VOC-format target set (docs/method.md sections 3-6).
 
 Samples ~500 multi-scale square patches per image, labels them from the boxes (0.2/0.6
 rule, background, discarded), trains the adaptation layers FCa/FCb (or more, by variant)
@@ -10,7 +10,7 @@ Variants: frozen (FCa/FCb on cached FC7 features; the paper's method), update-fc
 and FC7 trained too, from cached C5 features), finetune (all layers), scratch (same
 architecture, random initialisation), whole-image (one patch per image: the baseline).
 
---task action (METHOD.md 7) does the same for the persons of ImageSets/Action: the person
+--task action (docs/method.md 7) does the same for the persons of ImageSets/Action: the person
 box plays the object box with its action as class, and each test person is scored from
 the patches that satisfy both overlap rules for its box; comp9 files, action AP.
 

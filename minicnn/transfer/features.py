@@ -1,6 +1,6 @@
 """Feature cache: the frozen layers' output for every patch, computed once, memory-mapped.
 
-With C1..FC7 frozen (METHOD.md section 3), the FC7 output of a patch is a constant, so it
+With C1..FC7 frozen (docs/method.md section 3), the FC7 output of a patch is a constant, so it
 is computed once and FCa/FCb train on the stored features: the same procedure as running
 the frozen layers every epoch, only faster. The cache is a directory holding
 

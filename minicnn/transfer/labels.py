@@ -1,4 +1,4 @@
-"""Patch labels from ground-truth boxes (METHOD.md section 5) and background re-sampling.
+"""Patch labels from ground-truth boxes (docs/method.md section 5) and background re-sampling.
 
 For a patch P and an object box B (areas continuous, boxes 0-based end-exclusive):
 
@@ -67,7 +67,7 @@ def label_patches(boxes, gt_boxes, gt_classes, gt_difficult, num_classes,
 
 def patches_on_box(patches, box, min_patch=MIN_PATCH_FRACTION, min_object=MIN_OBJECT_FRACTION):
     """(M,) bool: the patches that score an object given by its box (the action task's person,
-    METHOD.md 7): those satisfying both overlap rules for it; failing that, those holding
+    docs/method.md 7): those satisfying both overlap rules for it; failing that, those holding
     ``min_object`` of it; failing that, all of them."""
     patches = np.asarray(patches, np.float64).reshape(-1, 4)
     box = np.asarray(box, np.float64).reshape(1, 4)

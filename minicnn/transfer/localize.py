@@ -1,4 +1,4 @@
-"""Localization from patch scores (METHOD.md section 8).
+"""Localization from patch scores (docs/method.md section 8).
 
 Score maps: each pixel gets the mean of p(c|P)^k over the patches covering it
 (:func:`minicnn.transfer.scores.score_map`). Boxes: the patches themselves are candidate

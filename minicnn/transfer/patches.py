@@ -1,4 +1,4 @@
-"""Multi-scale square patches (METHOD.md section 4).
+"""Multi-scale square patches (docs/method.md section 4).
 
 At each scale lambda, patches are squares of side ``s = min(w, h) / lambda`` laid on a
 regular grid: along each axis ``n = ceil((L - s) / (r s)) + 1`` positions spread evenly

@@ -1,5 +1,5 @@
 """The patch set of a transfer run: its images, their patches and labels, the split, and what
-each split scores (METHOD.md sections 4, 5 and 7).
+each split scores (docs/method.md sections 4, 5 and 7).
 
 Two index spaces, named where they are used:
 
@@ -77,7 +77,7 @@ def object_truth(annotation, classes):
 
 
 def action_truth(annotation, actions):
-    """The persons of the action task as objects (METHOD.md 7): the person box with its action
+    """The persons of the action task as objects (docs/method.md 7): the person box with its action
     as class. A person with none of ``actions`` (only "other") or with several is ambiguous:
     marked difficult, so that the patches it would label are discarded."""
     index = {a: i for i, a in enumerate(actions)}

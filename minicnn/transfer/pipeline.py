@@ -1,10 +1,10 @@
-"""The transfer method end to end (METHOD.md sections 3-6) on a VOC-format target set.
+"""The transfer method end to end (docs/method.md sections 3-6) on a VOC-format target set.
 
     source network ──> transfer_net: C1..FC7 copied (frozen), FCa, FCb
     trainval images ──> patches + labels ──> train (a held-out part validates each epoch)
     test images ──> patches ──> softmax ──> mean of p^k per image ──> comp1 files ──> VOC AP
 
-With ``task="action"`` (METHOD.md 7, VOC 2012's action set) the persons play the objects, with
+With ``task="action"`` (docs/method.md 7, VOC 2012's action set) the persons play the objects, with
 their action as class, and each test person is scored by the mean of p^k over the patches
 that satisfy both overlap rules for its box (comp9 files).
 
@@ -59,7 +59,7 @@ class TransferSettings:
     variant: str = "frozen"
     task: str = "cls"                   # "cls" (objects, VOC Main) or "action" (persons, VOC Action)
     hidden: int = 2048                  # FCa width
-    dropout: float = 0.5                # after FCa (a default we chose, METHOD.md 3)
+    dropout: float = 0.5                # after FCa (a default we chose, docs/method.md 3)
     val_fraction: float = 0.2           # held-out part of trainval for per-epoch validation mAP
     train_split: str = "trainval"
     test_split: str = "test"

@@ -1,4 +1,4 @@
-"""From patch scores to image scores and score maps (METHOD.md sections 6 and 8).
+"""From patch scores to image scores and score maps (docs/method.md sections 6 and 8).
 
 Image score of class c over the M patches of an image, with y(c|P) the softmax output:
 

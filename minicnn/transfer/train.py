@@ -6,7 +6,7 @@ What differs is only ``inputs_of(patches)``, the network input of the chosen pat
 of a feature cache, or rendered pixels).
 
 Each epoch keeps every object patch and a fresh random fraction of the background patches
-(METHOD.md section 5; ``balance="reweight"`` instead uses every patch and weighs background
+(docs/method.md section 5; ``balance="reweight"`` instead uses every patch and weighs background
 by that fraction), shuffles, and runs SGD; the draw and the order come from
 ``(seed, epoch)`` alone, so a resumed run repeats the uninterrupted one.
 """
@@ -31,7 +31,7 @@ BALANCES = ("resample", "reweight")
 
 @dataclass
 class TrainSettings(SGDSettings):
-    background_fraction: float = 0.1   # METHOD.md 5: a fresh 10% of the background each epoch
+    background_fraction: float = 0.1   # docs/method.md 5: a fresh 10% of the background each epoch
     balance: str = "resample"          # or "reweight"
     k: float = DEFAULT_K               # the power of the aggregation mean(p^k)
     metric: str = "voc07"
