@@ -236,3 +236,52 @@ def test_pretrain_weights_resume_check_refuses_other_data_settings(data, tmp_pat
     history = (tmp_path / "p" / "history.csv").read_text().splitlines()
     assert len(history) == 3
     assert np.isfinite(float(history[-1].split(",")[1]))
+
+
+def test_a_cache_larger_than_the_free_disk_is_refused_before_it_is_built(data, source, tmp_path, capsys,
+                                                                         monkeypatch):
+    import shutil
+
+    import minicnn.transfer.pipeline as pipeline
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    out = tmp_path / "t"
+    assert main(["transfer", "--voc", str(data / "data" / "VOCdevkit"), "--weights", str(source), "--out",
+                 str(out), *map(str, TRANSFER)]) == 2
+    err = capsys.readouterr().err
+    assert "the feature cache needs" in err and "GB are free" in err and "--cache-dtype float16" in err
+    assert not (out / "cache").exists() or not any((out / "cache").iterdir())
+    plan = [line for line in (out / "log.txt").read_text().splitlines() if "feature cache:" in line]
+    assert plan and "GB as float32" in plan[0] and "GB as float16" in plan[0]
+
+
+def test_pretrain_skip_bad_leaves_unreadable_images_out_of_every_pass(data, tmp_path, capsys):
+    import shutil
+
+    src = tmp_path / "source"
+    shutil.copytree(data / "data" / "source", src)
+    broken = sorted((src / sorted(os.listdir(src))[0]).iterdir())[:2]
+    for image in broken:
+        image.write_bytes(b"\xff\xd8 truncated")
+    args = ["pretrain", "--data", str(src), "--out", str(tmp_path / "p"), *TINY, "--epochs", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "2 unreadable image(s)" in err and broken[0].name in err and "--skip-bad" in err
+    assert not (tmp_path / "p").exists()
+    assert main([*args, "--skip-bad"]) == 0
+    record = json.loads((tmp_path / "p" / "run.json").read_text())
+    assert sorted(s["item"] for s in record["skipped"]) == sorted(map(str, broken))
+    assert record["data"]["train"] + record["data"]["val"] == 30 * 12 - 2
+
+
+def test_a_demo_folder_refuses_other_settings(tmp_path, capsys, monkeypatch):
+    from minicnn import demo
+
+    monkeypatch.setattr(demo, "run_demo", lambda out, settings, record, resume: {"map": {}, "pretrain": None,
+                                                                                 "seconds": 0.0})
+    out = str(tmp_path / "demo")
+    assert main(["demo", "--quick", "--backend", "numpy", "--out", out]) == 0
+    assert main(["demo", "--quick", "--backend", "numpy", "--out", out]) == 0  # the same: reused
+    assert main(["demo", "--quick", "--backend", "numpy", "--out", out, "--seed", "1"]) == 2
+    assert "setting data.seed: 0 -> 1" in capsys.readouterr().err
