@@ -25,6 +25,7 @@ import numpy as np
 from minicnn import layers as L
 from minicnn.errors import InputError
 from minicnn.interop import layout
+from minicnn.interop.onnx_fold import Node, decimal, fold
 
 OPSETS = range(7, 22)
 ARCH_KEY = "minicnn.architecture"
@@ -42,88 +43,6 @@ def require_onnx():
     return onnx, numpy_helper
 
 
-def _decimal(value):
-    """A float32 attribute as the shortest decimal that rounds to it (alpha 1e-4 stays 1e-4,
-    not 9.99999974e-05), so that settings read back as they were written."""
-    if isinstance(value, float):
-        return float(str(np.float32(value)))
-    return value
-
-
-class _Node:
-    """A node and how error messages name it."""
-
-    def __init__(self, node, index, onnx):
-        self.node, self.op = node, node.op_type
-        self.attrs = {a.name: _decimal(onnx.helper.get_attribute_value(a)) for a in node.attribute}
-        label = node.name or f"#{index} (output {node.output[0]!r})"
-        self.label = f"node {label} ({node.op_type})"
-
-    def fail(self, reason):
-        raise InputError(f"{self.label}: {reason}")
-
-    def attr(self, name, default=None):
-        return self.attrs.get(name, default)
-
-
-# --- constant folding ---------------------------------------------------------------------
-def _constant_value(n: _Node, numpy_helper):
-    for key in ("value", "sparse_value"):
-        if key in n.attrs:
-            if key == "sparse_value":
-                n.fail("sparse constants are not supported")
-            return numpy_helper.to_array(n.attrs[key])
-    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
-                       ("value_int", np.int64), ("value_ints", np.int64)):
-        if key in n.attrs:
-            return np.asarray(n.attrs[key], dtype=dtype)
-    n.fail("a Constant without a numeric value")
-
-
-def _fold(n: _Node, args, numpy_helper, onnx):
-    """The value of a node whose inputs are all constant, or None if it is not foldable."""
-    op, a = n.op, args
-    if op == "Constant":
-        return [_constant_value(n, numpy_helper)]
-    if op == "ConstantOfShape":
-        value = n.attr("value")
-        fill = numpy_helper.to_array(value).reshape(-1) if value is not None else np.zeros(1, np.float32)
-        return [np.full(tuple(int(d) for d in a[0]), fill[0], dtype=fill.dtype)]
-    if op == "Identity":
-        return [a[0]]
-    if op == "Cast":
-        return [a[0].astype(onnx.helper.tensor_dtype_to_np_dtype(n.attr("to")))]
-    if op == "Reshape":
-        shape = [d if d != 0 or n.attr("allowzero", 0) else a[0].shape[i] for i, d in enumerate(a[1])]
-        return [a[0].reshape(shape)]
-    if op == "Unsqueeze":
-        axes = n.attr("axes") if len(a) < 2 else a[1]
-        out = a[0]
-        for axis in sorted(int(x) % (out.ndim + len(axes)) for x in axes):
-            out = np.expand_dims(out, axis)
-        return [out]
-    if op == "Squeeze":
-        axes = n.attr("axes") if len(a) < 2 else a[1]
-        return [np.squeeze(a[0], axis=tuple(int(x) for x in axes) if axes is not None else None)]
-    if op == "Concat":
-        return [np.concatenate(a, axis=n.attr("axis"))]
-    if op == "Gather":
-        return [np.take(a[0], a[1], axis=n.attr("axis", 0))]
-    if op == "Transpose":
-        return [np.transpose(a[0], n.attr("perm"))]
-    if op in ("Add", "Sub", "Mul", "Div"):
-        f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[op]
-        out = f(a[0], a[1])
-        if op == "Div" and np.issubdtype(a[0].dtype, np.integer):
-            out = np.trunc(out).astype(a[0].dtype)
-        return [out.astype(np.result_type(a[0], a[1]), copy=False)]
-    if op == "Flatten":
-        axis = n.attr("axis", 1)
-        return [a[0].reshape(int(np.prod(a[0].shape[:axis])), -1)]
-    return None
-
-
-# --- the chain ----------------------------------------------------------------------------
 class _Builder:
     """Layer specs in order, with the current activation shape (C, H, W) or (features,)."""
 
@@ -158,7 +77,7 @@ class _Builder:
         return out
 
 
-def _pool_geometry(n: _Node, shape, kind):
+def _pool_geometry(n: Node, shape, kind):
     if n.attr("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
         n.fail(f"auto_pad {n.attr('auto_pad')!r} is not supported (give explicit pads)")
     kernel = list(n.attr("kernel_shape") or [])
@@ -206,7 +125,7 @@ def _pool_geometry(n: _Node, shape, kind):
            "symmetric padding (at most half the kernel) cannot express")
 
 
-def _conv(b: _Builder, n: _Node, consts):
+def _conv(b: _Builder, n: Node, consts):
     w = consts.get(n.node.input[1])
     if w is None:
         n.fail("the weight is not a constant")
@@ -238,12 +157,12 @@ def _conv(b: _Builder, n: _Node, consts):
                             groups=groups), params)
 
 
-def _features(b: _Builder, n: _Node):
+def _features(b: _Builder, n: Node):
     if b.shape is not None and len(b.shape) != 1:
         n.fail(f"expects a flat (N, features) input, got a sample of shape {b.shape}")
 
 
-def _gemm(b: _Builder, n: _Node, consts):
+def _gemm(b: _Builder, n: Node, consts):
     _features(b, n)
     if n.attr("transA", 0):
         n.fail("transA=1 (the batch on axis 1) is not supported")
@@ -264,7 +183,7 @@ def _gemm(b: _Builder, n: _Node, consts):
     b.add(n, L.Linear, dict(in_features=w.shape[1], out_features=w.shape[0]), params)
 
 
-def _matmul(b: _Builder, n: _Node, consts):
+def _matmul(b: _Builder, n: Node, consts):
     _features(b, n)
     w = consts.get(n.node.input[1])
     if w is None or w.ndim != 2:
@@ -272,7 +191,7 @@ def _matmul(b: _Builder, n: _Node, consts):
     b.add(n, L.Linear, dict(in_features=w.shape[0], out_features=w.shape[1]), {"weight": w.T})
 
 
-def _add(b: _Builder, n: _Node, consts, const_input):
+def _add(b: _Builder, n: Node, consts, const_input):
     last = b.specs[-1] if b.specs else None
     value = consts[const_input]
     if last is None or last["kind"] not in (L.Linear, L.Conv2D) or "bias" in last["params"]:
@@ -284,7 +203,7 @@ def _add(b: _Builder, n: _Node, consts, const_input):
     last["params"]["bias"] = squeezed
 
 
-def _reshape(b: _Builder, n: _Node, consts):
+def _reshape(b: _Builder, n: Node, consts):
     target = consts.get(n.node.input[1])
     if target is None:
         n.fail("the target shape is not a constant (a shape computed from the input, e.g. through "
@@ -302,12 +221,12 @@ def _reshape(b: _Builder, n: _Node, consts):
         b.add(n, L.Flatten, {})
 
 
-def _dropout(b: _Builder, n: _Node, consts):
+def _dropout(b: _Builder, n: Node, consts):
     ratio = n.attr("ratio", 0.5)
     if len(n.node.input) > 1 and n.node.input[1]:
         if n.node.input[1] not in consts:
             n.fail("the ratio is not a constant")
-        ratio = _decimal(float(consts[n.node.input[1]]))
+        ratio = decimal(float(consts[n.node.input[1]]))
     if len(n.node.input) > 2 and n.node.input[2]:
         mode = consts.get(n.node.input[2])
         if mode is None or bool(mode):
@@ -315,7 +234,7 @@ def _dropout(b: _Builder, n: _Node, consts):
     b.add(n, L.Dropout, dict(p=float(ratio)))
 
 
-def _translate(b: _Builder, n: _Node, consts, const_inputs, is_last, keep_trivial):
+def _translate(b: _Builder, n: Node, consts, const_inputs, is_last, keep_trivial):
     op = n.op
     if op == "Conv":
         _conv(b, n, consts)
@@ -413,7 +332,7 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
     shape = tuple(dims[1:])
     stored = _stored_architecture(model, path)
 
-    nodes = [_Node(node, i, onnx) for i, node in enumerate(graph.node)]
+    nodes = [Node(node, i, onnx) for i, node in enumerate(graph.node)]
     for n in nodes:
         if n.node.domain not in ("", "ai.onnx"):
             n.fail(f"domain {n.node.domain!r} is not supported")
@@ -424,7 +343,7 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
         folded = None
         if all(a is not None for a in args) and (args or n.op in ("Constant",)):
             try:
-                folded = _fold(n, args, numpy_helper, onnx)
+                folded = fold(n, args, numpy_helper, onnx)
             except InputError:
                 raise
             except Exception as e:  # numpy's own error on a malformed constant node
