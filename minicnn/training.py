@@ -57,8 +57,10 @@ class SGDSettings:
         check_range(self, "lr_patience", low=0, integer=True)
 
 
-def check_range(settings, name, low=None, high=None, low_open=False, high_open=False, integer=False):
-    """InputError naming the setting (as its command-line option) when it is out of range."""
+def check_range(settings, name, low=None, high=None, low_open=False, high_open=False, integer=False,
+                option=None):
+    """InputError naming the setting (as its command-line ``option``, by default ``--name``)
+    when it is out of range."""
     value = getattr(settings, name)
     ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value)
     ok = ok and (not integer or float(value) == int(value))
@@ -70,7 +72,8 @@ def check_range(settings, name, low=None, high=None, low_open=False, high_open=F
         lo = "" if low is None else f"{'(' if low_open else '['}{low:g}, "
         hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
         kind = "an integer" if integer else "a number"
-        raise InputError(f"--{name.replace('_', '-')} must be {kind} in {lo or '(-inf, '}{hi}, got {value!r}")
+        option = option or f"--{name.replace('_', '-')}"
+        raise InputError(f"{option} must be {kind} in {lo or '(-inf, '}{hi}, got {value!r}")
     if integer:
         setattr(settings, name, int(value))
 

@@ -132,13 +132,13 @@ def test_a_folder_holding_a_run_is_refused_and_resume_names_what_differs(data, s
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["-k", "0"], "-k must be a number in (0, inf), got 0.0"),
-    (["--stride", "0"], "--stride-fraction must be a number in (0, 0.5]"),
-    (["--stride", "0.7"], "--stride-fraction must be a number in (0, 0.5]"),
+    (["-k", "0"], "error: -k must be a number in (0, inf), got 0.0"),
+    (["--stride", "0"], "--stride must be a number in (0, 0.5]"),
+    (["--stride", "0.7"], "--stride must be a number in (0, 0.5]"),
     (["--scales", "1,0.5"], "--scales must be numbers >= 1"),
     (["--lr", "-1"], "--lr must be a number in (0, inf), got -1.0"),
     (["--epochs", "0"], "--epochs must be an integer in [1, inf), got 0"),
-    (["--background", "0"], "--background-fraction must be a number in (0, 1]"),
+    (["--background", "0"], "--background must be a number in (0, 1]"),
     (["--hidden", "0"], "--hidden must be an integer in [1, inf), got 0"),
 ])
 def test_nonsense_transfer_settings_fail_fast_before_any_cache(data, source, tmp_path, capsys, extra,

@@ -83,7 +83,7 @@ class TransferSettings:
         self.scales = tuple(float(s) for s in self.scales)
         if not self.scales or any(not s >= 1 for s in self.scales):
             raise InputError(f"--scales must be numbers >= 1 (a patch fits in the image), got {self.scales}")
-        check_range(self, "stride_fraction", low=0, high=0.5, low_open=True)
+        check_range(self, "stride_fraction", low=0, high=0.5, low_open=True, option="--stride")
         check_range(self, "dropout", low=0, high=1, high_open=True)
         check_range(self, "val_fraction", low=0, high=1, high_open=True)
         check_range(self, "hidden", low=1, integer=True)

@@ -42,8 +42,8 @@ class TrainSettings(SGDSettings):
             raise InputError(f"--balance must be one of {', '.join(BALANCES)}, got {self.balance!r}")
         if self.metric not in METRICS:
             raise InputError(f"--metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        check_range(self, "background_fraction", low=0, high=1, low_open=True)
-        check_range(self, "k", low=0, low_open=True)
+        check_range(self, "background_fraction", low=0, high=1, low_open=True, option="--background")
+        check_range(self, "k", low=0, low_open=True, option="-k")
 
 
 def prefetched(inputs_of, batches):
