@@ -11,6 +11,7 @@ import json
 import numpy as np
 
 from minicnn import backend
+from minicnn.errors import InputError
 from minicnn.net import ARCH_KEY, Sequential, atomic_savez, read_npz
 
 STATE_KEY = "__training_state__"
@@ -35,5 +36,9 @@ def load_checkpoint(path, net=None, opt=None):
     if opt is not None:
         opt.load_state_dict({k[len("__optim__/"):]: (v if v.ndim else v.item())
                              for k, v in arrays.items() if k.startswith("__optim__/")})
-    state = json.loads(str(arrays[STATE_KEY])) if STATE_KEY in arrays else {}
+    try:
+        state = json.loads(str(arrays[STATE_KEY])) if STATE_KEY in arrays else {}
+    except ValueError as e:
+        raise InputError(f"{path}: the training state is not readable ({e}); start over with "
+                         "--fresh") from None
     return net, state
