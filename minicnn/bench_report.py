@@ -3,11 +3,12 @@ libraries it ran on, the ratios of the figures, the printed tables and the JSON 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import numpy as np
+
+from minicnn import atomic
 
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS",
             "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
@@ -143,6 +144,5 @@ def print_memory(memory):
 
 def write_json(report: dict, path):
     """Every figure, every timed run and the environment, as JSON."""
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
+    atomic.write_json(path, report)
     print(f"\nwrote {path}")
