@@ -285,3 +285,18 @@ def test_a_demo_folder_refuses_other_settings(tmp_path, capsys, monkeypatch):
     assert main(["demo", "--quick", "--backend", "numpy", "--out", out]) == 0  # the same: reused
     assert main(["demo", "--quick", "--backend", "numpy", "--out", out, "--seed", "1"]) == 2
     assert "setting data.seed: 0 -> 1" in capsys.readouterr().err
+
+
+def test_auto_cache_dtype_is_float16_above_the_threshold(data, source, tmp_path, monkeypatch):
+    import minicnn.transfer.pipeline as pipeline
+
+    dtypes = {}
+    for name, threshold in (("small", 1 << 40), ("large", 0)):
+        monkeypatch.setattr(pipeline, "AUTO_FLOAT16_BYTES", threshold)
+        out = tmp_path / name
+        assert main(["transfer", "--voc", str(data / "data" / "VOCdevkit"), "--weights", str(source),
+                     "--out", str(out), *map(str, TRANSFER), "--epochs", "1"]) == 0
+        (cache,) = (out / "cache").iterdir()
+        dtypes[name] = np.load(cache / "features.npy", mmap_mode="r").dtype
+        assert f"{dtypes[name]} chosen (--cache-dtype auto" in (out / "log.txt").read_text()
+    assert dtypes == {"small": np.float32, "large": np.float16}
