@@ -22,6 +22,7 @@ from minicnn.runrecord import package_version
 # command -> module that implements it (imported only when the command runs)
 COMMANDS = {
     "bench": "minicnn.commands.bench",
+    "convert": "minicnn.commands.convert",
     "demo": "minicnn.commands.demo",
     "evaluate": "minicnn.commands.evaluate",
     "export-onnx": "minicnn.commands.export_onnx",
