@@ -31,6 +31,7 @@ COMMANDS = {
     "localize": "minicnn.commands.localize",
     "make-data": "minicnn.commands.make_data",
     "pretrain": "minicnn.commands.pretrain",
+    "source-classes": "minicnn.commands.source_classes",
     "transfer": "minicnn.commands.transfer",
 }
 
