@@ -365,3 +365,19 @@ def test_evaluate_and_transfer_take_a_converted_tree(tmp_path, capsys):
     assert "cat" in out and "dog" in out and "mean" in out
     assert sorted(p.name for p in (tmp_path / "t" / "results" / "VOC2017" / "Main").iterdir()) == [
         "comp1_cls_test_cat.txt", "comp1_cls_test_dog.txt"]
+
+
+def test_a_turning_exif_orientation_is_applied_and_the_image_re_encoded(tmp_path):
+    """A JPEG stored 20x10 with EXIF orientation 6 shows (and minicnn decodes it) 10x20: the
+    boxes are in that frame, and the converted image is that frame, without the tag."""
+    images, labels, names = write_yolo(tmp_path / "yolo", {"r": "0 0.5 0.25 1.0 0.5\n"})
+    stored = Image.fromarray(np.zeros((10, 20, 3), dtype=np.uint8))
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(images / "r.jpg", exif=exif)
+    conv = convert.read_yolo(images, labels, names)
+    assert [(i.image_id, i.width, i.height, i.reencode) for i in conv.images] == [("r", 10, 20, True)]
+    assert conv.images[0].objects == [convert.Object("person", (1, 1, 10, 10), False)]
+    assert convert_yolo(images, labels, names, tmp_path / "devkit") == 0
+    with Image.open(tmp_path / "devkit" / "VOC2024" / "JPEGImages" / "r.jpg") as f:
+        assert f.format == "JPEG" and f.size == (10, 20) and f.getexif().get(0x0112, 1) == 1

@@ -40,7 +40,7 @@ COCO_HELP = """Convert a COCO instances JSON and its images into one set of a VO
 Reads --annotations (images: id, file_name, width, height; annotations: id, image_id,
 category_id, bbox [x, y, w, h], iscrowd; categories: id, name) and the files of --images.
 The width and height of an image in the JSON must be its size. Errors name the file and
-the annotation id."""
+the annotation id. Box rounding, classes, sets and run records: `minicnn convert --help`."""
 
 YOLO_HELP = """Convert a YOLO set (images, <stem>.txt label files, a names file) into one set of a VOC tree.
 
@@ -48,7 +48,8 @@ YOLO_HELP = """Convert a YOLO set (images, <stem>.txt label files, a names file)
 <class index> <cx> <cy> <w> <h>, normalized to the image's size (classes.txt there is
 ignored); an image without a label file has no objects, a label file without an image is
 an error. --names: one category name a line, line n naming class n - 1 (darknet's
-obj.names, coco.names). Errors name the file and the line."""
+obj.names, coco.names). Errors name the file and the line. Box rounding, classes, sets and
+run records: `minicnn convert --help`."""
 
 
 def add_arguments(p):
