@@ -231,7 +231,9 @@ def test_a_set_again_needs_resume_or_fresh(tmp_path, capsys):
     assert convert_coco(images, annotations, root, "test") == 0
     assert convert_coco(images, annotations, root, "test") == 2
     assert "holds a run of `minicnn convert`" in capsys.readouterr().err
+    tree = {p: p.read_bytes() for p in voc.rglob("*") if p.is_file() and "runs" not in p.parts}
     assert convert_coco(images, annotations, root, "test", 2017, "--resume") == 0
+    assert {p: p.read_bytes() for p in voc.rglob("*") if p.is_file() and "runs" not in p.parts} == tree
     assert len(json.loads((voc / "runs" / "convert-test" / "run.json").read_text())["resumed"]) == 1
     # --fresh with fewer images: the set's images that no set lists any more are removed
     fewer = coco_set(tmp_path / "coco", name="fewer.json", annotations=[ann(31, 3, 67, [1, 1, 5, 5])])[1]
