@@ -22,6 +22,7 @@ from minicnn.runrecord import package_version
 # command -> module that implements it (imported only when the command runs)
 COMMANDS = {
     "bench": "minicnn.commands.bench",
+    "convert": "minicnn.commands.convert",
     "demo": "minicnn.commands.demo",
     "evaluate": "minicnn.commands.evaluate",
     "export-onnx": "minicnn.commands.export_onnx",
@@ -30,6 +31,7 @@ COMMANDS = {
     "localize": "minicnn.commands.localize",
     "make-data": "minicnn.commands.make_data",
     "pretrain": "minicnn.commands.pretrain",
+    "source-classes": "minicnn.commands.source_classes",
     "transfer": "minicnn.commands.transfer",
 }
 

@@ -105,12 +105,18 @@ def evaluate_classifier(net, loader, preprocessing: Preprocessing):
     return top1 / max(n, 1), top5 / max(n, 1)
 
 
-def source_data(data_root, settings: PretrainSettings, list_file=None, skip_bad=False):
+def source_data(data_root, settings: PretrainSettings, list_file=None, skip_bad=False, classes=None):
     """(folder, train, validation) of a source set, every image's header read first: the
     unreadable ones are all named at once, or with ``skip_bad`` left out and listed in
-    ``folder.skipped``. Cheap; run before any long work."""
+    ``folder.skipped``. ``classes``: train on these classes only (a class list, e.g. of
+    ``minicnn source-classes``), numbered in its order; with ``list_file`` its images of
+    other classes are left out. Cheap; run before any long work."""
     s = settings
-    folder = read_folder(data_root, list_file=list_file, skip_bad=skip_bad)
+    exclude = ()
+    if classes is not None and list_file is not None:
+        exclude = _list_classes(list_file) - set(classes)
+    folder = read_folder(data_root, list_file=list_file, classes=None if classes is None else list(classes),
+                         exclude=exclude, skip_bad=skip_bad)
     bad = scan_images(folder.paths, workers=max(1, s.workers))
     if bad and not skip_bad:
         raise InputError(f"{data_root}: {describe_bad(bad)}")
@@ -124,13 +130,24 @@ def source_data(data_root, settings: PretrainSettings, list_file=None, skip_bad=
     return folder, train, val
 
 
+def _list_classes(list_file) -> set[str]:
+    """The first path components (classes) of a list file's lines; the file's errors are
+    read_folder's to report."""
+    try:
+        with open(list_file, encoding="utf-8") as f:
+            return {line.strip().replace("\\", "/").split("/")[0] for line in f if line.strip()}
+    except (OSError, UnicodeDecodeError):
+        return set()
+
+
 def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, skip_bad=False,
-             resume=False, log=print, data=None):
+             resume=False, log=print, data=None, classes=None):
     """Train a source network; returns {"weights": path, "history": [...], "classes": [...],
     "images": {"train", "val"}, "skipped": [(item, reason)]}. ``data``: what
-    :func:`source_data` returned, if the caller has already checked the set."""
+    :func:`source_data` returned, if the caller has already checked the set; ``classes``:
+    train on these classes only (see :func:`source_data`)."""
     s = settings
-    folder, train, val = data or source_data(data_root, settings, list_file, skip_bad)
+    folder, train, val = data or source_data(data_root, settings, list_file, skip_bad, classes=classes)
     log(f"{folder.summary()}; {len(train)} for training, {len(val)} for validation")
     test_tf = ImageTransform(s.input_size, resize=s.resize)
     mean, std = image_statistics(train.paths, test_tf, max_images=1000, seed=s.seed, workers=s.workers,

@@ -6,7 +6,8 @@ improving; random crops and flips for training, centre crops for validation, per
 mean subtracted and standard deviation divided out. Prints validation top-1/top-5 after
 each epoch and writes an atomic checkpoint (--resume continues it). The result,
 OUT/source.npz, carries its class list, input size, mean and standard deviation, and is
-what `minicnn transfer --weights` takes.
+what `minicnn transfer --weights` takes. --classes FILE trains on the classes a class-list
+file names only (e.g. a selection of `minicnn source-classes`).
 
 Examples:
   minicnn pretrain --data ILSVRC2012/train --out runs/pre1000 --backend cpu
@@ -25,6 +26,9 @@ def add_arguments(p):
     p.add_argument("--data", required=True, help="image-folder root: one sub-folder of images per class")
     p.add_argument("--out", required=True, help="output folder (checkpoint.npz, source.npz, history.csv)")
     p.add_argument("--list", default=None, help="optional list file of <class>/<image> paths to use")
+    p.add_argument("--classes", default=None, metavar="FILE",
+                   help="class-list file (one class a line, e.g. from `minicnn source-classes`): train on "
+                        "these classes of --data only, numbered in the file's order")
     p.add_argument("--model", choices=MODELS, default=d.model,
                    help="alexnet: Krizhevsky's sizes (input 224 or 227); small: the same layers, narrower, "
                         "for small images (default %(default)s)")
@@ -80,17 +84,30 @@ def run(args):
         seed=args.seed)
     from dataclasses import asdict
 
+    from minicnn.data.folders import read_class_list
     from minicnn.pretrain import source_data
     from minicnn.runrecord import open_run
 
     mc.set_backend(args.backend)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"--out {args.out} is a file; name a folder")
-    data = source_data(args.data, settings, args.list, args.skip_bad)  # before the record is written
-    record = open_run(args.out, "pretrain", {**asdict(settings), "data": os.path.abspath(args.data),
-                                             "skip_bad": args.skip_bad, "backend": args.backend},
-                      inputs=[args.list] if args.list else [], resume=args.resume, fresh=args.fresh,
-                      outputs=("checkpoint.npz", "source.npz"))
+    classes = None
+    if args.classes is not None:
+        if os.path.isdir(args.classes) or not os.path.exists(args.classes):
+            raise InputError(f"--classes {args.classes}: no such class-list file")
+        classes = read_class_list(args.classes)
+        if len(set(classes)) != len(classes):
+            twice = next(c for c in classes if classes.count(c) > 1)
+            raise InputError(f"--classes {args.classes}: class {twice!r} is listed twice")
+    # before the record is written
+    data = source_data(args.data, settings, args.list, args.skip_bad, classes=classes)
+    recorded = {**asdict(settings), "data": os.path.abspath(args.data), "skip_bad": args.skip_bad,
+                "backend": args.backend}
+    if args.classes is not None:  # only then, so that runs recorded before --classes existed resume
+        recorded["classes"] = os.path.abspath(args.classes)
+    record = open_run(args.out, "pretrain", recorded,
+                      inputs=[p for p in (args.list, args.classes) if p], resume=args.resume,
+                      fresh=args.fresh, outputs=("checkpoint.npz", "source.npz"))
     with record.stage("pretrain"):
         result = pretrain(args.data, args.out, settings, list_file=args.list, skip_bad=args.skip_bad,
                           resume=args.resume, log=record.log, data=data)
