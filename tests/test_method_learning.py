@@ -5,10 +5,11 @@ The target is a tree the test generates: 40 trainval and 30 test images with one
 objects of four classes, each a square painted in its class's colour over grey noise, so
 that a few epochs suffice on 2 cores. Measured (seeds 0, 1, 2 of the training, cpu
 backend): frozen mAP 0.836 / 0.875 / 0.896, the same on shuffled labels 0.503 / 0.446 /
-0.443, scratch after 12 epochs 0.652 / 0.629 / 0.615, chance 0.508. The margins asserted
-(0.2 and 0.05) are below the smallest gaps seen (0.33 and 0.11), so a method that does not
-learn (labels shuffled or crossed, features and labels out of step, the background class
-scored as an object) fails while a working one passes whatever the seed."""
+0.443 (margin asserted: 0.2). Scratch (widths 32) after 12 epochs: 0.666 / 0.639 / 0.679;
+random rankings give mean AP 0.515 with standard deviation 0.041, and 0.62 at their 99th
+percentile, which scratch must exceed; scratch on shuffled labels gave 0.46 to 0.58. So a
+method that does not learn (labels shuffled or crossed, features and labels out of step,
+the background class scored as an object) fails while a working one passes."""
 
 import numpy as np
 import pytest
@@ -28,12 +29,12 @@ def painted(tmp_path_factory):
     return root, boxes_tree(root / "voc", CLASSES, n_trainval=40, n_test=30, paint=True)
 
 
-def transfer(root, voc, out, variant="frozen", shuffle=False, epochs=8):
+def transfer(root, voc, out, variant="frozen", shuffle=False, epochs=8, width=16):
     mc.set_backend("cpu")
     train = TrainSettings(epochs=epochs, batch_size=32, lr=0.01, background_fraction=0.3)
     settings = TransferSettings(variant=variant, hidden=32, val_fraction=0.0, scales=(1.0, 1.5, 2.0, 2.25),
                                 stride_fraction=0.5, train=train)
-    run = Transfer(voc, 2007, source_like(width=16), out, settings, classes=CLASSES,
+    run = Transfer(voc, 2007, source_like(width=width), out, settings, classes=CLASSES,
                    cache_root=root / "cache", log=lambda *a: None)
     if shuffle:  # the labels of the training patches, permuted among them
         train = run.patches.patches_of("train")
@@ -42,12 +43,13 @@ def transfer(root, voc, out, variant="frozen", shuffle=False, epochs=8):
     return run, run.run()
 
 
-def chance_map(truth, draws=200):
-    """The mean over random rankings of the mean AP over classes."""
+def chance_map(truth, draws=1000, percentile=99):
+    """The ``percentile`` of the mean AP over classes of random rankings: what scoring by
+    chance exceeds only once in a hundred."""
     rng = np.random.default_rng(0)
     classes = [c for c in range(truth.shape[1]) if (truth[:, c] == 1).any()]
-    return float(np.mean([np.mean([voc_ap(rng.random(len(truth)), truth[:, c]) for c in classes])
-                          for _ in range(draws)]))
+    return float(np.percentile([np.mean([voc_ap(rng.random(len(truth)), truth[:, c]) for c in classes])
+                                for _ in range(draws)], percentile))
 
 
 def test_frozen_transfer_beats_the_same_run_on_shuffled_labels(painted, tmp_path):
@@ -59,6 +61,6 @@ def test_frozen_transfer_beats_the_same_run_on_shuffled_labels(painted, tmp_path
 
 def test_scratch_beats_chance(painted, tmp_path):
     root, voc = painted
-    run, scratch = transfer(root, voc, tmp_path / "scratch", variant="scratch", epochs=12)
+    run, scratch = transfer(root, voc, tmp_path / "scratch", variant="scratch", epochs=12, width=32)
     chance = chance_map(run.patches.items["test"].truth)
-    assert scratch.summary["map"] > chance + 0.05, (scratch.summary["map"], chance)
+    assert scratch.summary["map"] > chance, (scratch.summary["map"], chance)
