@@ -257,21 +257,25 @@ def _nccl_allreduce(w, flat):
 
 
 def use_local_gpu():
-    """One GPU per rank: make the GPU numbered by this rank's place on its machine current
-    (CuPy and numba.cuda), before the cuda backend creates anything. Untested on GPUs here."""
+    """One GPU per rank: the rank with local rank i on its machine sees only the i-th GPU
+    (``CUDA_VISIBLE_DEVICES``, set before anything initialises CUDA, so CuPy, numba.cuda and
+    every thread agree on it). A launcher that already gave each rank one GPU is left alone.
+    (An MPI that initialises CUDA inside MPI_Init would come first: then set
+    CUDA_VISIBLE_DEVICES per rank in the launch script.) Untested on GPUs here."""
     w = world()
     if w.size == 1 or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return
-    import cupy
-
-    count = cupy.cuda.runtime.getDeviceCount()
-    if w.local_size > count:
-        raise InputError(f"{w.local_size} ranks on this machine but {count} GPU(s): the cuda backend takes "
-                         "one GPU per rank; start at most that many ranks per machine")
-    cupy.cuda.Device(w.local_rank).use()
-    from numba import cuda
-
-    cuda.select_device(w.local_rank)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(w.local_rank)
+        return
+    devices = [d for d in visible.split(",") if d.strip()]
+    if len(devices) == 1:
+        return
+    if len(devices) < w.local_size:
+        raise InputError(f"{w.local_size} ranks on this machine but CUDA_VISIBLE_DEVICES={visible} names "
+                         f"{len(devices)} GPU(s): the cuda backend takes one GPU per rank")
+    os.environ["CUDA_VISIBLE_DEVICES"] = devices[w.local_rank]
 
 
 def share_cores():

@@ -89,7 +89,10 @@ def test_dropout_masks_are_the_global_batch_rows():
             assert np.array_equal(dropout_mask((n, 6), 0.5, dtype), whole[first:first + n])
 
 
-def test_one_process_is_rank_0_of_1_without_mpi():
+def test_one_process_is_rank_0_of_1_without_mpi(monkeypatch):
+    for name in (*distributed._LAUNCH_VARIABLES, "MINICNN_MPI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(distributed, "_world", None)
     assert not distributed.launched_by_mpi()
     assert distributed.world() == distributed.World() and distributed.is_root()
     assert distributed.shard(7) == slice(0, 7) and distributed.global_rows(5) == (0, 5)
