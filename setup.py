@@ -37,8 +37,13 @@ setup(
         "gpu": ["cupy-cuda12x>=13.0", "numba-cuda[cu12]>=0.30", "numpy<2.5"],
         # pretrained weights in and out (minicnn.interop): ONNX and Caffe files
         "interop": ["onnx>=1.14", "protobuf>=4.21"],
-        # onnxruntime is the tests' oracle for the ONNX import and export
-        "dev": ["pytest>=7.4", "ruff==0.17.6", "onnx>=1.14", "protobuf>=4.21", "onnxruntime>=1.16"],
+        # data-parallel runs on one machine (mpiexec -n N minicnn ...): mpi4py and MPICH's wheel,
+        # which brings mpiexec; on a cluster, mpi4py built against the site's MPI instead
+        "distributed": ["mpi4py>=4.0", "mpich>=4.2"],
+        # onnxruntime is the tests' oracle for the ONNX import and export; mpi4py and mpich run
+        # tests/test_distributed.py under mpiexec
+        "dev": ["pytest>=7.4", "ruff==0.17.6", "onnx>=1.14", "protobuf>=4.21", "onnxruntime>=1.16",
+                "mpi4py>=4.0", "mpich>=4.2"],
     },
     entry_points={"console_scripts": ["minicnn = minicnn.cli:main"]},
 )

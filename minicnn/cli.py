@@ -6,6 +6,10 @@ its one-line help and the rest its description. A user error (``minicnn.errors.I
 a bad file, setting or data, or ``BackendUnavailable``) prints one line and exits with code
 2; set MINICNN_DEBUG=1 to see its traceback. Any other exception is a bug and shows its
 traceback.
+
+Under MPI (``mpiexec -n N minicnn ...``, see ``minicnn.distributed``) a rank that fails
+prints its message and ends every rank of the job (``MPI_Abort``), with exit code 2 for a
+user error, so that no rank waits for ever for one that has stopped.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
+from minicnn import distributed
 from minicnn.backend import BackendUnavailable
 from minicnn.errors import InputError
 from minicnn.runrecord import package_version
@@ -55,21 +61,51 @@ def build_parser():
 
 
 def main(argv=None) -> int:
+    if not distributed.launched_by_mpi():
+        return _main(argv)
+    try:  # one rank's failure, whatever it is, ends the job
+        code = _main(argv)
+    except SystemExit as e:  # argparse's errors and --help
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    if code:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        distributed.abort(code)
+    return code
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
+        world = distributed.world()  # under MPI: find the job before any work
+        if world.size > 1:
+            distributed.share_cores()
+            if getattr(args, "backend", None) == "cuda":
+                distributed.use_local_gpu()
         return int(args._run(args) or 0)
     except (InputError, BackendUnavailable) as e:  # anything else is a bug: its traceback shows
         if os.environ.get("MINICNN_DEBUG") == "1":
             raise
-        print(f"minicnn {args.command}: error: {e}", file=sys.stderr)
+        rank = f" (rank {distributed.world().rank} of {distributed.world().size})" if _in_job() else ""
+        print(f"minicnn {args.command}: error{rank}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"minicnn {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _in_job():
+    try:
+        return distributed.world().size > 1
+    except InputError:  # launched by MPI without a usable mpi4py
+        return False
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ atomically (:func:`minicnn.training.fit`, the loop the adaptation layers use too
 ``resume`` continues from it to the same bytes as the uninterrupted run. The final network
 is saved with its class list, input size and preprocessing in its metadata (and the class
 list beside it, ``.classes.txt``), and the per-epoch history as ``history.csv``.
+
+Under MPI (``minicnn.distributed``) each rank loads its slice of every global batch
+(:class:`RankLoader`: the crops and flips of its images are those the whole batch gets in
+one process) and validates its part of the validation images; rank 0 writes the results.
 """
 
 from __future__ import annotations
@@ -25,13 +29,23 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
-from minicnn import backend, models
+from minicnn import backend, distributed, models
 from minicnn.atomic import write_text
 from minicnn.data.folders import read_folder, split_train_val, write_class_list
-from minicnn.data.loader import ImageLoader, image_statistics
+from minicnn.data.loader import _AUGMENT, Batch, ImageLoader, image_statistics, ordered_map
 from minicnn.data.preprocess import Preprocessing
-from minicnn.data.transforms import ImageTransform, describe_bad, scan_images
+from minicnn.data.transforms import (
+    _EXIF_ORIENTATION,
+    _SWAPPING_ORIENTATIONS,
+    ImageTransform,
+    describe_bad,
+    load_image,
+    scan_images,
+    subtract_mean,
+    to_chw,
+)
 from minicnn.errors import InputError
 from minicnn.plots import plot_training
 from minicnn.training import SGDSettings, check_range, fit
@@ -102,7 +116,80 @@ def evaluate_classifier(net, loader, preprocessing: Preprocessing):
         top1 += top_k_correct(logits, batch.labels, 1)
         top5 += top_k_correct(logits, batch.labels, 5)
         n += len(batch.labels)
+    if distributed.world().size > 1:  # each rank counted its part of the images
+        n, top1, top5 = distributed.sum_values([n, top1, top5])
     return top1 / max(n, 1), top5 / max(n, 1)
+
+
+def decoded_size(path, draft_side=None):
+    """The size of ``load_image(path, draft_side)`` from the header alone: the image the
+    training transform sees (a JPEG may decode at 1/2, 1/4, 1/8 scale), found by the steps
+    of ``minicnn.data.transforms._open`` without decoding. None if the header is unreadable."""
+    try:
+        with Image.open(path) as f:
+            raw_w, raw_h = f.size
+            orientation = f.getexif().get(_EXIF_ORIENTATION, 1)
+            reduction = min(raw_w, raw_h) / draft_side if draft_side else 1.0
+            if reduction >= 2 and f.format == "JPEG":
+                f.draft("RGB", (int(np.ceil(raw_w / reduction)), int(np.ceil(raw_h / reduction))))
+            width, height = f.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
+
+
+class RankLoader(ImageLoader):
+    """This rank's slice (:func:`minicnn.distributed.shard`) of every batch of the
+    single-process order, each image cropped and flipped exactly as in one process.
+
+    One process draws the crops of batch b from one generator, image after image, and the
+    number of draws an image takes depends on its size; so this rank replays the draws of
+    the images before its slice (their sizes from the headers, :func:`decoded_size`,
+    remembered) before cropping its own. An empty slice is still yielded, so that every rank
+    takes every step. (An image whose header reads but whose pixels do not, left out with
+    --skip-bad, takes no draws in one process but is replayed here.)"""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sizes = {}
+
+    def epoch(self, epoch=0):
+        order = self.order(epoch)
+        jobs = [(epoch, b, order[i:i + self.batch_size]) for b, i in enumerate(range(0, len(order),
+                                                                                     self.batch_size))]
+        for batch, bad in ordered_map(self._make_batch, jobs, self.workers, self.prefetch):
+            self.skipped.update(bad)
+            yield batch
+
+    def _make_batch(self, job):
+        # ImageLoader._make_batch, on this rank's slice, its generator first advanced past
+        # the images before the slice
+        epoch, b, chunk = job
+        mine = distributed.shard(len(chunk))
+        rng = np.random.default_rng([self.seed, epoch, _AUGMENT, b]) if self.transform.is_random else None
+        for i in chunk[:mine.start] if rng is not None else ():
+            if i not in self._sizes:
+                self._sizes[i] = decoded_size(self.paths[i], self.transform.resize)
+            if self._sizes[i] is not None:
+                self.transform.crop_box(*self._sizes[i], rng)
+        size = self.transform.size
+        pixels = np.empty((len(chunk[mine]), size, size, 3), dtype=np.uint8)
+        kept, bad = [], {}
+        for i in chunk[mine]:
+            try:
+                image = load_image(self.paths[i], draft_side=self.transform.resize)
+            except InputError as e:
+                if not self.skip_bad:
+                    raise
+                bad[self.paths[i]] = str(e)
+                continue
+            pixels[len(kept)] = self.transform(image, rng)
+            kept.append(i)
+        kept = np.asarray(kept, dtype=np.int64)
+        images = to_chw(pixels[:len(kept)])
+        if self.mean is not None:
+            subtract_mean(images, self.mean)
+        return Batch(images, self.labels[kept], kept), bad
 
 
 def source_data(data_root, settings: PretrainSettings, list_file=None, skip_bad=False, classes=None):
@@ -155,11 +242,13 @@ def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, ski
     preprocessing = Preprocessing(mean=mean.mean(axis=(1, 2)), std=std)
     log(f"per-channel mean {[round(m, 1) for m in preprocessing.mean]}, "
         f"standard deviation {[round(v, 1) for v in preprocessing.std]}")
-    train_loader = ImageLoader(train.paths, train.labels,
-                               ImageTransform(s.input_size, resize=s.resize, random_crop=True, flip=True),
-                               batch_size=s.batch_size, shuffle=True, seed=s.seed, workers=s.workers,
-                               skip_bad=skip_bad)
-    val_loader = ImageLoader(val.paths, val.labels, test_tf, batch_size=256, workers=s.workers,
+    world = distributed.world()
+    train_loader = (RankLoader if world.size > 1 else ImageLoader)(
+        train.paths, train.labels, ImageTransform(s.input_size, resize=s.resize, random_crop=True, flip=True),
+        batch_size=s.batch_size, shuffle=True, seed=s.seed, workers=s.workers, skip_bad=skip_bad)
+    # each rank validates whole batches of the single-process validation (the same sums)
+    mine = _whole_batches(len(val), 256)
+    val_loader = ImageLoader(val.paths[mine], val.labels[mine], test_tf, batch_size=256, workers=s.workers,
                              skip_bad=skip_bad)
     backend.seed(s.seed)
     net = s.build(len(folder.classes))
@@ -174,20 +263,31 @@ def pretrain(data_root, out_dir, settings: PretrainSettings, list_file=None, ski
         top1, top5 = evaluate_classifier(net, val_loader, preprocessing)
         return {"val_top1": top1, "val_top5": top5}
 
-    os.makedirs(out_dir, exist_ok=True)
+    if world.is_root:
+        os.makedirs(out_dir, exist_ok=True)
     history = fit(net, epoch_batches, s, validate=validate if len(val) else None, monitor="val_top1",
                   mode="max", checkpoint=os.path.join(out_dir, "checkpoint.npz"), resume=resume, log=log,
                   desc="pretrain")
     weights = os.path.join(out_dir, "source.npz")
-    net.save(weights)
-    write_class_list(weights, folder.classes)
-    write_history_csv(os.path.join(out_dir, "history.csv"), history)
-    plot_training(os.path.join(out_dir, "training.png"), {"source network": history},
-                  metric=["val_top1", "val_top5"], metric_label="validation accuracy",
-                  title="source training: loss and validation accuracy per epoch")
-    skipped = [*folder.skipped, *train_loader.skipped.items(), *val_loader.skipped.items()]
+    if world.is_root:
+        net.save(weights)
+        write_class_list(weights, folder.classes)
+        write_history_csv(os.path.join(out_dir, "history.csv"), history)
+        plot_training(os.path.join(out_dir, "training.png"), {"source network": history},
+                      metric=["val_top1", "val_top5"], metric_label="validation accuracy",
+                      title="source training: loss and validation accuracy per epoch")
+    loaded = {k: v for part in distributed.allgather({**train_loader.skipped, **val_loader.skipped})
+              for k, v in part.items()}  # each rank read its own part of the images
+    skipped = [*folder.skipped, *loaded.items()]
     return {"weights": weights, "history": history, "classes": list(folder.classes),
             "images": {"train": len(train), "val": len(val)}, "skipped": skipped}
+
+
+def _whole_batches(n, batch_size):
+    """This rank's part of ``n`` items in batches of ``batch_size``: whole batches of one
+    process's order, so that every forward pass sees what it sees in one process."""
+    batches = distributed.shard(-(-n // batch_size))
+    return slice(batches.start * batch_size, min(n, batches.stop * batch_size))
 
 
 def write_history_csv(path, history):

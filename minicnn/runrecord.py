@@ -24,6 +24,10 @@ inputs, compared by content: each difference is named) or ``fresh`` (the old rec
 replaced; which other files to clear is the command's choice); ``resume`` where there is
 no run yet starts one. ``log.txt`` is appended to,
 one line per message with its time, so a killed run keeps every line it wrote.
+
+Under MPI (``minicnn.distributed``) every rank checks the folder and the settings (the
+ranks' settings and inputs must agree), and rank 0 alone writes the record and the log
+and prints; ``ranks`` is the number of ranks of the latest launch.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import sys
 import time
 from datetime import datetime
 
+from minicnn import distributed
 from minicnn.atomic import write_json
 from minicnn.errors import InputError
 
@@ -130,6 +135,8 @@ class RunRecord:
         if not isinstance(settings, dict):
             raise TypeError(f"RunRecord: settings must be a dict or a dataclass, not {type(given).__name__}")
         hashes = {os.path.abspath(os.fspath(p)): sha256_file(p) for p in inputs}
+        ranks = distributed.world().size
+        distributed.check_same("settings or inputs", [command, settings, hashes, bool(resume), bool(fresh)])
         old = None if fresh else self._read_previous()
         if old is not None and not resume:
             raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}` (started "
@@ -144,13 +151,15 @@ class RunRecord:
             self.record.setdefault("seconds", {})
             self.record.setdefault("skipped", [])
             self.record.setdefault("data", {})
+            self.record["ranks"] = ranks  # a run may resume with any number of ranks
         else:
             self.record = {"name": command, "command": list(sys.argv if argv is None else argv),
                            "version": package_version(), "settings": settings, "inputs": hashes,
                            "data": {}, "started": now(), "finished": None, "resumed": [], "skipped": [],
-                           "seconds": {}, "result": None, "ranks": 1}
+                           "seconds": {}, "result": None, "ranks": ranks}
         self.resumed = old is not None
         self._skips = {(s.get("item"), s.get("reason")) for s in self.record["skipped"]}
+        distributed.barrier()  # every rank has read the old record before rank 0 replaces it
         self.save()
 
     def _read_previous(self):
@@ -192,11 +201,14 @@ class RunRecord:
 
     # --- recording -----------------------------------------------------------------------
     def save(self):
-        """Write ``run.json`` now (atomically)."""
-        write_json(self.path, self.record)
+        """Write ``run.json`` now (atomically; rank 0 alone under MPI)."""
+        if distributed.is_root():
+            write_json(self.path, self.record)
 
     def log(self, message):
-        """Print ``message`` and append it, with the time, to ``log.txt``."""
+        """Print ``message`` and append it, with the time, to ``log.txt`` (rank 0 alone)."""
+        if not distributed.is_root():
+            return
         message = str(message)
         print(message)
         stamp = now()
@@ -249,7 +261,7 @@ def open_run(out, command, settings, inputs=(), resume=False, fresh=False, outpu
         raise InputError(f"{out} holds the results of an earlier run ({', '.join(present)}); pass --resume "
                          "to continue it or --fresh to start over")
     record = RunRecord(out, command, settings, inputs=inputs, resume=resume, fresh=fresh)
-    if fresh:
+    if fresh and distributed.is_root():
         for name in present:
             os.unlink(os.path.join(out, name))
     return record

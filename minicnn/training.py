@@ -8,6 +8,12 @@ order and background draw, which the caller derives from :func:`epoch_rng`) and 
 step), so a run resumed from the checkpoint of epoch e computes exactly the epochs the
 uninterrupted run computes after e, bit for bit on the same backend.
 
+Under MPI (``minicnn.distributed``) each rank gets its slice of every global batch from
+``epoch_batches``; the dropout masks are those of the global batch, each slice's loss
+gradient is scaled by its share of the global batch and the gradients are summed over the
+ranks before the step, so every rank takes the step one process takes on the whole batch,
+and the run does not depend on the number of ranks. Rank 0 alone writes the checkpoint.
+
 The checkpoint (written atomically after every epoch) holds the network, the optimizer's
 velocities and learning rate, the schedule's state, the history and the settings; a resume
 with different settings (other than a larger number of epochs) is refused, naming them.
@@ -15,6 +21,8 @@ with different settings (other than a larger number of epochs) is refused, namin
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import time
@@ -22,10 +30,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from minicnn import backend
+from minicnn import backend, distributed
 from minicnn.checkpoint import load_checkpoint, save_checkpoint
 from minicnn.errors import InputError
 from minicnn.losses import softmax_cross_entropy
+from minicnn.ops.dropout import global_batch
 from minicnn.optim import SGD, PlateauLR
 from minicnn.runrecord import progress_bar
 
@@ -101,21 +110,43 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
         history, start = state["history"], state["epoch"]
         schedule.best, schedule.bad_epochs = state["schedule"]
         log(f"{desc}: resumed from {checkpoint} after epoch {start}")
+    world = distributed.world()
+    if world.size > 1:
+        distributed.check_same("training settings", asdict(settings))
+        distributed.check_same("starting points (is the checkpoint on a file system every rank reads?)",
+                               _state_digest(net, opt, start))
     for epoch in range(start, settings.epochs):
         started = time.perf_counter()
+        distributed.stats.update(allreduce_seconds=0.0, allreduces=0)
         count, batches = epoch_batches(epoch)
-        total, samples = None, 0
-        bar = progress_bar(batches, total=count, desc=f"{desc} epoch {epoch + 1} batches", log=log,
-                           every_fraction=0.25)
-        for step, (x, labels, weights) in enumerate(bar):
+        total, samples, step = None, 0, 0
+        if world.is_root:
+            batches = progress_bar(batches, total=count, desc=f"{desc} epoch {epoch + 1} batches", log=log,
+                                   every_fraction=0.25)
+        for x, labels, weights in batches:
+            n = len(labels)
+            first, rows = distributed.global_rows(n)  # (0, n) in a single process
+            if rows == 0:  # every image of this global batch was unreadable (--skip-bad)
+                continue
             backend.seed_stream(settings.seed, _DROPOUT, epoch, step)
-            loss, dlogits = softmax_cross_entropy(net.forward(backend.asarray(x), train=True), labels,
-                                                  None if weights is None else backend.asarray(weights))
-            net.backward(dlogits)
+            step += 1
+            if n:
+                masks = global_batch(first, rows) if world.size > 1 else contextlib.nullcontext()
+                with masks:
+                    logits = net.forward(backend.asarray(x), train=True)
+                loss, dlogits = softmax_cross_entropy(logits, labels,
+                                                      None if weights is None else backend.asarray(weights))
+                if rows != n:  # this slice's share of the mean over the global batch
+                    dlogits = dlogits * (n / rows)
+                net.backward(dlogits)
+                # the loss stays on the device until the epoch ends
+                total = loss * n if total is None else total + loss * n
+                samples += n
+            distributed.allreduce_gradients(net, computed=n > 0)
             opt.step()
-            # the loss stays on the device until the epoch ends
-            total = loss * len(labels) if total is None else total + loss * len(labels)
-            samples += len(labels)
+        if world.size > 1:
+            total, samples = distributed.sum_values([0.0 if total is None else float(total), samples])
+            samples = int(samples)
         mean_loss = float(total) / samples if samples else float("nan")
         if not np.isfinite(mean_loss):
             raise InputError(f"{desc}: the loss became {mean_loss} in epoch {epoch + 1}; lower --lr "
@@ -128,13 +159,27 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
         record["seconds"] = time.perf_counter() - started
         history.append(record)
         figures = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
+        reduced = distributed.stats
+        exchange = (f", all-reduce {1e3 * reduced['allreduce_seconds'] / reduced['allreduces']:.1f} ms/step "
+                    f"over {world.size} ranks" if reduced["allreduces"] else "")
         log(f"{desc} epoch {epoch + 1}/{settings.epochs}: loss {mean_loss:.4f} on {samples} samples"
-            + (f", {figures}" if figures else "") + f", lr {record['lr']:g}, {record['seconds']:.1f} s")
-        if checkpoint:
+            + (f", {figures}" if figures else "") + f", lr {record['lr']:g}, {record['seconds']:.1f} s"
+            + exchange)
+        if checkpoint and world.is_root:
             save_checkpoint(checkpoint, net, opt, {
                 "epoch": epoch + 1, "history": history, "schedule": [schedule.best, schedule.bad_epochs],
                 "settings": asdict(settings)})
     return history
+
+
+def _state_digest(net, opt, epoch):
+    """What every rank must start from: the epoch, the weights and the velocities."""
+    h = hashlib.sha1(str(epoch).encode())
+    for _, p, _ in net.named_params():
+        h.update(np.ascontiguousarray(backend.to_numpy(p)).tobytes())
+    for key in sorted(opt.velocity):
+        h.update(key.encode() + np.ascontiguousarray(backend.to_numpy(opt.velocity[key])).tobytes())
+    return h.hexdigest()
 
 
 def _check_same_settings(checkpoint, saved: dict, current: dict):

@@ -13,6 +13,12 @@ architecture, the cut layer, the sampler, the patch size and preprocessing, the 
 so a run with the same network and sampler reuses it and any change builds a new one.
 Building writes image by image and records progress atomically after each flush: an
 interrupted build resumes where it stopped.
+
+Under MPI (``minicnn.distributed``) the ranks compute the groups of images of one process
+in turns (rank r the r-th group of each round of N) and send their rows to rank 0, which
+alone writes the file: the same groups in the same batches make the same bytes as one
+process, and progress still advances a prefix of the images, so a build interrupted with N
+ranks resumes with any number.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minicnn import backend
+from minicnn import backend, distributed
 from minicnn.atomic import write_json
 from minicnn.data.loader import ordered_map
 
@@ -76,53 +82,73 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
     parts = dict(key_parts, network=network_fingerprint(extractor), images=list(images), dtype=dtype.name)
     key = cache_key(parts)
     directory = os.path.join(root, f"{name}-{key}")
-    os.makedirs(directory, exist_ok=True)
     progress_path = os.path.join(directory, "progress.json")
     features_path = os.path.join(directory, "features.npy")
     index_path = os.path.join(directory, "index.npz")
+    root_rank = distributed.is_root()
 
     state = None
-    if os.path.exists(progress_path):
-        with open(progress_path) as f:
-            state = json.load(f)
-        if state.get("key") != key:
-            state = None
-    if state is None or not os.path.exists(index_path) or not os.path.exists(features_path):
-        all_boxes = [np.asarray(boxes_of(i), np.float64).reshape(-1, 4) for i in range(len(images))]
-        counts = np.array([len(b) for b in all_boxes], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        labels = np.concatenate([np.asarray(labels_of(i), np.int64) for i in range(len(images))])
-        dim = _output_dim(extractor, render, all_boxes)
-        np.savez(index_path, image=np.repeat(np.arange(len(images)), counts),
-                 boxes=np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4)),
-                 labels=labels, offsets=offsets)
-        np.lib.format.open_memmap(features_path, mode="w+", dtype=dtype,
-                                  shape=(int(offsets[-1]), dim)).flush()
-        state = {"key": key, "parts": parts, "done": 0, "total": len(images), "dim": dim}
-        write_json(progress_path, state)
+    if root_rank:
+        os.makedirs(directory, exist_ok=True)
+        if os.path.exists(progress_path):
+            with open(progress_path) as f:
+                state = json.load(f)
+            if state.get("key") != key:
+                state = None
+        if state is None or not os.path.exists(index_path) or not os.path.exists(features_path):
+            state = _start_cache(key, parts, extractor, images, boxes_of, labels_of, render, dtype,
+                                 index_path, features_path, progress_path)
+    state = distributed.broadcast(state)  # the others read the index once rank 0 has written it
 
     with np.load(index_path) as idx:
         index = {k: idx[k] for k in idx.files}
     offsets = index["offsets"]
     if state["done"] < len(images):
-        feats = np.load(features_path, mmap_mode="r+")
+        feats = np.load(features_path, mmap_mode="r+") if root_rank else None
         groups = _image_groups(offsets, state["done"], batch_size)
+        rank, ranks = distributed.world().rank, distributed.world().size
 
         def rendered(group):  # runs in a background thread, overlapping the network
             return group, [render(i, index["boxes"][offsets[i]:offsets[i + 1]]) for i in group]
 
-        for group, pixels in ordered_map(rendered, groups, workers=1, prefetch=2):
-            rows = slice(int(offsets[group[0]]), int(offsets[group[-1] + 1]))
-            feats[rows] = extract(extractor, np.concatenate(pixels), batch_size)
+        mine = ordered_map(rendered, groups[rank::ranks], workers=1, prefetch=2)
+        for first in range(0, len(groups), ranks):  # a round: one group per rank
+            part = None
+            if first + rank < len(groups):
+                group, pixels = next(mine)
+                part = group, extract(extractor, np.concatenate(pixels), batch_size)
+            received = distributed.gather_to_root(part)
+            if not root_rank:
+                continue
+            for group, values in filter(None, received):
+                feats[int(offsets[group[0]]):int(offsets[group[-1] + 1])] = values
             # flush before recording progress: a crash never marks unwritten rows as done
             feats.flush()
-            state["done"] = group[-1] + 1
+            state["done"] = groups[min(first + ranks, len(groups)) - 1][-1] + 1
             write_json(progress_path, state)
             if progress:
                 progress(state["done"], len(images))
         del feats
+        distributed.barrier()  # every row written before any rank opens the file to read
     return FeatureCache(directory, np.load(features_path, mmap_mode="r"), index["image"],
                         index["boxes"], index["labels"], offsets)
+
+
+def _start_cache(key, parts, extractor, images, boxes_of, labels_of, render, dtype, index_path,
+                 features_path, progress_path):
+    """Write the index and an empty feature file; returns the progress state (none done)."""
+    all_boxes = [np.asarray(boxes_of(i), np.float64).reshape(-1, 4) for i in range(len(images))]
+    counts = np.array([len(b) for b in all_boxes], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    labels = np.concatenate([np.asarray(labels_of(i), np.int64) for i in range(len(images))])
+    dim = _output_dim(extractor, render, all_boxes)
+    np.savez(index_path, image=np.repeat(np.arange(len(images)), counts),
+             boxes=np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4)),
+             labels=labels, offsets=offsets)
+    np.lib.format.open_memmap(features_path, mode="w+", dtype=dtype, shape=(int(offsets[-1]), dim)).flush()
+    state = {"key": key, "parts": parts, "done": 0, "total": len(images), "dim": dim}
+    write_json(progress_path, state)
+    return state
 
 
 def _image_groups(offsets, start, batch_size):

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from minicnn import backend, models
+from minicnn import backend, distributed, models
 from minicnn.atomic import write_json
 from minicnn.data.preprocess import Preprocessing
 from minicnn.data.transforms import describe_bad, scan_images
@@ -267,7 +267,9 @@ class Transfer:
         s = self.settings
         stage = stage or (lambda name: contextlib.nullcontext())
         started = time.perf_counter()
-        os.makedirs(self.out, exist_ok=True)
+        root = distributed.is_root()  # under MPI rank 0 alone writes; every rank computes
+        if root:
+            os.makedirs(self.out, exist_ok=True)
         with stage("features"):
             trained, inputs_of = self.network_inputs()
 
@@ -284,7 +286,8 @@ class Transfer:
                                     log=self.log, desc=s.variant)
         self.net.meta.update(target_classes=self.classes, k=s.train.k, scales=list(s.scales),
                              stride_fraction=s.stride_fraction, variant=s.variant, task=s.task)
-        self.net.save(os.path.join(self.out, "transfer.npz"))
+        if root:
+            self.net.save(os.path.join(self.out, "transfer.npz"))
         with stage("scoring"):
             scores, probs = self.score(trained, inputs_of, "test")
         paths = self.write_results(scores)
@@ -297,11 +300,13 @@ class Transfer:
             summary.update(ap={name: r.ap for name, r in report.results.items()}, map=report.map,
                            warnings=report.warnings)
         summary["seconds"] = time.perf_counter() - started
-        write_json(os.path.join(self.out, "summary.json"), summary)
+        if root:
+            write_json(os.path.join(self.out, "summary.json"), summary)
         return TransferResult(summary, report, scores, probs, self.patches, self.net)
 
     def write_results(self, scores) -> dict:
-        """The submission files of the test items' scores; {class: path}."""
+        """The submission files of the test items' scores (written by rank 0 alone under
+        MPI); {class: path}."""
         s = self.settings
         competition = s.competition or DEFAULT_COMPETITION[s.task]
         folder = os.path.join(self.out, "results", f"VOC{self.dataset.year}", TASK_FOLDER[s.task])
@@ -310,7 +315,8 @@ class Transfer:
         for j, name in enumerate(self.classes):
             paths[name] = os.path.join(folder, result_filename(competition, s.task, s.test_split, name))
             write = write_action_results if s.task == "action" else write_cls_results
-            write(paths[name], keys, scores[:, j])
+            if distributed.is_root():
+                write(paths[name], keys, scores[:, j])
         return paths
 
 

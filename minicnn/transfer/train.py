@@ -9,6 +9,10 @@ Each epoch keeps every object patch and a fresh random fraction of the backgroun
 (docs/method.md section 5; ``balance="reweight"`` instead uses every patch and weighs background
 by that fraction), shuffles, and runs SGD; the draw and the order come from
 ``(seed, epoch)`` alone, so a resumed run repeats the uninterrupted one.
+
+Under MPI (``minicnn.distributed``) every rank draws the same epoch and takes its slice of
+each batch; patch probabilities are computed in whole batches spread over the ranks and
+gathered, so every rank holds all of them, equal to one process's.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minicnn import backend
+from minicnn import backend, distributed
 from minicnn.data.loader import ordered_map
 from minicnn.errors import InputError
 from minicnn.evaluate.ap import METRICS
@@ -49,16 +53,23 @@ class TrainSettings(SGDSettings):
 def prefetched(inputs_of, batches):
     """(indices, inputs) of each batch, the next one prepared in a background thread while
     the network computes on the current one."""
-    return ordered_map(lambda idx: (idx, inputs_of(idx)), batches, workers=1, prefetch=2)
+    # a rank's slice of a batch may be empty (fewer patches than ranks): nothing to read
+    return ordered_map(lambda idx: (idx, inputs_of(idx) if len(idx) else None), batches, workers=1,
+                       prefetch=2)
 
 
 def patch_probabilities(net, inputs_of, patches, batch_size=256):
     """(len(patches), K) softmax outputs of the patches ``patches`` (evaluation mode)."""
     out = []
     batches = [patches[s : s + batch_size] for s in range(0, len(patches), batch_size)]
+    batches = batches[distributed.shard(len(batches))]  # whole batches per rank: one process's sums
     for _, x in prefetched(inputs_of, batches):
         scores = net.forward(backend.asarray(x), train=False, keep_for_backward=False)
         out.append(backend.to_numpy(softmax(scores)))
+    if distributed.world().size > 1:
+        last = net.layers[-1]  # the classifier: an empty part still has the rows' width and type
+        empty = np.zeros((0, last.out_features), last.dtype)
+        return distributed.gather_rows(np.concatenate(out) if out else empty)
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -85,6 +96,7 @@ def train_patches(net, inputs_of, labels, background, settings: TrainSettings, v
     def epoch_batches(epoch):
         chosen = epoch_patches(labels, background, settings, epoch)
         batches = [chosen[s : s + settings.batch_size] for s in range(0, len(chosen), settings.batch_size)]
+        batches = [b[distributed.shard(len(b))] for b in batches]  # this rank's slice (one process: all)
         return len(batches), ((x, labels[idx], None if weights is None else weights[idx])
                               for idx, x in prefetched(inputs_of, batches))
 

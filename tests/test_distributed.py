@@ -1,0 +1,253 @@
+"""Data-parallel runs (``mpiexec -n 2``) give what one process gives: the weights of source
+training to float32 rounding with dropout on, the feature cache's bytes and the transfer's
+mAP; a run resumes with another number of ranks; a failing rank ends the job with its
+message; ranks started with different settings are refused. The pieces that make the
+result independent of the number of ranks (each rank's crops, the dropout masks) are also
+checked in this process, for several rank counts."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from importlib.util import find_spec
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import minicnn as mc
+from minicnn import distributed
+from minicnn.data.loader import ImageLoader
+from minicnn.data.synthetic import DataConfig, generate
+from minicnn.data.transforms import ImageTransform, load_image
+from minicnn.ops.dropout import dropout_mask, global_batch
+from minicnn.pretrain import RankLoader, decoded_size
+
+# --- in this process: rank r of N simulated -------------------------------------------------
+
+
+@pytest.fixture
+def as_rank(monkeypatch):
+    """``as_rank(r, n)``: shard() and the loaders act as rank r of n (no communication)."""
+    def set_rank(rank, size):
+        monkeypatch.setattr(distributed, "_world", distributed.World(rank, size))
+    yield set_rank
+    monkeypatch.setattr(distributed, "_world", None)
+
+
+@pytest.fixture
+def odd_images(tmp_path):
+    """JPEGs large enough to be decoded at reduced scale, one turned by its EXIF tag, PNGs,
+    of many sizes: the number of draws of a random crop differs from image to image."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for n, (w, h) in enumerate([(40, 30), (200, 90), (400, 300), (37, 37), (90, 260), (64, 48), (150, 151),
+                                (300, 80), (45, 90), (120, 80), (333, 222)]):
+        image = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        path = tmp_path / f"{n}.{'png' if n % 4 == 3 else 'jpg'}"
+        if n == 9:
+            exif = Image.Exif()
+            exif[0x0112] = 6  # turned by 90 degrees: width and height swap
+            image.save(path, exif=exif)
+        else:
+            image.save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_decoded_size_is_the_size_of_the_decoded_image(odd_images):
+    for path in odd_images:
+        for side in (None, 37, 64):
+            assert decoded_size(path, side) == load_image(path, draft_side=side).size, (path, side)
+
+
+@pytest.mark.parametrize("ranks", [2, 3, 4])
+def test_the_ranks_slices_are_the_single_process_batches(odd_images, as_rank, ranks):
+    transform = ImageTransform(32, resize=37, random_crop=True, flip=True)
+    settings = dict(batch_size=5, shuffle=True, seed=3, workers=0)
+    labels = np.arange(len(odd_images))
+    whole = list(ImageLoader(odd_images, labels, transform, **settings).epoch(2))
+    parts = []
+    for rank in range(ranks):
+        as_rank(rank, ranks)
+        parts.append(list(RankLoader(odd_images, labels, transform, **settings).epoch(2)))
+    assert all(len(p) == len(whole) for p in parts)  # every rank takes every step, empty slices too
+    for b, batch in enumerate(whole):
+        assert np.array_equal(np.concatenate([p[b].labels for p in parts]), batch.labels)
+        assert np.array_equal(np.concatenate([p[b].images for p in parts]), batch.images), (ranks, b)
+
+
+def test_dropout_masks_are_the_global_batch_rows():
+    dtype = np.dtype(np.float32)
+    mc.backend.seed_stream(0, 1, 3, 7)
+    whole = dropout_mask((10, 6), 0.5, dtype)
+    for first, n in [(0, 5), (5, 5), (3, 4), (10, 0)]:
+        mc.backend.seed_stream(0, 1, 3, 7)
+        with global_batch(first, 10):
+            assert np.array_equal(dropout_mask((n, 6), 0.5, dtype), whole[first:first + n])
+
+
+def test_one_process_is_rank_0_of_1_without_mpi(monkeypatch):
+    for name in (*distributed._LAUNCH_VARIABLES, "MINICNN_MPI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(distributed, "_world", None)
+    assert not distributed.launched_by_mpi()
+    assert distributed.world() == distributed.World() and distributed.is_root()
+    assert distributed.shard(7) == slice(0, 7) and distributed.global_rows(5) == (0, 5)
+
+
+# --- under mpiexec ----------------------------------------------------------------------------
+
+MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+needs_mpi = pytest.mark.skipif(
+    MPIEXEC is None or find_spec("mpi4py") is None,
+    reason="needs mpiexec and mpi4py (pip install -e '.[dev]' brings mpi4py and mpich)")
+TINY = ["--model", "small", "--channels", "8,16,16,16,16", "--hidden", "24", "--batch-size", "32",
+        "--workers", "1", "--backend", "numpy"]
+# the default scales: 275 patches per image, so that the cache's groups (256 patches) and the
+# scoring's batches are spread over both ranks
+TRANSFER = ["--year", "2007", "--epochs", "3", "--hidden", "8", "--stride", "0.5", "--backend", "numpy",
+            "--batch-size", "16"]
+# two cores for two ranks: one thread each
+ENV = {**os.environ, "NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _launcher():
+    """mpiexec -n 2, with MPICH's fork launcher where it is MPICH's (no ssh in containers)."""
+    if MPIEXEC is None:
+        return []
+    version = subprocess.run([MPIEXEC, "--version"], capture_output=True, text=True).stdout
+    return [MPIEXEC, *(["-launcher", "fork"] if "HYDRA" in version else [])]
+
+
+LAUNCHER = _launcher()
+MINICNN = [sys.executable, "-m", "minicnn"]
+
+
+def run(*args, ranks=1, mpmd=None, expect=0, timeout=240):
+    """``minicnn ARGS`` in one process (ranks=1) or under ``mpiexec -n ranks``; ``mpmd``:
+    other arguments for rank 1 (``mpiexec -n 1 A : -n 1 B``). Returns stderr."""
+    args = [str(a) for a in args]
+    if mpmd is not None:
+        command = [*LAUNCHER, "-n", "1", *MINICNN, *args, ":", "-n", "1", *MINICNN, *map(str, mpmd)]
+    elif ranks > 1:
+        command = [*LAUNCHER, "-n", str(ranks), *MINICNN, *args]
+    else:
+        command = [*MINICNN, *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=timeout)
+    assert done.returncode == expect, done.stderr
+    return done.stderr
+
+
+def relative_difference(a, b, layers=None):
+    """||a - b|| / ||a|| over the weights of two .npz networks (``layers``: only those).
+
+    Over the whole network, not element by element: a max pool breaks a tie between equal
+    activations (flat regions of the generated images) by 1-ulp differences, which half a
+    batch computes differently from the whole one, and routes a gradient to the
+    neighbouring position; such float32 effects move single elements of small tensors
+    (biases) by 1e-4 of their largest while the weights agree to 1e-6. A wrong all-reduce,
+    a wrong scale, per-rank dropout masks or per-rank crops give 4e-3 to 1.5e-2 here."""
+    with np.load(a) as x, np.load(b) as y:
+        keys = [k for k in x.files
+                if x[k].dtype.kind == "f" and (layers is None or k.split(".")[0] in layers)]
+        assert keys and all(x[k].shape == y[k].shape for k in keys)
+        difference = sum(float(np.square(x[k].astype(np.float64) - y[k]).sum()) for k in keys)
+        return np.sqrt(difference / sum(float(np.square(x[k].astype(np.float64)).sum()) for k in keys))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The generated data and one epoch of source training with 1 and with 2 ranks."""
+    root = tmp_path_factory.mktemp("mpi")
+    generate(root / "data", DataConfig(source_per_class=10, trainval=8, test=5), workers=1)
+    for ranks in (1, 2):
+        run("pretrain", "--data", root / "data" / "source", "--epochs", 1, *TINY,
+            "--out", root / f"pre{ranks}", ranks=ranks)
+    return root
+
+
+@needs_mpi
+def test_two_ranks_train_the_weights_of_one(runs):
+    one, two = runs / "pre1", runs / "pre2"
+    assert relative_difference(one / "source.npz", two / "source.npz") < 1e-4  # dropout on (drop6, drop7)
+    record = json.loads((two / "run.json").read_text())
+    assert record["ranks"] == 2 and record["finished"] is not None
+    assert json.loads((one / "run.json").read_text())["ranks"] == 1
+    h1, h2 = (json.loads((d / "run.json").read_text())["result"] for d in (one, two))
+    assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-5) and h2["val_top1"] == h1["val_top1"]
+    log = (two / "log.txt").read_text()
+    assert log.count("pretrain epoch 1/1") == 1 and "all-reduce" in log  # rank 0 alone logs
+
+
+@needs_mpi
+def test_a_run_resumes_with_another_number_of_ranks(runs, tmp_path):
+    """A run of 2 ranks resumed by 1, and the reverse, continue the uninterrupted run whose
+    first epoch had the same number of ranks (its float32 rounding grows over later epochs,
+    so each is compared with the run that rounded its first epoch the same way)."""
+    source = runs / "data" / "source"
+    for ranks, started in ((1, "pre2"), (2, "pre1")):
+        first = 3 - ranks
+        straight = tmp_path / f"straight{first}"
+        run("pretrain", "--data", source, "--epochs", 2, *TINY, "--out", straight, ranks=first)
+        out = tmp_path / f"from-{started}"
+        shutil.copytree(runs / started, out)
+        run("pretrain", "--data", source, "--epochs", 2, *TINY, "--out", out, "--resume", ranks=ranks)
+        assert relative_difference(straight / "source.npz", out / "source.npz") < 1e-4, started
+        record = json.loads((out / "run.json").read_text())
+        assert record["ranks"] == ranks and len(record["resumed"]) == 1 and record["finished"] is not None
+        assert "resumed from" in (out / "log.txt").read_text()
+        assert len((out / "history.csv").read_text().splitlines()) == 3
+
+
+@needs_mpi
+def test_a_transfer_resumes_with_another_number_of_ranks(runs, tmp_path):
+    args = ["transfer", "--voc", runs / "data" / "VOCdevkit", "--weights", runs / "pre1" / "source.npz",
+            *TRANSFER]
+    run(*args, "--epochs", 4, "--out", tmp_path / "straight")
+    for ranks in (1, 2):
+        out = tmp_path / f"resumed-with-{ranks}"
+        run(*args, "--epochs", 2, "--out", out, ranks=3 - ranks)
+        run(*args, "--epochs", 4, "--out", out, "--resume", ranks=ranks)
+        assert relative_difference(tmp_path / "straight" / "transfer.npz", out / "transfer.npz",
+                                   layers=("fca", "fcb")) < 1e-4
+        assert (json.loads((out / "summary.json").read_text())["map"]
+                == json.loads((tmp_path / "straight" / "summary.json").read_text())["map"])
+
+
+@needs_mpi
+def test_two_ranks_build_the_same_cache_and_reach_the_same_map(runs, tmp_path):
+    args = ["transfer", "--voc", runs / "data" / "VOCdevkit", "--weights", runs / "pre1" / "source.npz",
+            *TRANSFER]
+    for ranks in (1, 2):
+        run(*args, "--out", tmp_path / f"t{ranks}", ranks=ranks)
+    (cache1,), (cache2,) = ((tmp_path / f"t{r}" / "cache").iterdir() for r in (1, 2))
+    assert cache1.name == cache2.name
+    for name in ("features.npy", "index.npz"):
+        assert (cache1 / name).read_bytes() == (cache2 / name).read_bytes(), name
+    one, two = (json.loads((tmp_path / f"t{r}" / "summary.json").read_text()) for r in (1, 2))
+    assert two["map"] == one["map"] and two["ap"] == one["ap"]
+    assert relative_difference(tmp_path / "t1" / "transfer.npz", tmp_path / "t2" / "transfer.npz",
+                               layers=("fca", "fcb")) < 1e-4
+    assert json.loads((tmp_path / "t2" / "run.json").read_text())["ranks"] == 2
+
+
+@needs_mpi
+def test_a_failing_rank_ends_the_job_with_its_message(runs, tmp_path):
+    args = ["pretrain", "--epochs", 1, *TINY, "--out", tmp_path / "p"]
+    started = time.monotonic()
+    err = run(*args, "--data", runs / "data" / "source",
+              mpmd=[*args, "--data", tmp_path / "no-such-folder"], expect=2, timeout=120)
+    assert "error (rank 1 of 2)" in err and "no-such-folder" in err and "does not exist" in err, err
+    assert time.monotonic() - started < 60  # rank 0, waiting for rank 1, was ended too
+    assert not (tmp_path / "p" / "source.npz").exists()
+
+
+@needs_mpi
+def test_ranks_started_with_different_settings_are_refused(runs, tmp_path):
+    args = ["pretrain", "--data", runs / "data" / "source", "--epochs", 1, *TINY, "--out", tmp_path / "p"]
+    err = run(*args, mpmd=[*args, "--lr", "0.02"], expect=2, timeout=120)
+    assert "were started with different settings" in err, err
+    assert not (tmp_path / "p").exists()
