@@ -34,17 +34,14 @@ from PIL import Image
 from minicnn import backend, distributed, models
 from minicnn.atomic import write_text
 from minicnn.data.folders import read_folder, split_train_val, write_class_list
-from minicnn.data.loader import _AUGMENT, Batch, ImageLoader, image_statistics, ordered_map
+from minicnn.data.loader import ImageLoader, image_statistics, ordered_map
 from minicnn.data.preprocess import Preprocessing
 from minicnn.data.transforms import (
     _EXIF_ORIENTATION,
     _SWAPPING_ORIENTATIONS,
     ImageTransform,
     describe_bad,
-    load_image,
     scan_images,
-    subtract_mean,
-    to_chw,
 )
 from minicnn.errors import InputError
 from minicnn.plots import plot_training
@@ -166,30 +163,13 @@ class RankLoader(ImageLoader):
         # the images before the slice
         epoch, b, chunk = job
         mine = distributed.shard(len(chunk))
-        rng = np.random.default_rng([self.seed, epoch, _AUGMENT, b]) if self.transform.is_random else None
+        rng = self._augment_rng(epoch, b)
         for i in chunk[:mine.start] if rng is not None else ():
             if i not in self._sizes:
                 self._sizes[i] = decoded_size(self.paths[i], self.transform.resize)
             if self._sizes[i] is not None:
                 self.transform.crop_box(*self._sizes[i], rng)
-        size = self.transform.size
-        pixels = np.empty((len(chunk[mine]), size, size, 3), dtype=np.uint8)
-        kept, bad = [], {}
-        for i in chunk[mine]:
-            try:
-                image = load_image(self.paths[i], draft_side=self.transform.resize)
-            except InputError as e:
-                if not self.skip_bad:
-                    raise
-                bad[self.paths[i]] = str(e)
-                continue
-            pixels[len(kept)] = self.transform(image, rng)
-            kept.append(i)
-        kept = np.asarray(kept, dtype=np.int64)
-        images = to_chw(pixels[:len(kept)])
-        if self.mean is not None:
-            subtract_mean(images, self.mean)
-        return Batch(images, self.labels[kept], kept), bad
+        return self._load(chunk[mine], rng)
 
 
 def source_data(data_root, settings: PretrainSettings, list_file=None, skip_bad=False, classes=None):

@@ -136,7 +136,15 @@ class ImageLoader:
 
     def _make_batch(self, job):
         epoch, b, indices = job
-        rng = np.random.default_rng([self.seed, epoch, _AUGMENT, b]) if self.transform.is_random else None
+        return self._load(indices, self._augment_rng(epoch, b))
+
+    def _augment_rng(self, epoch, b):
+        """The generator of batch ``b``'s crops and flips (None for a fixed transform)."""
+        return np.random.default_rng([self.seed, epoch, _AUGMENT, b]) if self.transform.is_random else None
+
+    def _load(self, indices, rng):
+        """(Batch of the images at ``indices``, transformed in order with ``rng``; {path: reason}
+        of the unreadable ones left out under ``skip_bad``)."""
         size = self.transform.size
         pixels = np.empty((len(indices), size, size, 3), dtype=np.uint8)
         kept, bad = [], {}

@@ -33,6 +33,7 @@ import numpy as np
 from minicnn import backend, distributed
 from minicnn.atomic import write_json
 from minicnn.data.loader import ordered_map
+from minicnn.net import atomic_savez
 
 
 def network_fingerprint(net) -> str:
@@ -142,9 +143,9 @@ def _start_cache(key, parts, extractor, images, boxes_of, labels_of, render, dty
     offsets = np.concatenate([[0], np.cumsum(counts)])
     labels = np.concatenate([np.asarray(labels_of(i), np.int64) for i in range(len(images))])
     dim = _output_dim(extractor, render, all_boxes)
-    np.savez(index_path, image=np.repeat(np.arange(len(images)), counts),
-             boxes=np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4)),
-             labels=labels, offsets=offsets)
+    atomic_savez(index_path, {"image": np.repeat(np.arange(len(images)), counts),
+                              "boxes": np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4)),
+                              "labels": labels, "offsets": offsets})
     np.lib.format.open_memmap(features_path, mode="w+", dtype=dtype, shape=(int(offsets[-1]), dim)).flush()
     state = {"key": key, "parts": parts, "done": 0, "total": len(images), "dim": dim}
     write_json(progress_path, state)
