@@ -29,6 +29,7 @@ setup(
         "pillow>=10.0",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "tomli>=2.0; python_version < '3.11'",
         "threadpoolctl>=3.1",
     ],
     extras_require={

@@ -37,6 +37,7 @@ COMMANDS = {
     "localize": "minicnn.commands.localize",
     "make-data": "minicnn.commands.make_data",
     "pretrain": "minicnn.commands.pretrain",
+    "reproduce": "minicnn.commands.reproduce",
     "source-classes": "minicnn.commands.source_classes",
     "transfer": "minicnn.commands.transfer",
 }
