@@ -13,9 +13,11 @@ grid, one scale) share it. Here:
    as C floats, in the coordinates of the image padded with black when the box leaves it,
    as ``crop_resize`` pads it; taps on the black padding are then dropped: they add zero);
 2. :func:`_horizontal` runs the horizontal pass once per distinct ``x1, x2`` over the rows
-   its boxes use (parallel over those rows), into (rows, 3, S) uint8;
-3. :func:`_vertical` runs every box's vertical pass from its column's rows (parallel over
-   boxes), writing (3, S, S) planes directly: uint8 or float32.
+   its boxes use, into (rows, 3, S) uint8;
+3. :func:`_vertical` runs every box's vertical pass from its column's rows, writing
+   (3, S, S) planes directly: uint8 or float32.
+
+Both passes split their work over ``threads`` Python threads (the kernels release the GIL).
 
 Same integer arithmetic, same rounding, same order: the result equals Pillow's bit for bit
 (tests/test_patch_resample.py bounds the difference anyway, so that another Pillow version's
@@ -24,8 +26,10 @@ rounding would still pass).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 PRECISION_BITS = 22  # Pillow's 8-bit resampling: 32 - 8 - 2
 
@@ -108,29 +112,29 @@ def axis_weights(lo, hi, length, out_size):
 BLOCK = 16  # output columns of one horizontal work item
 
 
-@njit(parallel=True, cache=True)
-def _horizontal(image_t, group_lo, group_rows, group_off, xs, xn, xw, tmp):
-    """The horizontal pass of every x-interval ``g`` over image rows ``group_lo[g] ..
-    + group_rows[g]``, into ``tmp[group_off[g] + j, c, xx]`` (R, 3, S) uint8.
+@njit(nogil=True, cache=True)
+def _horizontal(image_t, group_lo, group_rows, group_off, xs, xn, xw, tmp, item_lo, item_hi):
+    """The horizontal pass of x-intervals ``g`` over image rows ``group_lo[g] .. +
+    group_rows[g]``, into ``tmp[group_off[g] + j, c, xx]`` (R, 3, S) uint8, for the work
+    items ``item_lo .. item_hi`` (item = g * blocks + block of BLOCK output columns).
 
     ``image_t`` is the image transposed, (W, H, 3): one image column's rows and channels are
-    contiguous, so each tap is a multiply-add over all of them (vectorised); a block of
-    BLOCK output columns is then transposed into ``tmp`` (parallel over blocks)."""
+    contiguous, so each tap is a multiply-add over all of them (vectorised); the block of
+    output columns is then transposed into ``tmp``."""
     _, C, S = tmp.shape
     half = np.int32(1 << (PRECISION_BITS - 1))
     blocks = (S + BLOCK - 1) // BLOCK
-    G = len(group_lo)
     max_len = 0
-    for g in range(G):
-        max_len = max(max_len, group_rows[g] * C)
-    for item in prange(G * blocks):
+    for item in range(item_lo, item_hi):
+        max_len = max(max_len, group_rows[item // blocks] * C)
+    acc = np.empty(max_len, np.int32)
+    block = np.empty((BLOCK, max_len), np.uint8)
+    for item in range(item_lo, item_hi):
         g, k = item // blocks, item % blocks
         lo, n_rows, off = group_lo[g], group_rows[g], group_off[g]
         if n_rows <= 0:
             continue
         L = n_rows * C
-        acc = np.empty(max_len, np.int32)
-        block = np.empty((BLOCK, max_len), np.uint8)
         first, last = k * BLOCK, min(k * BLOCK + BLOCK, S)
         for q in range(last - first):
             xx = first + q
@@ -156,17 +160,18 @@ def _horizontal(image_t, group_lo, group_rows, group_off, xs, xn, xw, tmp):
                 flat_tmp[at + q] = flat_block[q * stride + i]
 
 
-@njit(parallel=True, cache=True)
-def _vertical(tmp, box_rows, box_y, ys, yn, yw, out):
-    """out[b, c, yy, :] = the vertical pass of box b over its column's rows of ``tmp``:
-    ``box_rows[b]`` is the row of ``tmp`` holding image row 0 of its column (rows it does not
-    use need not exist), ``box_y[b]`` its y-interval's weights. Up to three taps (every
-    enlargement, and reductions by up to 1.5) are summed in registers; more through ``acc``."""
-    M, C, S, _ = out.shape
+@njit(nogil=True, cache=True)
+def _vertical(tmp, box_rows, box_y, ys, yn, yw, out, b_lo, b_hi):
+    """out[b, c, yy, :] = the vertical pass of boxes ``b_lo .. b_hi`` over their column's rows
+    of ``tmp``: ``box_rows[b]`` is the row of ``tmp`` holding image row 0 of its column (rows
+    it does not use need not exist), ``box_y[b]`` its y-interval's weights. Up to three taps
+    (every enlargement, and reductions by up to 1.5) are summed in registers; more through
+    ``acc``."""
+    _, C, S, _ = out.shape
     half = np.int32(1 << (PRECISION_BITS - 1))
-    for b in prange(M):
+    acc = np.empty(S, np.int32)
+    for b in range(b_lo, b_hi):
         base, g = box_rows[b], box_y[b]
-        acc = np.empty(S, np.int32)
         for c in range(C):
             for yy in range(S):
                 y0, n = ys[g, yy], yn[g, yy]
@@ -205,10 +210,35 @@ def _vertical(tmp, box_rows, box_y, ys, yn, yw, out):
                     o[xx] = min(max(acc[xx] >> PRECISION_BITS, 0), 255)
 
 
-def crop_resize_boxes(image, boxes, size, out):
+_pools: dict = {}
+
+
+def _run(fn, n_items, threads):
+    """fn(lo, hi) over 0 .. n_items, in ``threads`` contiguous chunks on a thread pool (the
+    kernels release the GIL); one chunk runs in this thread."""
+    threads = max(1, min(int(threads), n_items))
+    if threads == 1:
+        fn(0, n_items)
+        return
+    pool = _pools.get(threads)
+    if pool is None:
+        pool = _pools[threads] = ThreadPoolExecutor(threads - 1, thread_name_prefix="minicnn-crop")
+    bounds = np.linspace(0, n_items, threads + 1).round().astype(int)
+    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+    fn(bounds[0], bounds[1])
+    for f in futures:
+        f.result()
+
+
+def crop_resize_boxes(image, boxes, size, out, threads=1):
     """Write into ``out`` (M, 3, size, size) (uint8 or float32) the boxes (M, 4)
     ``[x1, y1, x2, y2]`` of ``image`` (H, W, 3) uint8, each resampled as Pillow's antialiased
-    bilinear resize of exactly that box (outside the image: black). Returns ``out``."""
+    bilinear resize of exactly that box (outside the image: black). Returns ``out``.
+
+    ``threads`` > 1 splits each pass over that many Python threads (the kernels are serial
+    and release the GIL). Numba's own parallel loops are not used: their "workqueue" pool
+    aborts the process when two threads launch parallel kernels at once, and patches are
+    rendered in a background thread while the network runs."""
     image = np.ascontiguousarray(image, dtype=np.uint8)
     H, W, _ = image.shape
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
@@ -216,7 +246,7 @@ def crop_resize_boxes(image, boxes, size, out):
         return out
     x_keys, x_of = np.unique(boxes[:, [0, 2]], axis=0, return_inverse=True)
     y_keys, y_of = np.unique(boxes[:, [1, 3]], axis=0, return_inverse=True)
-    x_of, y_of = x_of.reshape(-1), y_of.reshape(-1)
+    x_of, y_of = x_of.reshape(-1), y_of.reshape(-1).astype(np.int64)
     xs, xn, xw = axis_weights(x_keys[:, 0], x_keys[:, 1], W, size)
     ys, yn, yw = axis_weights(y_keys[:, 0], y_keys[:, 1], H, size)
     # rows each y-interval uses, then the union of those rows per x-interval (column)
@@ -228,10 +258,11 @@ def crop_resize_boxes(image, boxes, size, out):
     np.minimum.at(lo, x_of, first[y_of])
     np.maximum.at(hi, x_of, last[y_of])
     rows = np.maximum(hi - lo, 0)
-    offsets = np.concatenate([[0], np.cumsum(rows)])
+    offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
     tmp = np.empty((max(int(offsets[-1]), 1), 3, size), np.uint8)
     image_t = np.ascontiguousarray(image.transpose(1, 0, 2))
-    _horizontal(image_t, lo, rows, offsets[:-1].astype(np.int64), xs, xn, xw, tmp)
+    items = len(x_keys) * (-(-size // BLOCK))
+    _run(lambda a, b: _horizontal(image_t, lo, rows, offsets[:-1], xs, xn, xw, tmp, a, b), items, threads)
     box_rows = (offsets[:-1] - lo)[x_of].astype(np.int64)
-    _vertical(tmp, box_rows, y_of.astype(np.int64), ys, yn, yw, out)
+    _run(lambda a, b: _vertical(tmp, box_rows, y_of, ys, yn, yw, out, a, b), len(boxes), threads)
     return out

@@ -236,7 +236,7 @@ def _pixels(image) -> np.ndarray:
     return pixels
 
 
-def crop_patches(image, boxes, size: int, full_size=None, dtype=np.float32, device=False):
+def crop_patches(image, boxes, size: int, full_size=None, dtype=np.float32, device=False, threads=1):
     """Square patches of ``image`` resized to ``size``: (M, 3, size, size) ``dtype``
     (float32 by default; uint8 holds the same values).
 
@@ -248,7 +248,8 @@ def crop_patches(image, boxes, size: int, full_size=None, dtype=np.float32, devi
     Every patch is exactly :func:`crop_resize` of its box (Pillow's antialiased bilinear
     resize of the box), bit for bit, computed for all boxes at once by the Numba kernel
     ``minicnn.kernels.cpu.crop_resize`` (boxes of one column share the horizontal pass;
-    parallel over Numba's threads). ``device=True`` runs the numba.cuda kernel instead on
+    ``threads`` Python threads share the work: the kernel releases the GIL, and it is safe
+    to call from several threads at once). ``device=True`` runs the numba.cuda kernel instead on
     the image uploaded to the GPU and returns a CuPy array (NumPy under the simulator).
     """
     pixels = _pixels(image)
@@ -260,10 +261,10 @@ def crop_patches(image, boxes, size: int, full_size=None, dtype=np.float32, devi
     from minicnn.kernels.cpu.crop_resize import crop_resize_boxes
 
     out = np.empty((len(boxes), 3, size, size), dtype=dtype)
-    return crop_resize_boxes(pixels, boxes, int(size), out)
+    return crop_resize_boxes(pixels, boxes, int(size), out, threads=threads)
 
 
-def read_patches(path, boxes, size: int, dtype=np.float32) -> np.ndarray:
+def read_patches(path, boxes, size: int, dtype=np.float32, threads=1) -> np.ndarray:
     """:func:`crop_patches` of the image file ``path`` (boxes in its full-resolution
     display coordinates). A JPEG is decoded at the smallest scale (1/2, 1/4, 1/8) at which
     the smallest box side still covers ``size`` decoded pixels, so that no patch is made from
@@ -271,4 +272,4 @@ def read_patches(path, boxes, size: int, dtype=np.float32) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     smallest = float(np.min(boxes[:, 2:] - boxes[:, :2])) if len(boxes) else 0.0
     image, _, scale = _open(path, max_reduction=smallest / size if smallest > 0 else None)
-    return crop_patches(image, boxes / scale, size, dtype=dtype)
+    return crop_patches(image, boxes / scale, size, dtype=dtype, threads=threads)
