@@ -70,7 +70,8 @@ def _open(path, draft_side=None, max_reduction=None):
             scale = 1
             if reduction >= 2 and f.format == "JPEG":
                 f.draft("RGB", (int(np.ceil(raw_w / reduction)), int(np.ceil(raw_h / reduction))))
-                scale = next((s for s in (8, 4, 2) if f.size == (-(-raw_w // s), -(-raw_h // s))), 1)
+                scale = next((s for s in (8, 4, 2, 1) if f.size == (-(-raw_w // s), -(-raw_h // s))),
+                             raw_w / f.size[0])  # (Pillow's draft scales are 1/2, 1/4, 1/8)
             f.load()  # the pixels stay valid after the file closes
             image = to_rgb(ImageOps.exif_transpose(f) if orientation != 1 else f)
     except FileNotFoundError:
@@ -240,7 +241,8 @@ def crop_patches(image, boxes, size: int, full_size=None, dtype=np.float32, devi
     """Square patches of ``image`` resized to ``size``: (M, 3, size, size) ``dtype``
     (float32 by default; uint8 holds the same values).
 
-    ``image``: an RGB Pillow image or its (H, W, 3) uint8 pixels. ``boxes`` (M, 4) float,
+    ``image``: an RGB Pillow image or its (H, W, 3) uint8 pixels (on the GPU too: a CuPy
+    array, with ``device=True``). ``boxes`` (M, 4) float,
     ``[x1, y1, x2, y2]`` 0-based end-exclusive, in the coordinates of an image of
     ``full_size`` (width, height), by default the image's own size (a JPEG decoded at
     reduced scale keeps the boxes of the full image). Parts outside the image are black.
@@ -252,9 +254,10 @@ def crop_patches(image, boxes, size: int, full_size=None, dtype=np.float32, devi
     to call from several threads at once). ``device=True`` runs the numba.cuda kernel instead on
     the image uploaded to the GPU and returns a CuPy array (NumPy under the simulator).
     """
-    pixels = _pixels(image)
+    on_gpu = type(image).__module__.startswith("cupy")  # pixels already uploaded (device=True)
+    pixels = image if on_gpu else _pixels(image)
     boxes = _patch_boxes((pixels.shape[1], pixels.shape[0]), boxes, full_size)
-    if device:
+    if device or on_gpu:
         from minicnn.kernels.cuda.crop_resize import crop_resize_boxes_device
 
         return crop_resize_boxes_device(pixels, boxes, int(size), dtype)
