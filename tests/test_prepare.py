@@ -188,3 +188,35 @@ def test_target_size():
     assert prep.target_size(375, 500, 256) == (256, 341)
     assert prep.target_size(256, 256, 256) == (256, 256)
     assert prep.target_size(100, 1000, 256) == (256, 2560)
+
+
+def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, rng):
+    """A real kill: SIGKILL the command once a few outputs exist, then --resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "src"
+    many = {f"c{i % 3}/{i:03d}.jpg": (900, 600, "jpeg") for i in range(60)}
+    make_tree(src, rng, extra=many)
+    whole = tmp_path / "whole"
+    assert prepare("--data", src, "--out", whole, "--workers", 1, "--pool", "thread") == 0
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "minicnn", "prepare", "--data", str(src), "--out", str(out), "--workers",
+               "1", "--pool", "thread"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(outputs(out)) < 5 if out.exists() else True:
+        assert proc.poll() is None and time.monotonic() < deadline, "finished before it could be killed"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 5 <= len(outputs(out)) < len(outputs(whole))
+    assert json.loads((out / "run.json").read_text())["finished"] is None
+    kept = stats(out)
+    assert prepare("--data", src, "--out", out, "--resume", "--workers", 2) == 0
+    assert outputs(out) == outputs(whole) and not list(out.rglob(".tmp-*"))
+    for rel in outputs(whole):
+        assert (out / rel).read_bytes() == (whole / rel).read_bytes(), rel
+    assert all(stats(out)[rel] == kept[rel] for rel in kept)
