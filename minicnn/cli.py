@@ -36,6 +36,7 @@ COMMANDS = {
     "import-weights": "minicnn.commands.import_weights",
     "localize": "minicnn.commands.localize",
     "make-data": "minicnn.commands.make_data",
+    "prepare": "minicnn.commands.prepare",
     "pretrain": "minicnn.commands.pretrain",
     "reproduce": "minicnn.commands.reproduce",
     "source-classes": "minicnn.commands.source_classes",

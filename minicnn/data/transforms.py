@@ -9,7 +9,8 @@ float32 arrays with pixel values in [0, 255]; the mean is subtracted afterwards
 Crops are expressed as boxes in the decoded image, ``[x1, y1, x2, y2]`` 0-based and
 end-exclusive in continuous pixel coordinates (docs/method.md section 5), and cut out with
 one Pillow resize each (antialiased), so "resize the shorter side, then crop" never builds
-the resized full image.
+the resized full image. The many patches of one image (:func:`crop_patches`,
+:func:`read_patches`) get the same pixels from a Numba kernel that resamples all boxes at once.
 """
 
 from __future__ import annotations
@@ -51,10 +52,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _open(path, draft_side=None, max_reduction=None):
-    """Decode ``path`` as RGB in display orientation. Returns the image and the size
-    (width, height) the full-resolution image has in display orientation. A JPEG may be
-    decoded at 1/2, 1/4 or 1/8 scale (much faster): at most ``max_reduction`` times
-    smaller, and with both sides still >= ``draft_side``."""
+    """Decode ``path`` as RGB in display orientation. Returns the image, the size (width,
+    height) the full-resolution image has in display orientation, and the JPEG reduction
+    ``scale`` (1, 2, 4 or 8) it was decoded at: decoded pixel ``i`` covers full-resolution
+    pixels ``scale * i .. scale * (i + 1)``. A JPEG may be decoded at 1/2, 1/4 or 1/8 scale
+    (much faster): at most ``max_reduction`` times smaller, and with both sides still >=
+    ``draft_side``. (Pillow picks ``scale = min(w // want_w, h // want_h)`` for the size
+    asked, ``ceil(side / reduction)``, so ``scale <= reduction`` always.)"""
     try:
         with Image.open(path) as f:
             raw_w, raw_h = f.size
@@ -63,15 +67,18 @@ def _open(path, draft_side=None, max_reduction=None):
             reduction = max_reduction or 1.0
             if draft_side:
                 reduction = min(raw_w, raw_h) / draft_side
+            scale = 1
             if reduction >= 2 and f.format == "JPEG":
                 f.draft("RGB", (int(np.ceil(raw_w / reduction)), int(np.ceil(raw_h / reduction))))
+                scale = next((s for s in (8, 4, 2, 1) if f.size == (-(-raw_w // s), -(-raw_h // s))),
+                             raw_w / f.size[0])  # (Pillow's draft scales are 1/2, 1/4, 1/8)
             f.load()  # the pixels stay valid after the file closes
             image = to_rgb(ImageOps.exif_transpose(f) if orientation != 1 else f)
     except FileNotFoundError:
         raise InputError(f"{os.fspath(path)}: no such image file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{os.fspath(path)}: cannot read image ({type(e).__name__}: {e})") from None
-    return image, (width, height)
+    return image, (width, height), scale
 
 
 def load_image(path, draft_side=None) -> Image.Image:
@@ -208,74 +215,64 @@ class ImageTransform:
         return pixels[:, ::-1] if mirrored else pixels
 
 
-def crop_patches(image: Image.Image, boxes, size: int, full_size=None) -> np.ndarray:
-    """Square patches of ``image`` resized to ``size``: (M, 3, size, size) float32.
-
-    ``boxes`` (M, 4) float, ``[x1, y1, x2, y2]`` 0-based end-exclusive, in the
-    coordinates of an image of ``full_size`` (width, height), by default ``image.size``
-    (a JPEG decoded at reduced scale keeps the boxes of the full image). Parts outside the
-    image are black.
-
-    Patches of one size (a sampler's scale) are cut from one resized copy of the image,
-    their corners rounded to its nearest pixel (at most half an output pixel off); a size
-    with fewer than ``_SHARED_RESIZE_MIN`` patches is resampled box by box, exactly.
-    """
+def _patch_boxes(image_size, boxes, full_size):
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    width, height = image.size
-    fx, fy = (1.0, 1.0) if full_size is None else (width / full_size[0], height / full_size[1])
-    boxes = boxes * np.array([fx, fy, fx, fy])
-    out = np.empty((len(boxes), 3, size, size), dtype=np.float32)
-    if len(boxes) == 0:
-        return out
+    width, height = image_size
+    if full_size is not None:
+        fx, fy = width / full_size[0], height / full_size[1]
+        boxes = boxes * np.array([fx, fy, fx, fy])
     sides = np.round(boxes[:, 2:] - boxes[:, :2], 6)
     if np.any(sides <= 0):
         bad = int(np.argmax(np.any(sides <= 0, axis=1)))
         # boxes come from the patch sampler or from checked annotations: an empty one is a bug
         raise ValueError(f"crop_patches: box {bad} {boxes[bad].tolist()} is empty")
-    keys, group_of = np.unique(sides, axis=0, return_inverse=True)
-    group_of = group_of.reshape(-1)
-    for g, (box_w, box_h) in enumerate(keys):
-        members = np.flatnonzero(group_of == g)
-        if len(members) < _SHARED_RESIZE_MIN:
-            for i in members:
-                out[i] = to_chw(crop_resize(image, boxes[i], size))
-            continue
-        out[members] = _patches_of_one_size(image, boxes[members], box_w, box_h, size)
-    return out
+    return boxes
 
 
-_SHARED_RESIZE_MIN = 4
+def _pixels(image) -> np.ndarray:
+    pixels = np.asarray(image)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"crop_patches: need an RGB image or (H, W, 3) uint8 pixels, got "
+                         f"{getattr(image, 'mode', pixels.dtype)} of shape {pixels.shape}")
+    return pixels
 
 
-def _patches_of_one_size(image, boxes, box_w, box_h, size):
-    """Boxes of one size ``box_w`` x ``box_h``: resize the image once so they become
-    ``size`` pixels, then gather the crops as views of it."""
-    width, height = image.size
-    resized_w = max(1, round(width * size / box_w))
-    resized_h = max(1, round(height * size / box_h))
-    resized = np.asarray(image.resize((resized_w, resized_h), Image.BILINEAR, reducing_gap=3.0))
-    sx, sy = resized_w / width, resized_h / height
-    ox = np.rint(boxes[:, 0] * sx).astype(np.int64)
-    oy = np.rint(boxes[:, 1] * sy).astype(np.int64)
-    # a box inside the image stays inside the resized copy despite rounding
-    inside_x = (boxes[:, 0] >= 0) & (boxes[:, 2] <= width)
-    inside_y = (boxes[:, 1] >= 0) & (boxes[:, 3] <= height)
-    ox = np.where(inside_x, np.clip(ox, 0, max(0, resized_w - size)), ox)
-    oy = np.where(inside_y, np.clip(oy, 0, max(0, resized_h - size)), oy)
-    left, top = max(0, -int(ox.min())), max(0, -int(oy.min()))
-    right = max(0, int(ox.max()) + size - resized_w)
-    bottom = max(0, int(oy.max()) + size - resized_h)
-    if left or top or right or bottom:
-        resized = np.pad(resized, ((top, bottom), (left, right), (0, 0)))
-    windows = np.lib.stride_tricks.sliding_window_view(resized, (size, size), axis=(0, 1))
-    return windows[oy + top, ox + left].astype(np.float32)  # (n, 3, size, size)
+def crop_patches(image, boxes, size: int, full_size=None, dtype=np.float32, device=False, threads=1):
+    """Square patches of ``image`` resized to ``size``: (M, 3, size, size) ``dtype``
+    (float32 by default; uint8 holds the same values).
+
+    ``image``: an RGB Pillow image or its (H, W, 3) uint8 pixels (on the GPU too: a CuPy
+    array, with ``device=True``). ``boxes`` (M, 4) float,
+    ``[x1, y1, x2, y2]`` 0-based end-exclusive, in the coordinates of an image of
+    ``full_size`` (width, height), by default the image's own size (a JPEG decoded at
+    reduced scale keeps the boxes of the full image). Parts outside the image are black.
+
+    Every patch is exactly :func:`crop_resize` of its box (Pillow's antialiased bilinear
+    resize of the box), bit for bit, computed for all boxes at once by the Numba kernel
+    ``minicnn.kernels.cpu.crop_resize`` (boxes of one column share the horizontal pass;
+    ``threads`` Python threads share the work: the kernel releases the GIL, and it is safe
+    to call from several threads at once). ``device=True`` runs the numba.cuda kernel instead on
+    the image uploaded to the GPU and returns a CuPy array (NumPy under the simulator).
+    """
+    on_gpu = type(image).__module__.startswith("cupy")  # pixels already uploaded (device=True)
+    pixels = image if on_gpu else _pixels(image)
+    boxes = _patch_boxes((pixels.shape[1], pixels.shape[0]), boxes, full_size)
+    if device or on_gpu:
+        from minicnn.kernels.cuda.crop_resize import crop_resize_boxes_device
+
+        return crop_resize_boxes_device(pixels, boxes, int(size), dtype)
+    from minicnn.kernels.cpu.crop_resize import crop_resize_boxes
+
+    out = np.empty((len(boxes), 3, size, size), dtype=dtype)
+    return crop_resize_boxes(pixels, boxes, int(size), out, threads=threads)
 
 
-def read_patches(path, boxes, size: int) -> np.ndarray:
+def read_patches(path, boxes, size: int, dtype=np.float32, threads=1) -> np.ndarray:
     """:func:`crop_patches` of the image file ``path`` (boxes in its full-resolution
-    display coordinates). A JPEG is decoded at the smallest scale at which the smallest
-    box still covers ``size`` pixels."""
+    display coordinates). A JPEG is decoded at the smallest scale (1/2, 1/4, 1/8) at which
+    the smallest box side still covers ``size`` decoded pixels, so that no patch is made from
+    fewer pixels than it has; the boxes are then mapped exactly (divided by the scale)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     smallest = float(np.min(boxes[:, 2:] - boxes[:, :2])) if len(boxes) else 0.0
-    image, full_size = _open(path, max_reduction=smallest / size if smallest > 0 else None)
-    return crop_patches(image, boxes, size, full_size)
+    image, _, scale = _open(path, max_reduction=smallest / size if smallest > 0 else None)
+    return crop_patches(image, boxes / scale, size, dtype=dtype, threads=threads)
