@@ -29,20 +29,13 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from minicnn import backend, distributed, models
 from minicnn.atomic import write_text
 from minicnn.data.folders import read_folder, split_train_val, write_class_list
 from minicnn.data.loader import ImageLoader, image_statistics, ordered_map
 from minicnn.data.preprocess import Preprocessing
-from minicnn.data.transforms import (
-    _EXIF_ORIENTATION,
-    _SWAPPING_ORIENTATIONS,
-    ImageTransform,
-    describe_bad,
-    scan_images,
-)
+from minicnn.data.transforms import ImageTransform, decoded_size, describe_bad, scan_images
 from minicnn.errors import InputError
 from minicnn.plots import plot_training
 from minicnn.training import SGDSettings, check_range, fit
@@ -116,23 +109,6 @@ def evaluate_classifier(net, loader, preprocessing: Preprocessing):
     if distributed.world().size > 1:  # each rank counted its part of the images
         n, top1, top5 = distributed.sum_values([n, top1, top5])
     return top1 / max(n, 1), top5 / max(n, 1)
-
-
-def decoded_size(path, draft_side=None):
-    """The size of ``load_image(path, draft_side)`` from the header alone: the image the
-    training transform sees (a JPEG may decode at 1/2, 1/4, 1/8 scale), found by the steps
-    of ``minicnn.data.transforms._open`` without decoding. None if the header is unreadable."""
-    try:
-        with Image.open(path) as f:
-            raw_w, raw_h = f.size
-            orientation = f.getexif().get(_EXIF_ORIENTATION, 1)
-            reduction = min(raw_w, raw_h) / draft_side if draft_side else 1.0
-            if reduction >= 2 and f.format == "JPEG":
-                f.draft("RGB", (int(np.ceil(raw_w / reduction)), int(np.ceil(raw_h / reduction))))
-            width, height = f.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
-    return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
 
 
 class RankLoader(ImageLoader):

@@ -21,9 +21,9 @@ import minicnn as mc
 from minicnn import distributed
 from minicnn.data.loader import ImageLoader
 from minicnn.data.synthetic import DataConfig, generate
-from minicnn.data.transforms import ImageTransform, load_image
+from minicnn.data.transforms import ImageTransform, decoded_size, load_image
 from minicnn.ops.dropout import dropout_mask, global_batch
-from minicnn.pretrain import RankLoader, decoded_size
+from minicnn.pretrain import RankLoader
 
 # --- in this process: rank r of N simulated -------------------------------------------------
 

@@ -64,14 +64,7 @@ def _open(path, draft_side=None, max_reduction=None):
             raw_w, raw_h = f.size
             orientation = f.getexif().get(_EXIF_ORIENTATION, 1)
             width, height = (raw_h, raw_w) if orientation in _SWAPPING_ORIENTATIONS else (raw_w, raw_h)
-            reduction = max_reduction or 1.0
-            if draft_side:
-                reduction = min(raw_w, raw_h) / draft_side
-            scale = 1
-            if reduction >= 2 and f.format == "JPEG":
-                f.draft("RGB", (int(np.ceil(raw_w / reduction)), int(np.ceil(raw_h / reduction))))
-                scale = next((s for s in (8, 4, 2, 1) if f.size == (-(-raw_w // s), -(-raw_h // s))),
-                             raw_w / f.size[0])  # (Pillow's draft scales are 1/2, 1/4, 1/8)
+            scale = _draft(f, draft_side, max_reduction)
             f.load()  # the pixels stay valid after the file closes
             image = to_rgb(ImageOps.exif_transpose(f) if orientation != 1 else f)
     except FileNotFoundError:
@@ -79,6 +72,30 @@ def _open(path, draft_side=None, max_reduction=None):
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{os.fspath(path)}: cannot read image ({type(e).__name__}: {e})") from None
     return image, (width, height), scale
+
+
+def _draft(f, draft_side=None, max_reduction=None):
+    """Ask an open JPEG to decode at reduced scale (see :func:`_open`); returns the scale."""
+    raw_w, raw_h = f.size
+    reduction = min(raw_w, raw_h) / draft_side if draft_side else (max_reduction or 1.0)
+    if reduction < 2 or f.format != "JPEG":
+        return 1
+    f.draft("RGB", (int(np.ceil(raw_w / reduction)), int(np.ceil(raw_h / reduction))))
+    return next((s for s in (8, 4, 2, 1) if f.size == (-(-raw_w // s), -(-raw_h // s))),
+                raw_w / f.size[0])  # (Pillow's draft scales are 1/2, 1/4, 1/8)
+
+
+def decoded_size(path, draft_side=None):
+    """(width, height) of ``load_image(path, draft_side)`` from the header alone (no
+    decoding); None if the header is unreadable."""
+    try:
+        with Image.open(path) as f:
+            orientation = f.getexif().get(_EXIF_ORIENTATION, 1)
+            _draft(f, draft_side)
+            width, height = f.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
 
 
 def load_image(path, draft_side=None) -> Image.Image:
