@@ -144,9 +144,11 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
                 samples += n
             distributed.allreduce_gradients(net, computed=n > 0)
             opt.step()
-            if epoch == start and step == max(3, count // 20) and world.is_root and count > step:
+            if epoch == start and step == 2:
+                warm = time.perf_counter()  # the first steps also load or compile the kernels
+            if epoch == start and step == max(6, count // 10) and world.is_root and count > step:
                 # know beforehand what the run will take: the rate of its first batches
-                per_epoch = (time.perf_counter() - started) / step * count
+                per_epoch = (time.perf_counter() - warm) / (step - 2) * count
                 log(f"{desc}: {count} batches per epoch; at the first batches' rate about "
                     f"{per_epoch:.0f} s per epoch, {per_epoch * (settings.epochs - start) / 60:.1f} min for "
                     f"the {settings.epochs - start} epochs to go (validation not counted)")
