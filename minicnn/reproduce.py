@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import replace
 
 import numpy as np
 
@@ -169,7 +168,7 @@ def run_reproduce(config, out, record):
                 settings = transfer_settings(config, run, seed)
                 transfer = Transfer(voc, year, sources[run["source"]], os.path.join(out, "runs", run["name"],
                                                                                  f"seed{seed}"),
-                                    replace(settings), classes=data.get("classes"),
+                                    settings, classes=data.get("classes"),
                                     cache_root=os.path.join(out, "cache"), log=log)
                 runs.setdefault(run["name"], []).append((seed, transfer, transfer.run(resume=True)))
     report = summarize(config, runs)
