@@ -9,7 +9,9 @@ traceback.
 
 Under MPI (``mpiexec -n N minicnn ...``, see ``minicnn.distributed``) a rank that fails
 prints its message and ends every rank of the job (``MPI_Abort``), with exit code 2 for a
-user error, so that no rank waits for ever for one that has stopped.
+user error, so that no rank waits for ever for one that has stopped. A refusal that every
+rank reaches together (ranks started with different settings) is printed once, by rank 0,
+and every rank exits with code 2, without an abort.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import traceback
 
 from minicnn import distributed
 from minicnn.backend import BackendUnavailable
-from minicnn.errors import InputError
+from minicnn.errors import InputError, JobInputError
 from minicnn.runrecord import package_version
 
 # command -> module that implements it (imported only when the command runs)
@@ -69,6 +71,8 @@ def main(argv=None) -> int:
         code = _main(argv)
     except SystemExit as e:  # argparse's errors and --help
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except JobInputError:  # every rank refused together: each exits, none is left waiting
+        return 2
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -95,8 +99,14 @@ def _main(argv=None) -> int:
     except (InputError, BackendUnavailable) as e:  # anything else is a bug: its traceback shows
         if os.environ.get("MINICNN_DEBUG") == "1":
             raise
-        rank = f" (rank {distributed.world().rank} of {distributed.world().size})" if _in_job() else ""
-        print(f"minicnn {args.command}: error{rank}: {e}", file=sys.stderr)
+        together = isinstance(e, JobInputError) and _in_job()
+        alone = _in_job() and not together
+        rank = f" (rank {distributed.world().rank} of {distributed.world().size})" if alone else ""
+        if not together or distributed.is_root():
+            print(f"minicnn {args.command}: error{rank}: {e}", file=sys.stderr)
+        if together:
+            sys.stderr.flush()
+            raise
         return 2
     except KeyboardInterrupt:
         print(f"minicnn {args.command}: interrupted", file=sys.stderr)

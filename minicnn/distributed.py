@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minicnn.errors import InputError
+from minicnn.errors import InputError, JobInputError
 
 # What a launcher sets in each process it starts: MPICH/Intel MPI (PMI), Open MPI, PMIx
 # (Open MPI 5, Slurm's srun --mpi=pmix), MVAPICH. MINICNN_MPI=1 forces the check.
@@ -41,6 +41,9 @@ _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 # (latency paid a few times, not once per parameter), without one copy of all gradients
 # at once beside them.
 BUCKET_BYTES = 64 << 20
+# A failing rank waits this long after printing its message before ending the job: the
+# launcher forwards a rank's output through a pipe, and MPI_Abort's kill could beat it.
+ABORT_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ def check_same(what: str, value):
     digests = w.comm.allgather(digest)
     differ = [r for r, d in enumerate(digests) if d != digests[0]]
     if differ:
-        raise InputError(f"the {w.size} ranks were started with different {what}: rank(s) "
+        raise JobInputError(f"the {w.size} ranks were started with different {what}: rank(s) "
                          f"{', '.join(map(str, differ))} differ from rank 0; launch every rank with "
                          "the same command, data and files")
 
@@ -298,4 +301,5 @@ def abort(code=2):
     except InputError:  # no usable mpi4py: there is nothing to abort
         return
     if w.size > 1:
+        time.sleep(ABORT_GRACE_SECONDS)
         w.comm.Abort(code)

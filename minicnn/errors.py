@@ -7,3 +7,10 @@ with code 2, without a traceback. It is a ValueError, so library callers may cat
 
 class InputError(ValueError):
     pass
+
+
+class JobInputError(InputError):
+    """An :class:`InputError` that every rank of an MPI job raises at the same point (the
+    ranks disagree on their settings): the job ends without ``MPI_Abort``, each rank
+    exiting with code 2 and rank 0 alone printing the message, so that nothing of it is
+    lost to a launcher killing the processes."""

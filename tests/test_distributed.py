@@ -249,5 +249,5 @@ def test_a_failing_rank_ends_the_job_with_its_message(runs, tmp_path):
 def test_ranks_started_with_different_settings_are_refused(runs, tmp_path):
     args = ["pretrain", "--data", runs / "data" / "source", "--epochs", 1, *TINY, "--out", tmp_path / "p"]
     err = run(*args, mpmd=[*args, "--lr", "0.02"], expect=2, timeout=120)
-    assert "were started with different settings" in err, err
+    assert err.count("were started with different settings") == 1, err  # rank 0 alone says it
     assert not (tmp_path / "p").exists()
