@@ -5,6 +5,7 @@ training curves and heat maps of patch scores over an image.
     plot_pr_curves("pr.png", {"car": (rec, prec, 0.812), "dog": (rec2, prec2, 0.64)})
     plot_ap_bars("ap.png", {"car": 0.812, "dog": 0.64}, title="VOC2007 test")
     plot_training("training.png", {"transfer": history}, metric="val_map")
+    plot_k_curve("map_k.png", {"transfer": {1: 40.2, 5: 45.1, "max": 41.0}})
     plot_heatmaps("000001.png", image, [{"title": "car", "map": m, "boxes": [(4, 8, 40, 30, 0.9)]}],
                   gt_boxes=[(5, 7, 42, 31, "car")])
 
@@ -166,6 +167,27 @@ def plot_training(path, histories, metric="val_map", metric_label="validation mA
             ax.legend(loc="best", fontsize=9)
         else:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="#666666")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_k_curve(path, curves, title=""):
+    """mAP (in %) against the k of the image score, one line per run: ``curves`` maps a run
+    to {k: mAP}, k a number or "max" (drawn last, at the right, as "max")."""
+    fig = _figure((6.4, 4.4))
+    ax = fig.add_subplot()
+    ks = list(next(iter(curves.values()), {}))
+    positions = np.arange(len(ks))
+    for i, (run, curve) in enumerate(curves.items()):
+        values = np.array([curve.get(k, np.nan) for k in ks], dtype=np.float64)
+        ax.plot(positions, values, color=COLORS[i % len(COLORS)], marker="o", markersize=4, label=run)
+    ax.set_xticks(positions, [str(k) for k in ks])
+    ax.set_xlabel("k (image score: mean of p^k over the patches)")
+    ax.set_ylabel("mAP (%)")
+    ax.grid(color="#e3e3e3")
+    if ax.lines:
+        ax.legend(loc="best", fontsize=9)
     if title:
         fig.suptitle(title)
     return _save(fig, path)

@@ -23,13 +23,20 @@ the paper gives them, the paper's numbers::
     name = "scratch"  source = "pre1000"  variant = "scratch"  train = { epochs = 10 }
     [paper.transfer]                       # optional: the paper's mAP and per-class APs, in %
     map = 77.7
+    [report]                               # optional
+    min_test_positives = 5                 # classes with fewer positive test items: left out
+    k_curve = [1, 2, 5, 10, "max"]         # mAP of every run against the aggregation's k
 
 Every stage resumes (the data, the sources' and runs' checkpoints, the feature caches), so
 a killed ``reproduce`` continues where it stopped. The report gives, per run and class, the
 AP averaged over seeds with a 95% interval from a bootstrap over the test items (images or
 persons: resampled with replacement, 1000 times, AP recomputed), the spread over seeds,
-and the paper's number beside it. ``--quick`` shrinks every size to check every stage in
-seconds.
+and the paper's number beside it. A class with fewer than ``min_test_positives`` positive
+test items has no meaningful AP on a small set: it is named in the report and left out of
+every mAP (it is still trained: its patches are not background). ``k_curve`` rescores each
+run's test patches with each k of the image score (mean of p^k; "max": the best patch),
+without training again (docs/method.md section 6, claim 2). ``--quick`` shrinks every
+size to check every stage in seconds.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from minicnn.errors import InputError
 from minicnn.evaluate.items import evaluate_items
 from minicnn.pretrain import PretrainSettings, pretrain
 from minicnn.transfer.pipeline import Transfer, TransferSettings, load_source
+from minicnn.transfer.scores import score_items
 from minicnn.transfer.train import TrainSettings
 
 try:
@@ -53,7 +61,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-TOP_KEYS = {"title", "seeds", "data", "sources", "transfer", "runs", "paper", "bootstrap"}
+TOP_KEYS = {"title", "seeds", "data", "sources", "transfer", "runs", "paper", "bootstrap", "report"}
+REPORT_KEYS = {"min_test_positives", "k_curve"}
 SOURCE_INPUTS = ("data", "classes", "list")  # a source's files; the rest are PretrainSettings
 QUICK_DATA = {"source_per_class": 6, "trainval": 8, "test": 6}
 QUICK_SOURCE = {"model": "small", "input_size": 32, "resize": 36, "channels": [8, 16, 16, 16, 16],
@@ -87,6 +96,7 @@ def read_config(path, quick=False) -> dict:
         if run.get("source") not in config["sources"]:
             raise InputError(f"{path}: run {run['name']!r} names source {run.get('source')!r}; the sources "
                              f"are {', '.join(config['sources'])}")
+    _check_report(config.get("report", {}), path)
     if quick:
         if "generated" in data:
             data["generated"] = {**data["generated"], **QUICK_DATA}
@@ -106,6 +116,25 @@ def read_config(path, quick=False) -> dict:
         if "weights" not in source:
             _pretrain_settings(source, f"{path}: source {name!r}")
     return config
+
+
+def _check_report(report, path):
+    unknown = set(report) - REPORT_KEYS
+    if unknown:
+        raise InputError(f"{path}: unknown key(s) in [report]: {', '.join(sorted(unknown))}; the keys are "
+                         f"{', '.join(sorted(REPORT_KEYS))}")
+    least = report.get("min_test_positives", 1)
+    if not isinstance(least, int) or isinstance(least, bool) or least < 1:
+        raise InputError(f"{path}: [report] min_test_positives must be an integer >= 1 (got {least!r})")
+    for k in report.get("k_curve", []):
+        number = isinstance(k, (int, float)) and not isinstance(k, bool)
+        if k != "max" and not (number and 0 < k < float("inf")):
+            raise InputError(f"{path}: [report] k_curve takes numbers > 0 and \"max\" (got {k!r})")
+
+
+def k_value(k) -> float:
+    """A k of the curve as the aggregation takes it ("max": infinity, the best patch)."""
+    return float("inf") if k == "max" else float(k)
 
 
 def _fields(cls, given, where):
@@ -190,21 +219,40 @@ def bootstrap_map(scores, truth, classes, metric, draws=1000, seed=0):
     return [float(v) for v in np.percentile(values, [2.5, 97.5])] if values else [None, None]
 
 
+def reported_classes(truth, classes, least) -> tuple[list[int], dict]:
+    """(indices of the classes with at least ``least`` positive test items, {left-out class:
+    its positives})."""
+    positives = (np.asarray(truth) == 1).sum(axis=0)
+    kept = [c for c in range(len(classes)) if positives[c] >= least]
+    return kept, {classes[c]: int(positives[c]) for c in range(len(classes)) if positives[c] < least}
+
+
 def summarize(config, runs) -> dict:
-    """Per run: mean AP per class and mAP over seeds, their spread, the bootstrap interval of
-    each seed's mAP pooled, and the paper's numbers where given; every figure in percent."""
-    paper = config.get("paper", {})
-    out = {"title": config.get("title", ""), "seeds": config.get("seeds", [0]), "runs": {}}
+    """Per run: mean AP per class and mAP over seeds (over the reported classes), their
+    spread, the bootstrap interval of each seed's mAP pooled, the mAP against k where asked,
+    and the paper's numbers where given; every figure in percent."""
+    paper, options = config.get("paper", {}), config.get("report", {})
+    least, ks = options.get("min_test_positives", 1), options.get("k_curve", [])
+    out = {"title": config.get("title", ""), "seeds": config.get("seeds", [0]), "runs": {},
+           "min_test_positives": least, "classes_left_out": {}}
     for name, seeded in runs.items():
-        maps, aps, intervals = [], {}, []
+        maps, aps, intervals, curve = [], {}, [], {str(k): [] for k in ks}
         for seed, transfer, result in seeded:
-            if result.report is None:
+            items = transfer.patches.items["test"]
+            if result.report is None or items.truth is None:
                 continue
-            maps.append(100 * result.report.map)
-            for c, r in result.report.results.items():
+            kept, left_out = reported_classes(items.truth, transfer.classes, least)
+            out["classes_left_out"].update(left_out)
+            names, truth = [transfer.classes[c] for c in kept], items.truth[:, kept]
+            metric = result.report.metric
+            report = evaluate_items(result.test_scores[:, kept], truth, names, metric)
+            maps.append(100 * report.map)
+            for c, r in report.results.items():
                 aps.setdefault(c, []).append(100 * r.ap)
-            truth = transfer.patches.items["test"].truth
-            low, high = bootstrap_map(result.test_scores, truth, transfer.classes, result.report.metric,
+            for k in ks:
+                scores = score_items(result.test_probs, items, k_value(k))[:, kept]
+                curve[str(k)].append(100 * evaluate_items(scores, truth, names, metric).map)
+            low, high = bootstrap_map(result.test_scores[:, kept], truth, names, metric,
                                       draws=config.get("bootstrap", 1000), seed=seed)
             intervals.append([None if v is None else 100 * v for v in (low, high)])
         finite = [i for i in intervals if i[0] is not None]
@@ -215,6 +263,8 @@ def summarize(config, runs) -> dict:
             "map_interval": [float(np.mean([i[0] for i in finite])), float(np.mean([i[1] for i in finite]))]
             if finite else None,
             "ap": {c: float(np.mean(v)) for c, v in aps.items()},
+            "k_curve": {k: float(np.mean(v)) for k, v in curve.items() if v},
+            "k_curve_spread": {k: float(np.std(v)) for k, v in curve.items() if len(v) > 1},
             "metric": seeded[0][2].report.metric if seeded[0][2].report else None,
             "paper": paper.get(name, {}),
         }
@@ -233,6 +283,19 @@ def markdown(report) -> str:
         spread = "–" if r["map_seed_spread"] is None else f"{r['map_seed_spread']:.2f}"
         ours = "–" if r["map"] is None else f"{r['map']:.1f}"
         lines.append(f"| {name} | {ours} | {interval} | {spread} | {r['paper'].get('map', '–')} |")
+    left_out = report.get("classes_left_out", {})
+    if left_out:
+        lines += ["", f"Left out of every mAP and of the per-class table: the classes with fewer than "
+                  f"{report['min_test_positives']} positive test items ("
+                  + ", ".join(f"{c} {n}" for c, n in sorted(left_out.items())) + ")."]
+    ks = next((list(r["k_curve"]) for r in report["runs"].values() if r.get("k_curve")), [])
+    if ks:
+        lines += ["", "mAP against the k of the image score (mean of p^k over the patches; max: the best "
+                  "patch), each run's test patches rescored:", "",
+                  "| run | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+        for name, r in report["runs"].items():
+            if r.get("k_curve"):
+                lines.append(f"| {name} | " + " | ".join(f"{r['k_curve'][k]:.1f}" for k in ks) + " |")
     classes = sorted({c for r in report["runs"].values() for c in r["ap"]})
     if classes:
         names = list(report["runs"])
@@ -250,7 +313,11 @@ def markdown(report) -> str:
 
 
 def _plots(folder, report):
-    from minicnn.plots import plot_ap_bars
+    from minicnn.plots import plot_ap_bars, plot_k_curve
+
+    curves = {name: r["k_curve"] for name, r in report["runs"].items() if r.get("k_curve")}
+    if curves:
+        plot_k_curve(os.path.join(folder, "map_against_k.png"), curves, title=report["title"])
 
     for name, r in report["runs"].items():
         if r["ap"]:

@@ -61,6 +61,9 @@ def test_aggregate_by_image_matches_per_image(rng):
     np.testing.assert_allclose(out[0], aggregate_scores(p[idx == 0]))
     np.testing.assert_allclose(out[2], aggregate_scores(p[idx == 2]))
     assert np.isnan(out[1]).all()
+    highest = aggregate_by_image(p, idx, 3, k=np.inf)  # k = inf: the maximum patch
+    np.testing.assert_array_equal(highest[[0, 2]], [p[idx == 0].max(axis=0), p[idx == 2].max(axis=0)])
+    assert np.isnan(highest[1]).all()
 
 
 def test_score_map_is_the_mean_over_covering_patches():

@@ -4,7 +4,8 @@ Image score of class c over the M patches of an image, with y(c|P) the softmax o
 
     score(c | I) = (1/M) sum_i y(c | P_i)^k
 
-k = 5 by default (k = 1 is the plain mean; a large k tends to the maximum).
+k = 5 by default (k = 1 is the plain mean; a large k tends to the maximum, and k = inf
+gives the maximum itself, max_i y(c | P_i), the limit of the score's k-th root).
 
 Score map of class c: each pixel gets the mean of y(c|P)^k over the patches covering it
 (pixels no patch covers get 0).
@@ -27,12 +28,17 @@ def aggregate_scores(patch_probs, k=DEFAULT_K):
 
 def aggregate_by_image(patch_probs, image_index, num_images, k=DEFAULT_K):
     """Image scores of many images at once: (num_images, C) from (M, C) probabilities and the
-    (M,) image each patch belongs to. Images without patches get NaN."""
-    p = np.asarray(patch_probs, dtype=np.float64) ** k
+    (M,) image each patch belongs to. Images without patches get NaN; ``k = inf``: the
+    maximum over the image's patches."""
     image_index = np.asarray(image_index, dtype=np.int64)
+    counts = np.bincount(image_index, minlength=num_images)[:, None].astype(np.float64)
+    if np.isinf(k):
+        highest = np.full((num_images, np.shape(patch_probs)[1]), -np.inf)
+        np.maximum.at(highest, image_index, np.asarray(patch_probs, dtype=np.float64))
+        return np.where(counts > 0, highest, np.nan)
+    p = np.asarray(patch_probs, dtype=np.float64) ** k
     sums = np.zeros((num_images, p.shape[1]))
     np.add.at(sums, image_index, p)
-    counts = np.bincount(image_index, minlength=num_images)[:, None].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts
 
