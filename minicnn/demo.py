@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from minicnn import backend
+from minicnn import backend, distributed
 from minicnn.atomic import write_json, write_text
 from minicnn.data.synthetic import DataConfig, generate, is_generated
 from minicnn.pretrain import PretrainSettings, pretrain
@@ -61,10 +61,12 @@ VARIANT_OF = {"transfer": "frozen", "scratch": "scratch", "whole-image": "whole-
 def run_demo(out, settings: DemoSettings, record, resume=True):
     """Run every stage, timed and logged through ``record`` (a
     :class:`~minicnn.runrecord.RunRecord` of ``out``); returns the summary dict written to
-    OUT/summary.json. Stage times are those of the runs that computed each stage: a stage a
-    rerun reuses adds only the time of the reuse."""
+    OUT/summary.json (None in the ranks other than 0 under MPI). Stage times are those of the
+    runs that computed each stage: a stage a rerun reuses adds only the time of the reuse."""
     log = record.log
-    os.makedirs(out, exist_ok=True)
+    root = distributed.is_root()  # under MPI every rank computes every stage; rank 0 alone writes
+    if root:
+        os.makedirs(out, exist_ok=True)
     data_dir = os.path.join(out, "data")
 
     with record.stage("data"):
@@ -72,7 +74,9 @@ def run_demo(out, settings: DemoSettings, record, resume=True):
             log(f"[1/4] data: reusing {data_dir}")
         else:
             log(f"[1/4] data: generating into {data_dir}")
-            generate(data_dir, settings.data, force=True, progress=log)
+            if root:
+                generate(data_dir, settings.data, force=True, progress=log)
+        distributed.barrier()  # the others read what rank 0 generated
 
     with record.stage("pretrain"):
         log("[2/4] pretraining the source network on the generated source set")
@@ -97,6 +101,8 @@ def run_demo(out, settings: DemoSettings, record, resume=True):
     metric = settings.transfer.train.metric
     table = ap_table(summaries, classes, metric)
     log(table)
+    if not root:
+        return None
     plots = os.path.join(out, "plots")
     _plots(plots, pre["history"], results)
     heat = _heatmaps(os.path.join(out, "heatmaps"), results.get("transfer") or results[settings.variants[0]],

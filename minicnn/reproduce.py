@@ -36,7 +36,8 @@ test items has no meaningful AP on a small set: it is named in the report and le
 every mAP (it is still trained: its patches are not background). ``k_curve`` rescores each
 run's test patches with each k of the image score (mean of p^k; "max": the best patch),
 without training again (docs/method.md section 6, claim 2). ``--quick`` shrinks every
-size to check every stage in seconds.
+size to check every stage in seconds. Under ``mpiexec -n N`` every stage runs data-parallel
+(as ``minicnn pretrain`` and ``minicnn transfer`` do) and rank 0 writes the report.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import os
 
 import numpy as np
 
+from minicnn import distributed
 from minicnn.atomic import write_json, write_text
 from minicnn.data.folders import read_class_list
 from minicnn.data.synthetic import DataConfig, generate, is_generated
@@ -168,8 +170,9 @@ def run_reproduce(config, out, record):
         folder = os.path.join(out, "data")
         data_config = DataConfig(**_fields(DataConfig, data["generated"], "[data] generated"))
         with record.stage("data"):
-            if not is_generated(folder, data_config):
+            if distributed.is_root() and not is_generated(folder, data_config):
                 generate(folder, data_config, force=True, progress=log)
+            distributed.barrier()  # under MPI: rank 0 generated the data the others read
         voc, year, generated_source = os.path.join(folder, "VOCdevkit"), 2007, os.path.join(folder, "source")
     else:
         voc, year, generated_source = data["voc"], int(data.get("year", 2007)), None
@@ -201,9 +204,10 @@ def run_reproduce(config, out, record):
                                     cache_root=os.path.join(out, "cache"), log=log)
                 runs.setdefault(run["name"], []).append((seed, transfer, transfer.run(resume=True)))
     report = summarize(config, runs)
-    write_json(os.path.join(out, "report.json"), report)
-    write_text(os.path.join(out, "report.md"), markdown(report))
-    _plots(os.path.join(out, "plots"), report)
+    if distributed.is_root():  # under MPI every rank ran every stage; rank 0 alone writes
+        write_json(os.path.join(out, "report.json"), report)
+        write_text(os.path.join(out, "report.md"), markdown(report))
+        _plots(os.path.join(out, "plots"), report)
     return report
 
 

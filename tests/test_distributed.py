@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from importlib.util import find_spec
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,3 +252,20 @@ def test_ranks_started_with_different_settings_are_refused(runs, tmp_path):
     err = run(*args, mpmd=[*args, "--lr", "0.02"], expect=2, timeout=120)
     assert err.count("were started with different settings") == 1, err  # rank 0 alone says it
     assert not (tmp_path / "p").exists()
+
+
+@needs_mpi
+def test_the_demo_and_reproduce_run_data_parallel(tmp_path):
+    """``mpiexec -n 2 minicnn demo|reproduce --quick``: every stage over both ranks, rank 0
+    writing, the same mAPs as one process."""
+    config = Path(__file__).parents[1] / "experiments" / "configs" / "claims_generated.toml"
+    for command, result in ((["demo"], "summary.json"), (["reproduce", config], "report.json")):
+        maps = []
+        for ranks in (1, 2):
+            out = tmp_path / f"{command[0]}{ranks}"
+            run(*command, "--quick", "--backend", "numpy", "--out", out, ranks=ranks)
+            written = json.loads((out / result).read_text())
+            maps.append(written["map"] if "map" in written else {n: r["map_per_seed"]
+                                                                 for n, r in written["runs"].items()})
+            assert json.loads((out / "run.json").read_text())["ranks"] == ranks
+        assert maps[1] == maps[0], command

@@ -45,6 +45,8 @@ def run(args):
     record = open_run(args.out, "demo", {**asdict(settings), "backend": args.backend}, resume=not args.fresh,
                       fresh=args.fresh)
     summary = run_demo(args.out, settings, record, resume=not args.fresh)
+    if summary is None:  # a rank other than 0 under MPI: rank 0 reports
+        return 0
     record.finish({"map": summary["map"], "pretrain": summary["pretrain"]})
     maps = ", ".join(f"{k} {100 * v:.2f}" for k, v in summary["map"].items() if v is not None)
     print(f"mAP (%): {maps}; {summary['seconds']:.0f} s; report: {args.out}/report.md")
