@@ -105,7 +105,7 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
         index = {k: idx[k] for k in idx.files}
     offsets = index["offsets"]
     if state["done"] < len(images):
-        feats = np.load(features_path, mmap_mode="r+") if root_rank else None
+        writer = _RowWriter(features_path) if root_rank else None
         groups = _image_groups(offsets, state["done"], batch_size)
         rank, ranks = distributed.world().rank, distributed.world().size
 
@@ -122,17 +122,44 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
             if not root_rank:
                 continue
             for group, values in filter(None, received):
-                feats[int(offsets[group[0]]):int(offsets[group[-1] + 1])] = values
-            # flush before recording progress: a crash never marks unwritten rows as done
-            feats.flush()
+                writer.write(int(offsets[group[0]]), values)
+            # on disk before the progress says so: a crash never marks unwritten rows as done
+            writer.sync()
             state["done"] = groups[min(first + ranks, len(groups)) - 1][-1] + 1
             write_json(progress_path, state)
             if progress:
                 progress(state["done"], len(images))
-        del feats
+        if writer is not None:
+            writer.close()
         distributed.barrier()  # every row written before any rank opens the file to read
     return FeatureCache(directory, np.load(features_path, mmap_mode="r"), index["image"],
                         index["boxes"], index["labels"], offsets)
+
+
+class _RowWriter:
+    """Writes rows of a .npy file in place with ``pwrite``, not through a memory map: the
+    written pages stay in the page cache, not in the process (a mapped file's dirty and
+    written pages count in its resident memory, which then grows to the size of the cache)."""
+
+    def __init__(self, path):
+        mapped = np.load(path, mmap_mode="r")
+        self.header, self.dtype = mapped.offset, mapped.dtype
+        self.row_bytes = mapped.dtype.itemsize * int(np.prod(mapped.shape[1:]))
+        del mapped
+        self.fd = os.open(path, os.O_WRONLY)
+
+    def write(self, first_row, rows):
+        data = np.ascontiguousarray(rows, dtype=self.dtype).tobytes()
+        position = self.header + first_row * self.row_bytes
+        while data:
+            written = os.pwrite(self.fd, data, position)
+            data, position = data[written:], position + written
+
+    def sync(self):
+        os.fsync(self.fd)
+
+    def close(self):
+        os.close(self.fd)
 
 
 def _start_cache(key, parts, extractor, images, boxes_of, labels_of, render, dtype, index_path,
