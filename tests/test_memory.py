@@ -52,7 +52,8 @@ PROBE = textwrap.dedent('''
 
 
 def _peaks(root, trainval):
-    generate(root / "data", DataConfig(source_per_class=0, trainval=trainval, test=4), workers=1)
+    generate(root / "data", DataConfig(source_per_class=0, trainval=trainval, test=4, scene_width=480,
+                                       scene_height=360), workers=1)
     done = subprocess.run([sys.executable, "-c", PROBE, str(root / "data" / "VOCdevkit"), str(root / "out")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -64,7 +65,9 @@ def test_a_five_times_larger_set_peaks_at_the_same_memory(tmp_path):
     (small, small_cache), (large, large_cache) = (_peaks(tmp_path / str(n), n) for n in (10, 50))
     grown = large_cache - small_cache
     assert grown > 150e6, grown  # the test means something: the cache grew by far more than the slack
-    slack = 30e6  # allocator and import noise, measured at under 5 MB here
+    # allocator noise: 3 MB here; decoded images kept while the cache reads each once cost
+    # 29 MB more on the larger set, a whole-set copy of the features 330 MB
+    slack = 15e6
     assert large["build_rss"] - small["build_rss"] < slack, (small, large, grown)
     assert large["run_anonymous"] - small["run_anonymous"] < slack, (small, large, grown)
 

@@ -197,14 +197,14 @@ class PatchRenderer:
         self.set, self.size, self.preprocessing = patches, int(input_size), preprocessing
         self.cache_bytes, self._images, self._bytes = cache_bytes, OrderedDict(), 0
 
-    def _image(self, i):
+    def _image(self, i, keep=True):
         image = self._images.get(i)
         if image is not None:
             self._images.move_to_end(i)
             return image
         image = load_image(self.set.paths[i])
         size = image.size[0] * image.size[1] * 3
-        if size <= self.cache_bytes:
+        if keep and size <= self.cache_bytes:
             self._images[i] = image
             self._bytes += size
             while self._bytes > self.cache_bytes:
@@ -212,9 +212,10 @@ class PatchRenderer:
                 self._bytes -= old.size[0] * old.size[1] * 3
         return image
 
-    def image_patches(self, i, boxes):
-        """The patches ``boxes`` of image ``i``."""
-        pixels = crop_patches(self._image(i), boxes, self.size, full_size=tuple(self.set.sizes[i]))
+    def image_patches(self, i, boxes, keep=True):
+        """The patches ``boxes`` of image ``i``; ``keep=False``: an image read once (the
+        feature cache reads each image once) is not kept."""
+        pixels = crop_patches(self._image(i, keep), boxes, self.size, full_size=tuple(self.set.sizes[i]))
         return self.preprocessing(pixels)
 
     def __call__(self, patches):

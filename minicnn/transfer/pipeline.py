@@ -231,7 +231,7 @@ class Transfer:
             self.cache_root, CACHE_CUT[s.variant], extractor, p.image_ids,
             lambda i: p.patch_boxes[offsets[i]:offsets[i + 1]],
             lambda i: p.patch_labels[offsets[i]:offsets[i + 1]],
-            renderer.image_patches,
+            lambda i, boxes: renderer.image_patches(i, boxes, keep=False),
             {"sampler": [s.scales, s.stride_fraction], "whole": s.variant == "whole-image",
              "input_size": self.input_size, "task": s.task, **self.preprocessing.to_meta(), "paths": p.paths},
             dtype=np.dtype(dtype), batch_size=s.eval_batch,
