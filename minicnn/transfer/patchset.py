@@ -17,6 +17,7 @@ items' ground truth (one source, the devkit's, for validation and test alike).
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -196,15 +197,21 @@ class PatchRenderer:
     def __init__(self, patches: PatchSet, input_size, preprocessing, cache_bytes=1 << 30):
         self.set, self.size, self.preprocessing = patches, int(input_size), preprocessing
         self.cache_bytes, self._images, self._bytes = cache_bytes, OrderedDict(), 0
+        self._lock = threading.Lock()
 
     def _image(self, i, keep=True):
-        image = self._images.get(i)
-        if image is not None:
-            self._images.move_to_end(i)
-            return image
+        with self._lock:  # the feature cache renders from several threads
+            image = self._images.get(i)
+            if image is not None:
+                self._images.move_to_end(i)
+                return image
         image = load_image(self.set.paths[i])
         size = image.size[0] * image.size[1] * 3
-        if keep and size <= self.cache_bytes:
+        if not keep or size > self.cache_bytes:
+            return image
+        with self._lock:
+            if i in self._images:  # another thread decoded it meanwhile
+                return self._images[i]
             self._images[i] = image
             self._bytes += size
             while self._bytes > self.cache_bytes:
