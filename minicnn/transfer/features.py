@@ -6,7 +6,9 @@ the frozen layers every epoch, only faster. The cache is a directory holding
 
     features.npy   (N, D) float32 or float16, opened as a memory map
     index.npz      image (N,) index into the image list, boxes (N, 4), labels (N,)
-    progress.json  the key, the sizes, and how many images are done
+    parts.json     what the key was made of (written once, to read)
+    progress.json  the key, the sizes, and how many images are done (rewritten after
+                   every group of images: kept small)
 
 named by a hash of everything the features depend on (the frozen layers' parameters and
 architecture, the cut layer, the sampler, the patch size and preprocessing, the images),
@@ -178,7 +180,8 @@ def _start_cache(key, parts, extractor, images, boxes_of, labels_of, render, dty
                               "boxes": np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4)),
                               "labels": labels, "offsets": offsets})
     np.lib.format.open_memmap(features_path, mode="w+", dtype=dtype, shape=(int(offsets[-1]), dim)).flush()
-    state = {"key": key, "parts": parts, "done": 0, "total": len(images), "dim": dim}
+    write_json(os.path.join(os.path.dirname(progress_path), "parts.json"), parts)
+    state = {"key": key, "done": 0, "total": len(images), "dim": dim}
     write_json(progress_path, state)
     return state
 

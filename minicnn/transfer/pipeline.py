@@ -326,11 +326,19 @@ def _cache_exists(root, name):
 
 
 def _progress_printer(log, what, every=0.1):
-    state = {"next": every}
+    """progress(done, total) logging every ``every`` of the images: the rate of this run's
+    images so far and the time left at that rate."""
+    state = {"next": every, "start": None}
 
     def progress(done, total):
-        if done / total >= state["next"] or done == total:
-            log(f"{what}: {done}/{total} images")
+        now = time.perf_counter()
+        if state["start"] is None:  # the first group done: the rate counts from here
+            state["start"], state["first"] = now, done
+            log(f"{what}: {done}/{total} images ({100 * done / total:.0f}%)")
+        elif done / total >= state["next"] or done == total:
+            rate = (done - state["first"]) / max(now - state["start"], 1e-9)
+            left = f", about {(total - done) / rate / 60:.1f} min to go" if done < total and rate > 0 else ""
+            log(f"{what}: {done}/{total} images ({100 * done / total:.0f}%), {rate:.1f} images/s{left}")
             state["next"] = done / total + every
     return progress
 
