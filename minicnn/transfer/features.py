@@ -77,7 +77,7 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
     preprocessing (the network and images are added here). ``progress``: an optional
     callable(n_done, n_total) called as images are done. Images are processed in groups of
     at least ``batch_size`` patches, rendered by ``render_threads`` background threads
-    (default: up to 4 cores; ``render`` must be safe to call from several threads) while the
+    (default: up to 8 cores; ``render`` must be safe to call from several threads) while the
     network computes the previous group.
     """
     dtype = np.dtype(dtype)
@@ -115,9 +115,10 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
         def rendered(group):  # runs in a background thread, overlapping the network
             return group, [render(i, index["boxes"][offsets[i]:offsets[i + 1]]) for i in group]
 
-        # several groups rendered at once (decoding and the crop kernel release the GIL): a
-        # GPU's FC7 takes 24-25k patches/s at 227 pixels, 3 to 4 cores' worth of cropping
-        threads = render_threads or min(4, os.cpu_count() or 1)
+        # several groups rendered at once (decoding and the crop kernel release the GIL): an
+        # H200's FC7 takes 24-25k patches/s at 227 pixels, 3 to 4 cores' worth of cropping;
+        # 8 threads keep a slower core or a larger JPEG from holding it back
+        threads = render_threads or min(8, os.cpu_count() or 1)
         mine = ordered_map(rendered, groups[rank::ranks], workers=threads, prefetch=threads + 1)
         for first in range(0, len(groups), ranks):  # a round: one group per rank
             part = None
