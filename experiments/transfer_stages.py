@@ -5,10 +5,10 @@
 
 For ``--count`` images of the trainval set, in the order the cache reads them: decoding
 (Pillow, the whole image), cropping and resizing the default sampler's patches
-(``crop_patches``: the Numba kernel, one call per image), the preprocessing (mean, std,
-channel order), the network's C1..FC7 forward in batches of 256 (the cpu backend's kernel
-threads), and writing the features to a .npy file as the cache does (``pwrite`` of each
-image group's rows, then ``fsync``). Each stage is reported per wall-second and per
+(``crop_patches``: the Numba kernel, one call per image, uint8 out), the preprocessing
+(mean, std, channel order: float32 out), the network's C1..FC7 forward in batches of 256
+(the cpu backend's kernel threads), and writing the features to a .npy file as the cache
+does (``pwrite`` of each image group's rows, then ``fsync``). Each stage is reported per wall-second and per
 CPU-second of this process (all its threads; other jobs on the machine do not change the
 latter); the network stage is the only one here that uses more than one core.
 
@@ -83,8 +83,8 @@ def main(argv=None) -> int:
             image = load_image(path)
             image.load()
         boxes = sample_patches(*image.size)
-        with clocks["crop"]:
-            pixels = crop_patches(image, boxes, size)
+        with clocks["crop"]:  # uint8, as the cache renders them (preprocessed on the device)
+            pixels = crop_patches(image, boxes, size, dtype=np.uint8)
         with clocks["preprocess"]:
             pixels = preprocessing(pixels)
         group.append(pixels)

@@ -72,3 +72,22 @@ def test_float16_cache_and_bad_dtype(tmp_path):
     with pytest.raises(ValueError, match="float32 or float16"):
         build_feature_cache(tmp_path, "fc7", prefix, images, boxes_of, labels_of, render, {},
                             dtype=np.int8)
+
+
+def test_uint8_pixels_preprocessed_on_the_device_give_the_same_bytes(tmp_path):
+    """The cache renders uint8 patches and preprocesses each batch where the network runs:
+    the features are those of the float32 inputs preprocessed first, to the bit."""
+    from minicnn.data.preprocess import Preprocessing
+
+    prefix, images, boxes_of, labels_of, _ = setup()
+    prep = Preprocessing(mean=(120.0, 110.0, 100.0), std=(60.0, 50.0, 70.0), channel_order="BGR")
+
+    def pixels(i, boxes):
+        rng = np.random.default_rng(200 + i)
+        return rng.integers(0, 256, (len(boxes), 3, 16, 16), dtype=np.uint8)
+
+    raw = build_feature_cache(tmp_path / "raw", "fc7", prefix, images, boxes_of, labels_of, pixels, {},
+                              batch_size=2, prepare=prep)
+    ready = build_feature_cache(tmp_path / "ready", "fc7", prefix, images, boxes_of, labels_of,
+                                lambda i, b: prep(pixels(i, b).astype(np.float32)), {}, batch_size=2)
+    assert raw.features.tobytes() == ready.features.tobytes()

@@ -50,15 +50,20 @@ class Preprocessing:
     def to_meta(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std), "channel_order": self.channel_order}
 
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        """(n, 3, H, W) float32 network inputs from RGB pixels; a float32 input is
-        overwritten (the batch is not needed afterwards), anything else is copied."""
-        x = pixels if isinstance(pixels, np.ndarray) and pixels.dtype == np.float32 else \
-            np.asarray(pixels, dtype=np.float32).copy()
+    def __call__(self, pixels):
+        """(n, 3, H, W) float32 network inputs from RGB pixels, a NumPy or a CuPy array
+        (uint8 pixels uploaded to the GPU are preprocessed there, with the same float32
+        operations, so to the same bits); a float32 input is overwritten (the batch is not
+        needed afterwards), anything else is copied."""
+        from minicnn.backend import array_module
+
+        xp = array_module(pixels)
+        x = pixels if isinstance(pixels, xp.ndarray) and pixels.dtype == np.float32 else \
+            xp.asarray(pixels, dtype=np.float32).copy()
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"preprocessing expects (n, 3, H, W) pixels, got shape {x.shape}")
         if self.channel_order != "RGB":
             x[:] = x[:, list(CHANNEL_ORDERS[self.channel_order])]
-        x -= np.asarray(self.mean, np.float32).reshape(1, 3, 1, 1)
-        x *= (1.0 / np.asarray(self.std, np.float32)).reshape(1, 3, 1, 1)
+        x -= xp.asarray(np.asarray(self.mean, np.float32).reshape(1, 3, 1, 1))
+        x *= xp.asarray((1.0 / np.asarray(self.std, np.float32)).reshape(1, 3, 1, 1))
         return x

@@ -67,14 +67,16 @@ class FeatureCache:
 
 
 def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, render, key_parts,
-                        dtype=np.float32, batch_size=256, progress=None, render_threads=None) -> FeatureCache:
+                        dtype=np.float32, batch_size=256, progress=None, render_threads=None,
+                        prepare=None) -> FeatureCache:
     """Compute (or reuse, or resume) the cache of ``extractor``'s output for every patch.
 
     ``extractor``: a Sequential of the frozen layers (evaluation mode); ``images``: a list
     of image ids; ``boxes_of(i)`` the (M_i, 4) patch boxes of image i; ``labels_of(i)``
-    their labels; ``render(i, boxes)`` the (M_i, 3, S, S) float32 network input of those
-    patches; ``key_parts``: a JSON-able description of the sampler, patch size and
-    preprocessing (the network and images are added here). ``progress``: an optional
+    their labels; ``render(i, boxes)`` the (M_i, 3, S, S) network input of those patches
+    (or their uint8 pixels, with ``prepare`` the preprocessing applied on the device);
+    ``key_parts``: a JSON-able description of the sampler, patch size and preprocessing
+    (the network and images are added here). ``progress``: an optional
     callable(n_done, n_total) called as images are done. Images are processed in groups of
     at least ``batch_size`` patches, rendered by ``render_threads`` background threads
     (default: up to 8 cores; ``render`` must be safe to call from several threads) while the
@@ -101,7 +103,7 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
                 state = None
         if state is None or not os.path.exists(index_path) or not os.path.exists(features_path):
             state = _start_cache(key, parts, extractor, images, boxes_of, labels_of, render, dtype,
-                                 index_path, features_path, progress_path)
+                                 index_path, features_path, progress_path, prepare)
     state = distributed.broadcast(state)  # the others read the index once rank 0 has written it
 
     with np.load(index_path) as idx:
@@ -124,7 +126,7 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
             part = None
             if first + rank < len(groups):
                 group, pixels = next(mine)
-                part = group, extract(extractor, np.concatenate(pixels), batch_size)
+                part = group, extract(extractor, np.concatenate(pixels), batch_size, prepare)
             received = distributed.gather_to_root(part)
             if not root_rank:
                 continue
@@ -170,13 +172,13 @@ class _RowWriter:
 
 
 def _start_cache(key, parts, extractor, images, boxes_of, labels_of, render, dtype, index_path,
-                 features_path, progress_path):
+                 features_path, progress_path, prepare=None):
     """Write the index and an empty feature file; returns the progress state (none done)."""
     all_boxes = [np.asarray(boxes_of(i), np.float64).reshape(-1, 4) for i in range(len(images))]
     counts = np.array([len(b) for b in all_boxes], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     labels = np.concatenate([np.asarray(labels_of(i), np.int64) for i in range(len(images))])
-    dim = _output_dim(extractor, render, all_boxes)
+    dim = _output_dim(extractor, render, all_boxes, prepare)
     atomic_savez(index_path, {"image": np.repeat(np.arange(len(images)), counts),
                               "boxes": np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4)),
                               "labels": labels, "offsets": offsets})
@@ -202,19 +204,20 @@ def _image_groups(offsets, start, batch_size):
     return groups
 
 
-def _output_dim(extractor, render, all_boxes):
+def _output_dim(extractor, render, all_boxes, prepare=None):
     for i, b in enumerate(all_boxes):
         if len(b):
-            return int(extract(extractor, render(i, b[:1]), 1).shape[1])
+            return int(extract(extractor, render(i, b[:1]), 1, prepare).shape[1])
     raise ValueError("feature cache: no image has any patch")
 
 
-def extract(extractor, pixels, batch_size=256):
+def extract(extractor, pixels, batch_size=256, prepare=None):
     """Forward ``pixels`` (n, 3, S, S) through ``extractor`` in evaluation mode, in batches;
-    returns a numpy (n, D) array."""
+    returns a numpy (n, D) array. ``prepare``: applied to each batch once it is on the
+    backend's device (the preprocessing of uint8 pixels, which then travel as uint8)."""
     out = []
     for s in range(0, len(pixels), batch_size):
-        y = extractor.forward(backend.asarray(pixels[s : s + batch_size]), train=False,
-                                keep_for_backward=False)
+        x = backend.asarray(pixels[s : s + batch_size])
+        y = extractor.forward(x if prepare is None else prepare(x), train=False, keep_for_backward=False)
         out.append(backend.to_numpy(y).reshape(len(y), -1))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -231,11 +231,11 @@ class Transfer:
             self.cache_root, CACHE_CUT[s.variant], extractor, p.image_ids,
             lambda i: p.patch_boxes[offsets[i]:offsets[i + 1]],
             lambda i: p.patch_labels[offsets[i]:offsets[i + 1]],
-            lambda i, boxes: renderer.image_patches(i, boxes, keep=False),
+            lambda i, boxes: renderer.image_patches(i, boxes, keep=False, raw=True),
             {"sampler": [s.scales, s.stride_fraction], "whole": s.variant == "whole-image",
              "input_size": self.input_size, "task": s.task, **self.preprocessing.to_meta(), "paths": p.paths},
             dtype=np.dtype(dtype), batch_size=s.eval_batch,
-            progress=_progress_printer(self.log, "features"))
+            progress=_progress_printer(self.log, "features"), prepare=self.preprocessing)
         self.log(f"feature cache ready in {time.perf_counter() - started:.1f} s: {cache.directory}")
         features = cache.features
 
