@@ -184,8 +184,8 @@ def check_same(what: str, value):
     differ = [r for r, d in enumerate(digests) if d != digests[0]]
     if differ:
         raise JobInputError(f"the {w.size} ranks were started with different {what}: rank(s) "
-                         f"{', '.join(map(str, differ))} differ from rank 0; launch every rank with "
-                         "the same command, data and files")
+                            f"{', '.join(map(str, differ))} differ from rank 0; launch every rank with "
+                            "the same command, data and files")
 
 
 def _trainable(net):

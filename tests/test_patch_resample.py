@@ -168,3 +168,43 @@ def test_cuda_kernel_equals_the_cpu_kernel(rng):
         assert got.dtype == dtype
         np.testing.assert_array_equal(got, cpu.astype(dtype))
     assert_close_to_exact(cpu, exact(image, boxes, 5), "cuda")
+
+
+def test_the_cache_cut_on_the_device_is_the_host_cut_cache(tmp_path, monkeypatch):
+    """``--crop-on-device``: each image uploaded once, its patches cut by the cuda kernel,
+    then preprocessed and passed through C1..FC7 there; the cache's bytes are those of the
+    patches cut on the host. Off the cuda backend the setting is refused."""
+    import sys
+
+    from cuda_support import cuda_backend
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from method_trees import boxes_tree, source_like
+
+    import minicnn as mc
+    from minicnn.errors import InputError
+    from minicnn.transfer.pipeline import Transfer, TransferSettings
+
+    voc = boxes_tree(tmp_path / "voc", ["bird", "cat"], 2, 1, size=(40, 30), side=16)
+    settings = dict(hidden=4, scales=(1.0, 2.0), stride_fraction=0.5, val_fraction=0.0, cache_dtype="float32")
+    mc.set_backend("cpu")
+    with pytest.raises(InputError, match="needs --backend cuda"):
+        Transfer(voc, 2007, source_like(16, 4), tmp_path / "refused",
+                 TransferSettings(crop_on_device=True, **settings), log=lambda m: None).network_inputs()
+    cuda_backend()  # skips where the cuda backend cannot run
+    from minicnn.kernels.cuda import crop_resize as device_kernel
+
+    cut_on_device = []
+    kernel = device_kernel.crop_resize_boxes_device
+    monkeypatch.setattr(device_kernel, "crop_resize_boxes_device",
+                        lambda *a, **k: cut_on_device.append(1) or kernel(*a, **k))
+    caches = []
+    for on_device in (False, True):
+        run = Transfer(voc, 2007, source_like(16, 4), tmp_path / f"out{on_device}",
+                       TransferSettings(crop_on_device=on_device, **settings),
+                       cache_root=tmp_path / f"cache{on_device}", log=lambda m: None)
+        run.network_inputs()
+        (cache,) = (tmp_path / f"cache{on_device}").iterdir()
+        caches.append((cache / "features.npy").read_bytes())
+        assert bool(cut_on_device) == on_device  # every image of the second run, none of the first
+    assert caches[0] == caches[1]

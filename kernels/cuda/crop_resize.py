@@ -62,6 +62,8 @@ def crop_resize_boxes_device(image, boxes, size, dtype=np.float32):
     if len(boxes) == 0:
         return out
     image = xp.ascontiguousarray(xp.asarray(image, dtype=xp.uint8))
+    if xp is np:  # Numba's simulator copies every NumPy argument back after the launch
+        image = np.require(image, requirements=["W"])  # a decoded Pillow image is read-only
     H, W, _ = image.shape
     x_keys, x_of = np.unique(boxes[:, [0, 2]], axis=0, return_inverse=True)
     y_keys, y_of = np.unique(boxes[:, [1, 3]], axis=0, return_inverse=True)

@@ -68,6 +68,9 @@ def add_arguments(p):
                    help="comma-separated lambdas, each >= 1 (default %(default)s)")
     p.add_argument("--metric", choices=("voc07", "area"), default=None,
                    help="AP metric (default: the year's, voc07 up to 2009)")
+    p.add_argument("--crop-on-device", action="store_true",
+                   help="backend cuda: upload each image once and cut its patches on the GPU (the same "
+                        "pixels as on the host; frees the host's cores)")
     p.add_argument("--cache-dtype", choices=CACHE_DTYPES, default=d.cache_dtype,
                    help="feature cache precision (default auto: float16 when the float32 cache would "
                         f"exceed {AUTO_FLOAT16_BYTES / 1e9:.3g} GB; it measured the same mAP as float32)")
@@ -99,7 +102,8 @@ def settings_from_args(args):
     return TransferSettings(
         variant=args.variant, task=args.task, hidden=args.hidden, dropout=args.dropout,
         val_fraction=args.val_fraction, train_split=args.train_set, test_split=args.test_set,
-        scales=scales, stride_fraction=args.stride, cache_dtype=args.cache_dtype, train=train)
+        scales=scales, stride_fraction=args.stride, cache_dtype=args.cache_dtype,
+        crop_on_device=args.crop_on_device, train=train)
 
 
 def run(args):

@@ -126,7 +126,8 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
             part = None
             if first + rank < len(groups):
                 group, pixels = next(mine)
-                part = group, extract(extractor, np.concatenate(pixels), batch_size, prepare)
+                batch = backend.array_module(pixels[0]).concatenate(pixels)  # on the GPU if cut there
+                part = group, extract(extractor, batch, batch_size, prepare)
             received = distributed.gather_to_root(part)
             if not root_rank:
                 continue

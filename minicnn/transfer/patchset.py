@@ -219,12 +219,14 @@ class PatchRenderer:
                 self._bytes -= old.size[0] * old.size[1] * 3
         return image
 
-    def image_patches(self, i, boxes, keep=True, raw=False):
+    def image_patches(self, i, boxes, keep=True, raw=False, device=False):
         """The patches ``boxes`` of image ``i``; ``keep=False``: an image read once (the
         feature cache reads each image once) is not kept; ``raw=True``: their uint8 pixels,
-        not yet preprocessed (a quarter of the bytes to hold and to send to a GPU)."""
+        not yet preprocessed (a quarter of the bytes to hold and to send to a GPU);
+        ``device=True``: the image uploaded once and its patches cut on the GPU (the same
+        pixels: ``crop_patches``)."""
         pixels = crop_patches(self._image(i, keep), boxes, self.size, full_size=tuple(self.set.sizes[i]),
-                              dtype=np.uint8 if raw else np.float32)
+                              dtype=np.uint8 if raw else np.float32, device=device)
         return pixels if raw else self.preprocessing(pixels)
 
     def __call__(self, patches):

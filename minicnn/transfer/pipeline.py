@@ -70,6 +70,7 @@ class TransferSettings:
     scales: tuple = SCALES
     stride_fraction: float = STRIDE_FRACTION
     cache_dtype: str = "auto"           # float16 above AUTO_FLOAT16_BYTES of float32 features
+    crop_on_device: bool = False        # cuda: the cache crops each uploaded image's patches on the GPU
     eval_batch: int = 256
     competition: str | None = None      # default comp1 (cls) or comp9 (action)
     train: TrainSettings = field(default_factory=TrainSettings)
@@ -215,6 +216,8 @@ class Transfer:
         renderer = PatchRenderer(p, self.input_size, self.preprocessing)
         if s.variant not in CACHE_CUT:
             return self.net, renderer
+        if s.crop_on_device and backend.get_backend().name != "cuda":
+            raise InputError("--crop-on-device crops on the GPU: it needs --backend cuda")
         cut = self.net.names.index(CACHE_CUT[s.variant]) + 1
         extractor = Sequential(self.net.layers[:cut], self.net.names[:cut])
         trained = Sequential(self.net.layers[cut:], self.net.names[cut:])
@@ -231,7 +234,7 @@ class Transfer:
             self.cache_root, CACHE_CUT[s.variant], extractor, p.image_ids,
             lambda i: p.patch_boxes[offsets[i]:offsets[i + 1]],
             lambda i: p.patch_labels[offsets[i]:offsets[i + 1]],
-            lambda i, boxes: renderer.image_patches(i, boxes, keep=False, raw=True),
+            lambda i, boxes: renderer.image_patches(i, boxes, keep=False, raw=True, device=s.crop_on_device),
             {"sampler": [s.scales, s.stride_fraction], "whole": s.variant == "whole-image",
              "input_size": self.input_size, "task": s.task, **self.preprocessing.to_meta(), "paths": p.paths},
             dtype=np.dtype(dtype), batch_size=s.eval_batch,
