@@ -153,3 +153,36 @@ def test_cpu_backend_keeps_the_blas_single_threaded_while_current():
     finally:
         mc.set_backend("numpy")
     assert blas_threads() == before
+
+
+def test_a_training_step_gives_the_same_bits_with_one_or_two_threads(rng):
+    """Forward and backward of the demo's source network on the cpu backend: every
+    activation and gradient bit for bit the same with 1 and 2 kernel threads, which is what
+    lets one process with its cores give the bytes of N single-threaded ranks."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    from minicnn import backend
+    from minicnn.demo import DemoSettings
+
+    mc.set_backend("cpu")
+    net = DemoSettings().pretrain.build(30)
+    x = rng.standard_normal((32, 3, 32, 32)).astype(np.float32)
+    labels = rng.integers(0, 30, 32)
+
+    def step(threads):
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            backend.seed_stream(1, 2, 3)  # the same dropout masks
+            logits = net.forward(x, train=True)
+            _, dlogits = mc.losses.softmax_cross_entropy(logits, labels)
+            net.backward(dlogits)
+            return [np.array(logits)] + [np.array(g) for _, _, g in net.named_params()]
+        finally:
+            numba.set_num_threads(before)
+
+    one, two = step(1), step(2)
+    assert len(one) == 17
+    for a, b in zip(one, two, strict=True):
+        assert np.array_equal(a, b)

@@ -73,3 +73,30 @@ def test_gemm_batched_writes_or_adds_every_product(backend, accumulate, dtype, r
     expected = start + np.matmul(a, b) if accumulate else np.matmul(a, b)
     np.testing.assert_allclose(mc.to_numpy(out), expected, rtol=RTOL[dtype], atol=RTOL[dtype] * np.sqrt(40))
     assert not mc.to_numpy(wide)[..., 0].any() and not mc.to_numpy(wide)[..., -1].any()
+
+
+@pytest.mark.parametrize("blocks", [2, 4])
+@pytest.mark.parametrize("M,K,N", [(300, 300, 250), (70, 2000, 300)])  # cut along M, along N
+def test_cpu_gemm_gives_the_same_bits_with_any_number_of_threads(monkeypatch, blocks, M, K, N, rng):
+    """The cpu backend cuts the output by shape, not by threads: BLAS rounds a block's
+    products differently from a wider block's, so a cut that followed the threads would
+    make a run's bits depend on them (and N ranks could not equal one process)."""
+    numba = pytest.importorskip("numba")
+    import importlib
+
+    cpu_gemm = importlib.import_module("minicnn.kernels.cpu.gemm")  # the module, not its function
+    monkeypatch.setattr(cpu_gemm, "BLOCKS", blocks)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K)).astype(np.float32).T
+    before = numba.get_num_threads()
+    products = []
+    try:
+        for threads in range(1, min(3, numba.config.NUMBA_NUM_THREADS) + 1):
+            numba.set_num_threads(threads)
+            products.append(cpu_gemm.gemm(a, b, np.empty((M, N), np.float32)))
+    finally:
+        numba.set_num_threads(before)
+    assert len(products) >= 2 or numba.config.NUMBA_NUM_THREADS == 1
+    for p in products[1:]:
+        assert np.array_equal(p, products[0])
+    np.testing.assert_allclose(products[0], a @ b, rtol=1e-4, atol=1e-4 * np.sqrt(K))

@@ -6,9 +6,11 @@ Why: the threads of one OpenBLAS GEMM wait for each other many times per call. W
 another process holds one of the cores, every such wait lasts until the descheduled
 thread runs again, and the threaded GEMM becomes many times slower than a single-threaded
 one (figures: README, Benchmarks). Independent blocks never wait for each other, and on an
-idle machine they run as fast as the threaded GEMM. Each output element is still one BLAS
-dot product over the whole inner dimension, so the result does not depend on the number
-of threads. ``gemm_batched`` goes one step further for a stack of independent products:
+idle machine they run as fast as the threaded GEMM. The blocks are cut by the shapes alone,
+never by the number of threads: BLAS rounds a block's products differently from a wider
+block's (its kernels are chosen and blocked by shape), so a cut that followed the threads
+would make the results depend on them; cut by shape, they are the same bits with any
+number of threads. ``gemm_batched`` goes one step further for a stack of independent products:
 each thread takes whole products, an equal share of them, and nobody waits until the last
 one is done. With ``accumulate`` each block adds its product to its block of ``out``.
 
@@ -20,6 +22,7 @@ a while afterwards, taking CPU time from the kernels' threads.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +31,10 @@ import numpy as np
 
 # below this many multiply-adds one call does it all: the hand-over would cost more
 MIN_SPLIT_WORK = 1 << 22
+# the output's longer side is cut into at most BLOCKS blocks of at least MIN_BLOCK rows or
+# columns, whatever the number of threads: one block per core of the machine (so that all
+# its cores can take part), at most 16 (more would repack the shared operand for little)
+BLOCKS, MIN_BLOCK = max(2, min(16, os.cpu_count() or 1)), 32
 _state = {"executor": None, "workers": 0}
 _lock = threading.Lock()
 
@@ -79,15 +86,20 @@ def gemm(a, b, out, accumulate=False):
     threads = numba.get_num_threads()
     M, K = a.shape
     N = b.shape[1]
-    if threads < 2 or M * N * K < MIN_SPLIT_WORK or max(M, N) < 32:
+    parts = min(BLOCKS, max(M, N) // MIN_BLOCK)
+    if M * N * K < MIN_SPLIT_WORK or parts < 2:
         _product(a, b, out, accumulate)
         return out
-    # split the longer side of the output: the operand read whole by every block is then
+    # cut the longer side of the output: the operand read whole by every block is then
     # the smaller one
     if M >= N:
-        _run_shares([[(a[s:e], b, out[s:e])] for s, e in _bounds(M, threads)], accumulate)
+        blocks = [(a[s:e], b, out[s:e]) for s, e in _bounds(M, parts)]
     else:
-        _run_shares([[(a, b[:, s:e], out[:, s:e])] for s, e in _bounds(N, threads)], accumulate)
+        blocks = [(a, b[:, s:e], out[:, s:e]) for s, e in _bounds(N, parts)]
+    if threads < 2:
+        _products(blocks, accumulate)
+    else:
+        _run_shares([blocks[t::threads] for t in range(min(threads, len(blocks)))], accumulate)
     return out
 
 
