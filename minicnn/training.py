@@ -12,7 +12,13 @@ Under MPI (``minicnn.distributed``) each rank gets its slice of every global bat
 ``epoch_batches``; the dropout masks are those of the global batch, each slice's loss
 gradient is scaled by its share of the global batch and the gradients are summed over the
 ranks before the step, so every rank takes the step one process takes on the whole batch,
-and the run does not depend on the number of ranks. Rank 0 alone writes the checkpoint.
+and the run does not depend on the number of ranks, to float rounding: a slice's forward and
+backward round differently from the whole batch's, and over an epoch a 1-ulp difference can
+flip a max pool's choice between equal activations and grow. ``batch_parts=P`` makes the
+run independent of N bit for bit, for every N that divides P: each global batch is computed
+in P fixed parts (each rank computes its P/N of them), whose gradients are summed in
+float64, where the sum of a few float32 numbers is exact whatever its order, and rounded
+once to float32. Rank 0 alone writes the checkpoint.
 
 The checkpoint (written atomically after every epoch) holds the network, the optimizer's
 velocities and learning rate, the schedule's state, the history and the settings; a resume
@@ -55,6 +61,8 @@ class SGDSettings:
     lr_factor: float = 0.1
     lr_patience: int = 2
     seed: int = 0
+    # compute each global batch in this many fixed parts (None: one per rank), see the module
+    batch_parts: int | None = None
 
     def __post_init__(self):
         check_range(self, "epochs", low=1, integer=True)
@@ -64,6 +72,12 @@ class SGDSettings:
         check_range(self, "weight_decay", low=0)
         check_range(self, "lr_factor", low=0, high=1, low_open=True)
         check_range(self, "lr_patience", low=0, integer=True)
+        if self.batch_parts is not None:
+            check_range(self, "batch_parts", low=1, high=self.batch_size, integer=True)
+            ranks = distributed.world().size
+            if self.batch_parts % ranks:
+                raise InputError(f"--batch-parts {self.batch_parts} must be a multiple of the {ranks} ranks, "
+                                 "so that every rank computes whole parts")
 
 
 def check_range(settings, name, low=None, high=None, low_open=False, high_open=False, integer=False,
@@ -128,21 +142,33 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
             first, rows = distributed.global_rows(n)  # (0, n) in a single process
             if rows == 0:  # every image of this global batch was unreadable (--skip-bad)
                 continue
-            backend.seed_stream(settings.seed, _DROPOUT, epoch, step)
-            step += 1
-            if n:
-                masks = global_batch(first, rows) if world.size > 1 else contextlib.nullcontext()
+            sums = {} if settings.batch_parts else None  # float64 gradient sums over the parts
+            for a, b in batch_pieces(first, n, rows, settings.batch_parts):
+                # every part draws the global batch's masks afresh and keeps its rows
+                backend.seed_stream(settings.seed, _DROPOUT, epoch, step)
+                masks = global_batch(a, rows) if b - a != rows else contextlib.nullcontext()
                 with masks:
-                    logits = net.forward(backend.asarray(x), train=True)
-                loss, dlogits = softmax_cross_entropy(logits, labels,
-                                                      None if weights is None else backend.asarray(weights))
-                if rows != n:  # this slice's share of the mean over the global batch
-                    dlogits = dlogits * (n / rows)
+                    logits = net.forward(backend.asarray(x[a - first : b - first]), train=True)
+                loss, dlogits = softmax_cross_entropy(
+                    logits, labels[a - first : b - first],
+                    None if weights is None else backend.asarray(weights[a - first : b - first]))
+                if b - a != rows:  # this part's share of the mean over the global batch
+                    dlogits = dlogits * ((b - a) / rows)
                 net.backward(dlogits)
+                if sums is not None:
+                    _add_gradients(net, sums)
                 # the loss stays on the device until the epoch ends
-                total = loss * n if total is None else total + loss * n
-                samples += n
-            distributed.allreduce_gradients(net, computed=n > 0)
+                total = loss * (b - a) if total is None else total + loss * (b - a)
+            samples += n
+            step += 1
+            if sums is not None:
+                _put_sums(net, sums)
+                distributed.allreduce_gradients(net)
+                for layer in net.trainable_layers():  # the float64 sum, rounded once
+                    for key, param in layer.params.items():
+                        layer.grads[key] = layer.grads[key].astype(param.dtype)
+            else:
+                distributed.allreduce_gradients(net, computed=n > 0)
             opt.step()
             if epoch == start and step == 2:
                 warm = time.perf_counter()  # the first steps also load or compile the kernels
@@ -178,6 +204,35 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
                 "epoch": epoch + 1, "history": history, "schedule": [schedule.best, schedule.bad_epochs],
                 "settings": asdict(settings)})
     return history
+
+
+def batch_pieces(first, n, rows, parts):
+    """The rows ``[a, b)`` of a global batch of ``rows`` that this rank computes, one forward
+    and backward each: its slice ``[first, first + n)`` whole (``parts`` None), or cut at the
+    boundaries of ``parts`` equal parts of the global batch (with a number of ranks dividing
+    ``parts``, the slices are whole parts)."""
+    if parts is None:
+        return [(first, first + n)] if n else []
+    cuts = sorted({first, first + n} | {rows * j // parts for j in range(parts)
+                                        if first < rows * j // parts < first + n})
+    return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+def _add_gradients(net, sums):
+    """Add the trainable layers' gradients to their float64 ``sums`` (keyed by layer and parameter)."""
+    for i, layer in enumerate(net.trainable_layers()):
+        for key in layer.params:
+            g = layer.grads[key].astype(np.float64)
+            sums[i, key] = g if (i, key) not in sums else sums[i, key] + g
+
+
+def _put_sums(net, sums):
+    """The float64 ``sums`` in place of the gradients (zeros where this rank computed none)."""
+    for i, layer in enumerate(net.trainable_layers()):
+        for key, param in layer.params.items():
+            if (i, key) not in sums:
+                sums[i, key] = backend.array_module(param).zeros(param.shape, np.float64)
+            layer.grads[key] = sums[i, key]
 
 
 def _state_digest(net, opt, epoch):

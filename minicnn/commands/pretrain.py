@@ -46,6 +46,10 @@ def add_arguments(p):
                    help=f"FC6/FC7 width (default {d.hidden}; small: {small['hidden']})")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
+    p.add_argument("--batch-parts", type=int, default=None, metavar="P",
+                   help="compute each batch in P fixed parts whose gradients are summed in float64 "
+                        "(default: one part per MPI rank): then runs with any number of ranks that "
+                        "divides P give the same weights, bit for bit")
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default %(default)s)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
@@ -81,7 +85,7 @@ def run(args):
         model=args.model, input_size=args.input_size, resize=args.resize, groups=args.groups,
         channels=channels, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction, workers=args.workers,
-        seed=args.seed)
+        seed=args.seed, batch_parts=args.batch_parts)
     from dataclasses import asdict
 
     from minicnn.data.folders import read_class_list

@@ -51,6 +51,10 @@ def add_arguments(p):
                         "no validation, constant learning rate)")
     p.add_argument("--epochs", type=int, default=t.epochs, help="default %(default)s")
     p.add_argument("--batch-size", type=int, default=t.batch_size, help="default %(default)s")
+    p.add_argument("--batch-parts", type=int, default=None, metavar="P",
+                   help="compute each batch in P fixed parts whose gradients are summed in float64 "
+                        "(default: one part per MPI rank): then runs with any number of ranks that "
+                        "divides P give the same weights, bit for bit")
     p.add_argument("--lr", type=float, default=t.lr, help="learning rate (default %(default)s)")
     p.add_argument("--weight-decay", type=float, default=t.weight_decay, help="default %(default)s")
     p.add_argument("--hidden", type=int, default=d.hidden, help="FCa width (default %(default)s)")
@@ -98,7 +102,7 @@ def settings_from_args(args):
     train = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           weight_decay=args.weight_decay, background_fraction=args.background,
                           balance=args.balance, k=args.k, metric=args.metric or default_metric(args.year),
-                          seed=args.seed)
+                          seed=args.seed, batch_parts=args.batch_parts)
     return TransferSettings(
         variant=args.variant, task=args.task, hidden=args.hidden, dropout=args.dropout,
         val_fraction=args.val_fraction, train_split=args.train_set, test_split=args.test_set,
