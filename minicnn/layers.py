@@ -154,6 +154,9 @@ class Conv2D(Layer):
         return f"(N, {self.in_channels}, H, W), dtype {self.dtype}"
 
     def output_shape(self, in_shape):
+        if len(in_shape) != 3 or in_shape[0] != self.in_channels:
+            raise ValueError(f"layer {self.name!r} (Conv2D) takes samples of shape "
+                             f"({self.in_channels}, H, W), gets {tuple(in_shape)}")
         _, H, W = in_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return (self.out_channels, conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw))
@@ -208,6 +211,9 @@ class Linear(Layer):
         return f"(N, {self.in_features}), dtype {self.dtype}"
 
     def output_shape(self, in_shape):
+        if tuple(in_shape) != (self.in_features,):
+            raise ValueError(f"layer {self.name!r} (Linear) takes {self.in_features} features, gets samples "
+                             f"of shape {tuple(in_shape)}")
         return (self.out_features,)
 
     def macs(self, in_shape):

@@ -263,7 +263,9 @@ class Sequential:
             names.append(name)
         try:
             net = cls(layers, names, input_shape=arch.get("input_shape"), meta=arch.get("meta"))
-        except ValueError as e:  # repeated layer names
+            if net.input_shape:  # layers that do not fit together (an edited architecture)
+                net.shapes()
+        except ValueError as e:  # repeated layer names, shapes that do not chain
             raise InputError(f"{path}: {e}") from None
         return net._load_into(path)
 

@@ -3,9 +3,8 @@ reference against naive loops, its gradient against finite differences (float64)
 cpu (Numba) and cuda (numba.cuda, in the simulator without a GPU) kernels against the
 reference.
 
-The kernels are called from their modules here: kernels/cpu/__init__.py and
-kernels/cuda/__init__.py do not list them yet, so until they do, every backend runs the
-reference through ``xp``.
+The kernels are called from their modules here, and the backends run them through
+kernels/cpu/__init__.py and kernels/cuda/__init__.py, which list them.
 """
 
 import math

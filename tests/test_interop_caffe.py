@@ -351,3 +351,18 @@ def test_unreadable_files_are_named(tmp_path):
         interop.from_caffe(tmp_path / "bad.prototxt", tmp_path / "w.caffemodel")
     with pytest.raises(InputError, match="no such file"):
         interop.from_caffe(tmp_path / "missing.prototxt", tmp_path / "w.caffemodel")
+
+
+@pytest.mark.parametrize("step", ["prototxt", "caffemodel"])
+def test_a_missing_protobuf_package_says_how_to_install_it(monkeypatch, tmp_path, step):
+    import sys
+
+    from minicnn.interop import caffe_schema
+
+    monkeypatch.setattr(caffe_schema, "_classes", None)  # as in a process that never parsed one
+    monkeypatch.setitem(sys.modules, "google.protobuf", None)
+    with pytest.raises(InputError, match=r'protobuf package: pip install -e "\.\[interop\]"'):
+        if step == "prototxt":
+            caffe_schema.parse_prototxt("name: 'x'", "deploy.prototxt")
+        else:
+            caffe_schema.parse_binary(b"", "NetParameter", "w.caffemodel")

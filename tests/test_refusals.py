@@ -109,6 +109,29 @@ def test_a_broken_architecture_names_the_file_and_layer(tmp_path):
         mc.Sequential.load(path)
 
 
+
+def test_layers_that_do_not_chain_are_refused_at_load_naming_the_layer(tmp_path, capsys):
+    """An edited architecture whose Linear takes other features than the layer before gives
+    (the export would otherwise write a file and fail in its check with a traceback)."""
+    from minicnn.cli import main
+
+    path = tmp_path / "net.npz"
+    net = mc.Sequential([L.Conv2D(3, 2, 3), L.Flatten(), L.Linear(2 * 2 * 2, 3)],
+                        names=["conv1", "flatten", "fc"], input_shape=(3, 5, 5))  # conv1 gives 2x3x3
+    net.save(path)
+    with pytest.raises(InputError, match=r"net.npz: layer 'fc' \(Linear\) takes 8 features, gets samples of "
+                                         r"shape \(18,\)"):
+        mc.Sequential.load(path)
+    assert main(["export-onnx", "--weights", str(path), "--out", str(tmp_path / "net.onnx")]) == 2
+    assert "layer 'fc' (Linear) takes 8 features" in capsys.readouterr().err
+    assert not (tmp_path / "net.onnx").exists()
+    net = mc.Sequential([L.Conv2D(3, 2, 3), L.Conv2D(3, 2, 1)], names=["conv1", "conv2"],
+                        input_shape=(3, 5, 5))
+    net.save(path)
+    with pytest.raises(InputError, match=r"layer 'conv2' \(Conv2D\) takes samples of shape \(3, H, W\), "
+                                         r"gets \(2, 3, 3\)"):
+        mc.Sequential.load(path)
+
 # --- output paths ---------------------------------------------------------------------------------
 
 def test_make_data_refuses_an_out_that_is_a_file(tmp_path, capsys):

@@ -183,9 +183,9 @@ def messages():
 
 def parse_prototxt(text, path):
     """A NetParameter from prototxt text; fields this schema does not declare are skipped."""
+    net = messages()["NetParameter"]()  # first: it says how to install protobuf when it is missing
     from google.protobuf import text_format
 
-    net = messages()["NetParameter"]()
     try:
         text_format.Parse(text, net, allow_unknown_field=True)
     except text_format.ParseError as e:
@@ -195,9 +195,9 @@ def parse_prototxt(text, path):
 
 def parse_binary(data, kind, path):
     """A message of type ``kind`` ("NetParameter", "BlobProto") from its binary encoding."""
+    msg = messages()[kind]()  # first: it says how to install protobuf when it is missing
     from google.protobuf.message import DecodeError
 
-    msg = messages()[kind]()
     try:
         msg.ParseFromString(data)
     except DecodeError as e:
