@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -119,6 +120,67 @@ def test_batch_parts_must_be_a_multiple_of_the_ranks(as_rank):
         SGDSettings(batch_parts=3)
     with pytest.raises(mc.InputError, match=r"--batch-parts must be an integer in \[1, 8\], got 0"):
         SGDSettings(batch_size=8, batch_parts=0)
+
+
+class _DeviceArray(np.ndarray):
+    """Stands for a CuPy array (its type's module is "cupy"), its memory at ``.data.ptr``."""
+
+    __module__ = "cupy"
+
+    @property
+    def data(self):
+        return types.SimpleNamespace(ptr=self.ctypes.data)
+
+
+def _fake_cupy(calls):
+    """A ``cupy`` with what the NCCL path calls: ``cuda.nccl`` records its calls, and its
+    all-reduce adds what a second rank with the same gradients would (it doubles them)."""
+    import ctypes
+
+    def all_reduce(send, recv, count, datatype, op, stream):
+        calls.append(("allReduce", send == recv, count, datatype, op, stream))
+        kind = {1: ctypes.c_float, 2: ctypes.c_double}[datatype]
+        np.ctypeslib.as_array((kind * count).from_address(recv))[:] *= 2
+
+    def communicator(size, uid, rank):
+        calls.append(("NcclCommunicator", size, uid, rank))
+        return types.SimpleNamespace(allReduce=all_reduce)
+
+    nccl = types.SimpleNamespace(get_unique_id=lambda: (7, 7, 7), NcclCommunicator=communicator,
+                                 NCCL_FLOAT32=1, NCCL_FLOAT64=2, NCCL_SUM=0)
+    cuda = types.SimpleNamespace(nccl=nccl, get_current_stream=lambda: types.SimpleNamespace(ptr=1234))
+    return types.SimpleNamespace(cuda=cuda,
+                                 concatenate=lambda parts: np.concatenate(parts).view(_DeviceArray))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])  # float64: the sums of --batch-parts
+def test_gradients_on_the_gpu_are_summed_through_nccl(monkeypatch, dtype):
+    """The cuda backend's path: the gradients of every trainable layer in one NCCL
+    all-reduce, in place, on CuPy's current stream, with a communicator made once from rank
+    0's unique id broadcast over MPI (a stand-in for CuPy and MPI: no GPU here)."""
+    calls, broadcasts = [], []
+    cupy = _fake_cupy(calls)
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cupy.cuda)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", cupy.cuda.nccl)
+    comm = types.SimpleNamespace(bcast=lambda obj, root: broadcasts.append((obj, root)) or obj)
+    monkeypatch.setattr(distributed, "_world", distributed.World(0, 2, comm))
+    monkeypatch.setattr(distributed, "_nccl", None)
+    net = mc.Sequential([mc.layers.Linear(3, 4), mc.layers.ReLU(), mc.layers.Linear(4, 2)])
+    net.layers[0].frozen = True  # not trained: not reduced
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        grads = {(i, k): rng.standard_normal(p.shape).astype(dtype)
+                 for i, layer in enumerate(net.layers) for k, p in layer.params.items()}
+        for (i, k), g in grads.items():
+            net.layers[i].grads[k] = g.view(_DeviceArray)
+        distributed.allreduce_gradients(net)
+        for (i, k), g in grads.items():
+            assert np.array_equal(np.asarray(net.layers[i].grads[k]), g * (1 if i == 0 else 2)), (i, k)
+    kind = 1 if dtype == np.float32 else 2
+    assert calls == [("NcclCommunicator", 2, (7, 7, 7), 0),
+                     ("allReduce", True, 4 * 2 + 2, kind, 0, 1234), ("allReduce", True, 10, kind, 0, 1234)]
+    assert broadcasts == [((7, 7, 7), 0)]  # the unique id, once, from rank 0
 
 
 # --- under mpiexec ----------------------------------------------------------------------------
