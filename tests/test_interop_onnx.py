@@ -326,6 +326,19 @@ def test_what_minicnn_cannot_compute_exactly_is_refused_by_node_and_op(rng, tmp_
         interop.from_onnx(path)
 
 
+
+def test_a_softmax_followed_only_by_identities_is_the_trailing_softmax(rng, tmp_path):
+    g = Graph(rng, channels=4).op("Flatten").op("Softmax", name="prob").op("Identity").op("Identity")
+    path = tmp_path / "m.onnx"
+    graph = helper.make_graph(g.nodes, "m",
+                              [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 4, 4, 4])],
+                              [helper.make_tensor_value_info(g.last, TensorProto.FLOAT, [None, 64])], g.inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    net = interop.from_onnx(path)
+    assert net.meta["softmax_dropped"] and [type(layer).__name__ for layer in net.layers] == ["Flatten"]
+    x = rng.standard_normal((2, 4, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(net.forward(x, train=False), x.reshape(2, 64))  # logits, not probabilities
+
 def test_an_opset_outside_7_to_21_is_refused(rng, tmp_path):
     g = Graph(rng).op("Relu")
     model = g.model([1, 3, 4, 4], opset=13, output_shape=[None] * 4)

@@ -369,8 +369,8 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
         if consumers.get(n.node.output[0], 0) > 1:
             n.fail("its output feeds more than one node: minicnn imports sequential networks only")
         const_inputs = [x for x in n.node.input if x and x in consts]
-        _translate(builder, n, consts, const_inputs, is_last=(i == len(live) - 1),
-                   keep_trivial=stored is not None)
+        _translate(builder, n, consts, const_inputs,  # last but for Identity nodes
+                   is_last=all(m.op == "Identity" for m in live[i + 1 :]), keep_trivial=stored is not None)
         current = n.node.output[0]
     if current != graph.output[0].name:
         raise InputError(f"{path}: the chain of nodes ends at {current!r}, not at the graph output "
