@@ -310,11 +310,17 @@ def refusal(rng, case):
         g.nodes.append(helper.make_node("Shape", ["data"], ["shape"], name="shape_of"))
         g.op("Reshape", "shape", name="reshape")
         return g, "shape_of", "Shape", "not supported"
+    if case == "pytorch's shape-based reshape":  # the Shape reads the layer before, as the Reshape does
+        g.op("Relu", name="r1")
+        g.nodes.append(helper.make_node("Shape", ["r1_out"], ["shape"], name="shape_of"))
+        g.op("Reshape", "shape", name="reshape")
+        return g, "shape_of", "Shape", "shape read at run time"
     raise AssertionError(case)
 
 
 @pytest.mark.parametrize("case", ["dilation", "asymmetric conv pads", "asymmetric avg pads", "unsupported op",
-                                  "softmax inside", "even lrn", "branch", "transA", "shape-based reshape"])
+                                  "softmax inside", "even lrn", "branch", "transA", "shape-based reshape",
+                                  "pytorch's shape-based reshape"])
 def test_what_minicnn_cannot_compute_exactly_is_refused_by_node_and_op(rng, tmp_path, case):
     g, node, op, reason = refusal(rng, case)
     path = tmp_path / "bad.onnx"

@@ -367,6 +367,10 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
         if extra:
             n.fail(f"its second output {extra[0]!r} (a mask or indices) is used: not supported")
         if consumers.get(n.node.output[0], 0) > 1:
+            for m in live:  # PyTorch's Shape -> Gather -> Concat -> Reshape: name the Shape
+                if m.op == "Shape" and n.node.output[0] in m.node.input:
+                    m.fail("a shape read at run time is not supported: export with a fixed reshape "
+                           "(torch.flatten, or a constant shape)")
             n.fail("its output feeds more than one node: minicnn imports sequential networks only")
         const_inputs = [x for x in n.node.input if x and x in consts]
         _translate(builder, n, consts, const_inputs,  # last but for Identity nodes
