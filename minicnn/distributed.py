@@ -15,7 +15,8 @@ the random crops of each slice are those the whole batch would get (``minicnn.pr
 the loss gradient of a slice is scaled by its share of the global batch and the gradients
 are summed over the ranks (:func:`allreduce_gradients`) before each SGD step, so the step
 is the one a single process takes on the global batch. Nothing else couples samples (no
-batch normalisation here).
+batch normalisation here). To the bit, with ``--batch-parts P`` (``minicnn.training``):
+every N dividing P then computes the same parts of each batch and the same float64 sums.
 
 Rank 0 alone writes (checkpoints, run.json, logs, caches, results); the others compute.
 A rank that fails stops every rank (``minicnn.cli`` calls :func:`abort`).
@@ -246,7 +247,7 @@ def _nccl_allreduce(w, flat):
     """In-place sum of a CuPy array over the ranks with NCCL, on CuPy's current stream (so
     it is ordered after the backward that produced it and before the SGD step). The NCCL
     communicator is made once, its unique id broadcast from rank 0 over MPI.
-    Untested on GPUs here (the machine this was written on has none)."""
+    Tested against a stand-in for CuPy's nccl module; not yet run on a GPU."""
     global _nccl
     import cupy
     from cupy.cuda import nccl
