@@ -97,16 +97,24 @@ def jsonable(value):
     return json.loads(json.dumps(value, default=default))
 
 
+def _off(value):
+    return value is None or value is False  # not 0: a number is a setting's value
+
+
 def _differences(old, new, prefix=""):
-    """'key: old -> new' for every setting that differs, nested keys dotted."""
+    """'key: old -> new' for every setting that differs, nested keys dotted. A setting that
+    one side lacks matches its off value (None or false) on the other: a newer minicnn added
+    the setting, and a run recorded before can still be resumed with it off."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in list(old) + [k for k in new if k not in old]:
             name = f"{prefix}{key}"
             if key not in new:
-                out.append(f"{name}: {json.dumps(old[key])} -> (not set)")
+                if not _off(old[key]):
+                    out.append(f"{name}: {json.dumps(old[key])} -> (not set)")
             elif key not in old:
-                out.append(f"{name}: (not set) -> {json.dumps(new[key])}")
+                if not _off(new[key]):
+                    out.append(f"{name}: (not set) -> {json.dumps(new[key])}")
             else:
                 out += _differences(old[key], new[key], name + ".")
         return out

@@ -320,3 +320,38 @@ def test_classes_the_tree_lacks_or_none_are_refused(voc, capsys):
     assert main(evaluate_args(voc, "--classes", " , ")) == 2
     assert one_line_error(capsys, "evaluate")[0] == "--classes ' , ' names no class"
     assert main(evaluate_args(voc, "--classes", "dog")) == 0
+
+
+def test_transfer_and_localize_refuse_a_box_outside_before_any_work_or_clip_it(tmp_path, capsys):
+    """The annotations are read before the run starts (localize's evaluation reads them
+    last): a box outside its image is refused with no output folder made; --clip-boxes
+    clips it, counts it in run.json and says so."""
+    from method_trees import source_like, write_tree
+
+    rng = np.random.default_rng(0)
+    images = {f"{n:04d}": (rng.integers(0, 255, (48, 64, 3), dtype=np.uint8),
+                           [("car", (3, 3, 30, 30), False), ("dog", (20, 10, 64, 48), False)])
+              for n in range(6)}
+    images["0005"][1][1] = ("dog", (20, 10, 70, 48), False)  # 6 pixels outside, a test image
+    voc = write_tree(tmp_path / "voc", images, {"trainval": ["0000", "0001", "0002", "0003"],
+                                                "test": ["0004", "0005"]})
+    source_like().save(tmp_path / "source.npz")
+    transfer = ["transfer", "--voc", str(voc), "--weights", str(tmp_path / "source.npz"), "--backend",
+                "numpy", "--epochs", "1", "--hidden", "8", "--scales", "1,2", "--stride", "0.5",
+                "--val-fraction", "0"]
+    assert main([*transfer, "--out", str(tmp_path / "t")]) == 2
+    message = one_line_error(capsys, "transfer")[0]
+    assert "0005.xml, line" in message and "reaches outside the 64x48 image" in message
+    assert "--clip-boxes" in message
+    assert not (tmp_path / "t").exists()
+    assert main([*transfer, "--out", str(tmp_path / "t"), "--clip-boxes"]) == 0
+    record = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert record["data"]["clipped_boxes"] == 1 and record["settings"]["clip_boxes"] is True
+    assert "1 annotation boxes reached outside their image and were clipped" in capsys.readouterr().out
+    localize = ["localize", "--weights", str(tmp_path / "t" / "transfer.npz"), "--voc", str(voc), "--backend",
+                "numpy", "--heatmaps", "0"]
+    assert main([*localize, "--out", str(tmp_path / "l")]) == 2
+    assert "0005.xml, line" in one_line_error(capsys, "localize")[0]
+    assert not (tmp_path / "l").exists()
+    assert main([*localize, "--out", str(tmp_path / "l"), "--clip-boxes"]) == 0
+    assert json.loads((tmp_path / "l" / "run.json").read_text())["data"]["clipped_boxes"] == 1

@@ -112,6 +112,25 @@ def test_resume_names_each_changed_setting(tmp_path):
     assert read(out)["resumed"] == []  # nothing written
 
 
+
+def test_a_run_recorded_before_a_setting_existed_resumes_with_it_off(tmp_path):
+    """A newer minicnn adds a setting (say --batch-parts, --clip-boxes): the run recorded
+    without it resumes while it is off (None, false), and is refused, naming it, when on."""
+    def settings(clip_boxes, batch_parts):
+        train = {**SETTINGS["train"], "batch_parts": batch_parts}
+        return {**SETTINGS, "train": train, "clip_boxes": clip_boxes}
+
+    for clip_boxes, batch_parts, named in ((True, None, "setting clip_boxes: (not set) -> true"),
+                                           (False, 2, "setting train.batch_parts: (not set) -> 2"),
+                                           (False, 0, "setting train.batch_parts: (not set) -> 0")):
+        out = tmp_path / f"run-{clip_boxes}-{batch_parts}"
+        make(out)
+        with pytest.raises(InputError, match=re.escape(named)):
+            make(out, settings=settings(clip_boxes, batch_parts), resume=True)
+        make(out, settings=settings(False, None), resume=True)
+        assert len(read(out)["resumed"]) == 1
+
+
 def test_resume_names_a_changed_input_file(tmp_path, network):
     out = tmp_path / "run"
     make(out, inputs=[network])

@@ -29,6 +29,9 @@ def add_arguments(p):
     p.add_argument("--nms", type=float, default=0.3, help="IoU above which a weaker box is dropped")
     p.add_argument("--heatmaps", type=int, default=8, help="images drawn as heat maps (default 8)")
     p.add_argument("--top", type=int, default=3, help="classes drawn per image (default 3)")
+    p.add_argument("--clip-boxes", action="store_true",
+                   help="clip annotation boxes reaching outside their image (counted in run.json) "
+                        "instead of refusing them (--voc)")
     p.add_argument("--backend", choices=BACKENDS, default="cpu")
     p.add_argument("--resume", action="store_true", help="redo the run in OUT with the same settings")
     p.add_argument("--fresh", action="store_true", help="start over in an OUT that holds a run")
@@ -53,7 +56,7 @@ def run(args):
 
     import minicnn as mc
     from minicnn.atomic import write_json
-    from minicnn.data.transforms import load_image
+    from minicnn.data.transforms import describe_bad, load_image, scan_images
     from minicnn.errors import InputError
     from minicnn.report import ground_truth_boxes, heatmaps
     from minicnn.runrecord import open_run, progress_bar
@@ -72,12 +75,17 @@ def run(args):
     if args.voc:
         from minicnn.data.voc import VOCDataset
 
-        dataset = VOCDataset(args.voc, args.year, classes=classes)
+        dataset = VOCDataset(args.voc, args.year, classes=classes, clip_boxes=args.clip_boxes)
         ids = dataset.image_ids(args.set)
         paths = [str(dataset.image_path(i)) for i in ids]
+        for image_id in ids:  # every annotation checked before any work (evaluation reads them last)
+            dataset.annotation(image_id)
     else:
         ids = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
         paths = list(args.images)
+    bad = scan_images(paths)
+    if bad:
+        raise InputError(describe_bad(bad, remedy="fix or remove them"))
     record = open_run(args.out, "localize", {k: v for k, v in vars(args).items() if not k.startswith("_")},
                       inputs=[args.weights, *(args.images or [])], resume=args.resume, fresh=args.fresh,
                       outputs=("boxes.json",))
@@ -99,7 +107,10 @@ def run(args):
     write_json(os.path.join(args.out, "boxes.json"),
                {c: [{"image": i, "score": s, "box": b} for i, s, b in zip(*d, strict=True)]
                 for c, d in detections.items()})
-    record.data(images=len(ids))
+    record.data(images=len(ids), **({"clipped_boxes": dataset.clipped} if args.voc else {}))
+    if args.voc and dataset.clipped:
+        record.log(f"warning: {dataset.clipped} annotation boxes reached outside their image and were "
+                   "clipped to it (--clip-boxes)")
     record.log(f"heat maps: {args.out}/heatmaps; boxes: {args.out}/boxes.json")
     if args.voc:
         from minicnn.evaluate import evaluate_voc, result_filename, write_det_results

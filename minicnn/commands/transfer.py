@@ -84,6 +84,9 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT from its last checkpoint (same settings and source)")
     p.add_argument("--fresh", action="store_true", help="start over in an OUT that holds a run")
+    p.add_argument("--clip-boxes", action="store_true",
+                   help="clip annotation boxes reaching outside their image (counted in run.json) "
+                        "instead of refusing them")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave unreadable training images out (counted in OUT/run.json); without it every "
                         "unreadable image is named before any work starts")
@@ -126,13 +129,15 @@ def run(args):
     source = load_source(args.weights)
     classes = args.classes.split(",") if args.classes else None
     everything = {**asdict(settings), "voc": os.path.abspath(args.voc), "year": args.year, "classes": classes,
-                  "backend": args.backend, "cache": args.cache, "skip_bad": args.skip_bad}
+                  "backend": args.backend, "cache": args.cache, "skip_bad": args.skip_bad,
+                  "clip_boxes": args.clip_boxes}
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"--out {args.out} is a file; name a folder")
     # the data checked (classes, annotations, every image's header) before the record is written
     said, started = [], time.perf_counter()
     run = Transfer(args.voc, args.year, source, args.out, settings, classes=classes,
-                   cache_root=args.cache, log=said.append, skip_bad=args.skip_bad)
+                   cache_root=args.cache, log=said.append, skip_bad=args.skip_bad, clip_boxes=args.clip_boxes)
+    run.check_cache_space()
     record = open_run(args.out, "transfer", everything, inputs=[args.weights], resume=args.resume,
                       fresh=args.fresh, outputs=("checkpoint.npz", "transfer.npz"))
     record["seconds"]["patches"] = round(time.perf_counter() - started, 3)
@@ -143,7 +148,10 @@ def run(args):
         record.skip(item, reason)
     p = run.patches
     record.data(images={name: len(ids) for name, ids in p.split_images.items()}, patches=len(p.patch_labels),
-                classes=len(run.classes))
+                classes=len(run.classes), clipped_boxes=run.dataset.clipped)
+    if run.dataset.clipped:
+        record.log(f"warning: {run.dataset.clipped} annotation boxes reached outside their image and were "
+                   "clipped to it (--clip-boxes)")
     result = run.run(resume=args.resume, stage=record.stage)
     if result.report is not None:
         record.log(ap_table({args.variant: result.summary}, run.classes, metric=settings.train.metric))

@@ -138,7 +138,7 @@ class Transfer:
     scoring; :meth:`run` returns a :class:`TransferResult`."""
 
     def __init__(self, voc_root, year, source: Sequential, out_dir, settings: TransferSettings,
-                 classes=None, cache_root=None, log=print, skip_bad=False):
+                 classes=None, cache_root=None, log=print, skip_bad=False, clip_boxes=False):
         self.settings, self.log, self.out = settings, log, os.fspath(out_dir)
         s = settings
         if s.task == "action":
@@ -147,10 +147,10 @@ class Transfer:
             if unknown:
                 raise InputError(f"unknown action {unknown[0]!r}; the actions are "
                                  f"{', '.join(VOC_CHALLENGE_ACTIONS)}")
-            self.dataset = VOCDataset(voc_root, year)
+            self.dataset = VOCDataset(voc_root, year, clip_boxes=clip_boxes)
         else:
             classes = classes or VOCDataset(voc_root, year).listed_classes(s.train_split)
-            self.dataset = VOCDataset(voc_root, year, classes=classes)
+            self.dataset = VOCDataset(voc_root, year, classes=classes, clip_boxes=clip_boxes)
         self.classes = list(classes)
         self.background = len(self.classes)
         self.preprocessing = Preprocessing.of(source)
@@ -209,6 +209,20 @@ class Transfer:
             line += f"; {dtype} chosen (--cache-dtype auto: float16 above {AUTO_FLOAT16_BYTES / 1e9:.3g} GB)"
         return dtype, sizes[dtype], free, line
 
+    def check_cache_space(self):
+        """(the cache's dtype, the plan's line) of a cached variant (None otherwise); refused
+        when the cache is not built yet and will not fit the free disk. The command calls it
+        before the run starts, so that nothing is written."""
+        s = self.settings
+        if s.variant not in CACHE_CUT:
+            return None
+        dtype, needed, free, plan = self.cache_plan(CACHE_CUT[s.variant])
+        if needed > free and not _cache_exists(self.cache_root, CACHE_CUT[s.variant]):
+            raise InputError(f"the feature cache needs {needed / 1e9:.3g} GB ({dtype}) but only "
+                             f"{free / 1e9:.3g} GB are free; free some space, put it elsewhere (--cache) or "
+                             "use --cache-dtype float16")
+        return dtype, plan
+
     def network_inputs(self):
         """(the layers that train, inputs_of(patch indices)): for cached variants the layers
         after the cache and its rows; otherwise the whole network and rendered pixels."""
@@ -222,12 +236,8 @@ class Transfer:
         extractor = Sequential(self.net.layers[:cut], self.net.names[:cut])
         trained = Sequential(self.net.layers[cut:], self.net.names[cut:])
         offsets = p.offsets
-        dtype, needed, free, plan = self.cache_plan(CACHE_CUT[s.variant])
+        dtype, plan = self.check_cache_space()
         self.log(plan)
-        if needed > free and not _cache_exists(self.cache_root, CACHE_CUT[s.variant]):
-            raise InputError(f"the feature cache needs {needed / 1e9:.3g} GB ({dtype}) but only "
-                             f"{free / 1e9:.3g} GB are free; free some space, put it elsewhere (--cache) or "
-                             "use --cache-dtype float16")
         started = time.perf_counter()
         self.log(f"feature cache ({CACHE_CUT[s.variant]} output) of {len(p.patch_labels)} patches")
         cache = build_feature_cache(
