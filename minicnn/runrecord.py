@@ -130,10 +130,10 @@ class RunRecord:
     nested ones included); ``inputs``: the files
     it reads (networks, lists), recorded by SHA-256; ``argv`` defaults to ``sys.argv``;
     ``may_change``: settings a resume may change (by default the number of epochs, so that a
-    run can be trained further)."""
+    run can be trained further, and the decoding threads, which change no result)."""
 
     def __init__(self, out_dir, command, settings, inputs=(), resume=False, fresh=False, argv=None,
-                 may_change=("epochs",)):
+                 may_change=("epochs", "workers")):
         self.dir = os.fspath(out_dir)
         self.path = os.path.join(self.dir, RECORD_NAME)
         self.log_path = os.path.join(self.dir, LOG_NAME)

@@ -242,6 +242,7 @@ def test_make_data_records_its_run(tmp_path, capsys):
     assert record["name"] == "make-data" and record["finished"] is not None
     assert record["settings"]["trainval"] == 2 and record["settings"]["scene_width"] == 64
     assert record["data"]["scenes"]["test"] == 1 and record["data"]["source_images"] == 30
+    assert record["data"]["root"] == str(out) and "workers" in record["settings"]
     assert record["seconds"]["generate"] >= 0
     assert record["result"]["voc"] == os.path.join(out, "VOCdevkit")
     log = (out / "log.txt").read_text()

@@ -211,6 +211,7 @@ def test_run_record_and_plain_log(data, source, tmp_path):
     assert record["settings"]["train"]["k"] == 5.0 and record["settings"]["stride_fraction"] == 0.5
     assert record["inputs"] == {str(source): __import__("hashlib").sha256(source.read_bytes()).hexdigest()}
     assert record["data"]["images"] == {"train": 6, "val": 2, "test": 5} and record["data"]["patches"] > 0
+    assert record["data"]["root"] == str(data / "data" / "VOCdevkit")
     assert set(record["seconds"]) >= {"patches", "features", "training", "scoring"}
     summary = json.loads((out / "summary.json").read_text())
     assert record["result"]["map"] == summary["map"] and record["finished"] is not None
@@ -271,6 +272,7 @@ def test_pretrain_skip_bad_leaves_unreadable_images_out_of_every_pass(data, tmp_
     record = json.loads((tmp_path / "p" / "run.json").read_text())
     assert sorted(s["item"] for s in record["skipped"]) == sorted(map(str, broken))
     assert record["data"]["train"] + record["data"]["val"] == 30 * 12 - 2
+    assert record["settings"]["list"] is None and record["settings"]["classes"] is None  # every setting
 
 
 def test_a_demo_folder_refuses_other_settings(tmp_path, capsys, monkeypatch):

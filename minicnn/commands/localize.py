@@ -107,7 +107,8 @@ def run(args):
     write_json(os.path.join(args.out, "boxes.json"),
                {c: [{"image": i, "score": s, "box": b} for i, s, b in zip(*d, strict=True)]
                 for c, d in detections.items()})
-    record.data(images=len(ids), **({"clipped_boxes": dataset.clipped} if args.voc else {}))
+    record.data(root=os.path.abspath(args.voc) if args.voc else None, images=len(ids),
+                **({"clipped_boxes": dataset.clipped} if args.voc else {}))
     if args.voc and dataset.clipped:
         record.log(f"warning: {dataset.clipped} annotation boxes reached outside their image and were "
                    "clipped to it (--clip-boxes)")

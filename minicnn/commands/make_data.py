@@ -71,7 +71,8 @@ def run(args):
                         trainval=args.trainval, test=args.test, scene_width=args.scene_size[0],
                         scene_height=args.scene_size[1], max_objects=args.max_objects)
     config.check()  # before the record is written
-    record = RunRecord(out, command="make-data", settings=asdict(config), resume=args.resume,
+    record = RunRecord(out, command="make-data", settings={**asdict(config), "workers": args.workers},
+                       resume=args.resume,
                        fresh=args.fresh)
     with record.stage("generate"):
         manifest = generate(out, config, workers=args.workers, force=args.fresh or record.resumed,
@@ -79,7 +80,7 @@ def run(args):
     objects = manifest["objects"]
     record.log(f"objects per class: {', '.join(f'{k} {v}' for k, v in objects.items())}; "
                f"{manifest['difficult']} difficult")
-    record.data(source_images=manifest["source_images"], scenes=manifest["scenes"], objects=objects,
+    record.data(root=out, source_images=manifest["source_images"], scenes=manifest["scenes"], objects=objects,
                 difficult=manifest["difficult"])
     record.finish({"voc": os.path.join(out, "VOCdevkit"), "source": os.path.join(out, "source")})
     return 0

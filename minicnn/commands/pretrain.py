@@ -106,9 +106,8 @@ def run(args):
     # before the record is written
     data = source_data(args.data, settings, args.list, args.skip_bad, classes=classes)
     recorded = {**asdict(settings), "data": os.path.abspath(args.data), "skip_bad": args.skip_bad,
-                "backend": args.backend}
-    if args.classes is not None:  # only then, so that runs recorded before --classes existed resume
-        recorded["classes"] = os.path.abspath(args.classes)
+                "backend": args.backend, "list": args.list and os.path.abspath(args.list),
+                "classes": args.classes and os.path.abspath(args.classes)}
     record = open_run(args.out, "pretrain", recorded,
                       inputs=[p for p in (args.list, args.classes) if p], resume=args.resume,
                       fresh=args.fresh, outputs=("checkpoint.npz", "source.npz"))
@@ -117,7 +116,7 @@ def run(args):
                           resume=args.resume, log=record.log, data=data)
     for item, reason in result["skipped"]:
         record.skip(item, reason)
-    record.data(classes=len(result["classes"]), **result["images"])
+    record.data(root=os.path.abspath(args.data), classes=len(result["classes"]), **result["images"])
     last = result["history"][-1]
     record.finish({"weights": result["weights"], "epochs": last["epoch"], "loss": last["loss"],
                    "val_top1": last.get("val_top1"), "val_top5": last.get("val_top5")})

@@ -147,8 +147,9 @@ def run(args):
     for item, reason in run.skipped:
         record.skip(item, reason)
     p = run.patches
-    record.data(images={name: len(ids) for name, ids in p.split_images.items()}, patches=len(p.patch_labels),
-                classes=len(run.classes), clipped_boxes=run.dataset.clipped)
+    images = {name: len(ids) for name, ids in p.split_images.items()}
+    record.data(root=os.path.abspath(args.voc), images=images,
+                patches=len(p.patch_labels), classes=len(run.classes), clipped_boxes=run.dataset.clipped)
     if run.dataset.clipped:
         record.log(f"warning: {run.dataset.clipped} annotation boxes reached outside their image and were "
                    "clipped to it (--clip-boxes)")
