@@ -114,8 +114,9 @@ def test_background_is_resampled_each_epoch_with_the_configured_fraction(tmp_pat
     voc = boxes_tree(tmp_path / "voc", CLASSES, n_trainval=10, n_test=2)
     fraction = 0.3
     train_settings = TrainSettings(epochs=3, batch_size=32, background_fraction=fraction)
+    # scale 4 (22.5-pixel patches) matches the small difficult objects: discarded patches
     run = Transfer(voc, 2007, source_like(), tmp_path / "out",
-                   TransferSettings(hidden=4, val_fraction=0.0, scales=(1.0, 1.5, 2.0, 2.25),
+                   TransferSettings(hidden=4, val_fraction=0.0, scales=(1.0, 1.5, 2.0, 2.25, 4.0),
                                     stride_fraction=0.25, train=train_settings),
                    classes=CLASSES, log=lambda *a: None)
     train = run.patches.patches_of("train")
@@ -140,7 +141,7 @@ def test_background_is_resampled_each_epoch_with_the_configured_fraction(tmp_pat
     background, all_labels = run.background, run.patches.patch_labels
     objects = set(train[(labels >= 0) & (labels != background)].tolist())
     n_background = int((labels == background).sum())
-    assert len(objects) > 20 and n_background > 300
+    assert len(objects) > 20 and n_background > 300 and (labels < 0).sum() > 5
     drawn = []
     for e in range(3):
         patches = np.concatenate([q for q, _ in seen[e]])
@@ -153,6 +154,7 @@ def test_background_is_resampled_each_epoch_with_the_configured_fraction(tmp_pat
         sd = np.sqrt(n_background * fraction * (1 - fraction))
         assert abs(k - fraction * n_background) < 4 * sd, (k, fraction * n_background)
         drawn.append(set(patches[got == background].tolist()))
+        assert (np.diff(patches) < 0).any(), "the epoch's patches are not shuffled"
     assert drawn[0] != drawn[1] and drawn[1] != drawn[2]
 
 
@@ -209,6 +211,9 @@ def test_patch_pixels_match_the_box_they_were_labelled_from(tmp_path):
         tolerance = 1.0
         assert np.abs(pixels[q, 0].mean(axis=0) - want_x).max() < tolerance, q
         assert np.abs(pixels[q, 1].mean(axis=1) - want_y).max() < tolerance, q
+    # the pixel variants (finetune, scratch) ask for any patches in any order: the same pixels
+    some = np.random.default_rng(0).permutation(len(every))[:9]
+    np.testing.assert_array_equal(renderer(some), pixels[some])
     # the labels came from those boxes: the one patch holding the object well is labelled bird
     from minicnn.transfer.labels import label_patches
 
@@ -277,3 +282,175 @@ def test_localization_boxes_come_from_each_class_own_scores(tmp_path):
                           out / "results")
     assert {c: r.ap for c, r in report.results.items()} == {"aeroplane": pytest.approx(1.0),
                                                            "bicycle": pytest.approx(1.0)}
+
+
+def test_training_sees_the_train_images_only_and_validation_scores_the_val_images(tmp_path, monkeypatch):
+    """The held-out images: train and val split trainval without overlap; the trainer's batches
+    hold patches of train images only; the validation mAP of each epoch is the AP of the val
+    images' mean(p^k) against their devkit labels, computed here; and the saved network
+    samples, for localization, the patches the run scored."""
+    from minicnn.data.transforms import load_image
+    from minicnn.data.voc import VOCDataset
+    from minicnn.evaluate import voc_ap
+    from minicnn.losses import softmax
+    from minicnn.transfer.localize import image_patch_probabilities
+
+    voc = boxes_tree(tmp_path / "voc", CLASSES, n_trainval=10, n_test=4)
+    run = Transfer(voc, 2007, source_like(), tmp_path / "out",
+                   TransferSettings(hidden=4, val_fraction=0.3, scales=(1.0, 1.5, 2.25), stride_fraction=0.5,
+                                    train=TrainSettings(epochs=2, batch_size=32, k=2.0)),
+                   classes=CLASSES, log=lambda *a: None)
+    trainval = VOCDataset(voc, 2007).image_ids("trainval")
+    assert len(run.val_ids) == 3 and not set(run.train_ids) & set(run.val_ids)
+    assert sorted(run.train_ids + run.val_ids) == sorted(trainval)
+    p = run.patches
+    n = len(p.patch_labels)
+    # features: fixed random logits for the head, and the patch index, which the head ignores
+    logits = np.random.default_rng(4).normal(0, 2, (n, 4)).astype(np.float32)
+    features = np.concatenate([logits, np.arange(n, dtype=np.float32)[:, None]], axis=1)
+    trained_on = []
+    forward = Sequential.forward
+
+    def spy(self, x, train=True, keep_for_backward=True):
+        if train:
+            trained_on.append(mc.to_numpy(x)[:, 4].astype(np.int64))
+        return forward(self, x, train=train, keep_for_backward=keep_for_backward)
+
+    monkeypatch.setattr(Sequential, "forward", spy)
+    result = with_head(run, linear_head(np.eye(4, 5)), features).run()
+    seen = {p.image_ids[i] for i in p.patch_image[np.concatenate(trained_on)]}
+    assert seen == set(run.train_ids)
+    probs = softmax(logits.astype(np.float64))
+    dataset = VOCDataset(voc, 2007, classes=CLASSES)
+    aps = []
+    for c, name in enumerate(CLASSES):
+        keys, labels = dataset.class_labels(name, "trainval")
+        truth = dict(zip(keys, labels.tolist(), strict=True))
+        val_truth = np.array([truth[i] for i in run.val_ids])
+        if (val_truth == 1).any():
+            scores = [(probs[p.patch_image == p.image_ids.index(i), c] ** 2.0).mean() for i in run.val_ids]
+            aps.append(voc_ap(scores, val_truth))
+    assert aps and abs(np.mean(aps) - result.summary["map"]) > 1e-3  # val and test tell apart here
+    assert [h["val_map"] for h in result.summary["history"]] == [pytest.approx(np.mean(aps), abs=1e-12)] * 2
+    # localize samples what the run sampled: the saved network carries the run's sampler
+    saved = mc.Sequential.load(tmp_path / "out" / "transfer.npz")
+    assert saved.meta["scales"] == [1.0, 1.5, 2.25] and saved.meta["stride_fraction"] == 0.5
+    image = load_image(p.paths[0])
+    boxes, _ = image_patch_probabilities(saved, image, saved.meta["scales"], saved.meta["stride_fraction"])
+    np.testing.assert_array_equal(boxes, p.patch_boxes[p.patch_image == 0])
+
+
+def test_the_sgd_recipe_and_its_schedule_reach_the_adaptation_layers(tmp_path):
+    """A trainable head on all-zero features: its weight gets no gradient, so only weight decay
+    and momentum move it, w <- w + v, v <- m v - lr wd w, which the test follows step by step
+    with the learning rates of the history. Every patch scores alike, so the validation mAP
+    never improves and the plateau schedule must divide the learning rate after ``lr_patience``
+    + 1 epochs; a run stopped after epoch 2 and resumed gives the same epochs (schedule state
+    included) and the same weight."""
+    voc = boxes_tree(tmp_path / "voc", CLASSES, n_trainval=10, n_test=3)
+
+    def make(epochs, out):
+        train = TrainSettings(epochs=epochs, batch_size=64, lr=0.5, momentum=0.8, weight_decay=0.05,
+                              lr_factor=0.1, lr_patience=1)
+        run = Transfer(voc, 2007, source_like(), out,
+                       TransferSettings(hidden=4, val_fraction=0.3, scales=(1.0, 1.5, 2.25),
+                                        stride_fraction=0.5, train=train),
+                       classes=CLASSES, log=lambda *a: None)
+        head = Sequential([L.Linear(4, 4)], names=["fcb"])
+        head["fcb"].params["weight"] = mc.asarray(np.full((4, 4), 2.0, np.float32))
+        features = np.zeros((len(run.patches.patch_labels), 4), np.float32)
+        return with_head(run, head, features), head
+
+    run, head = make(4, tmp_path / "straight")
+    history = run.run().summary["history"]
+    assert [h["lr"] for h in history] == pytest.approx([0.5, 0.5, 0.5, 0.05])
+    w, v = 1.0, 0.0
+    for h in history:
+        for _ in range(-(-h["samples"] // 64)):
+            v = 0.8 * v - h["lr"] * 0.05 * w
+            w += v
+    np.testing.assert_allclose(mc.to_numpy(head["fcb"].params["weight"]), 2.0 * w, rtol=1e-4)
+    assert abs(w - 1) > 0.1
+    first, _ = make(2, tmp_path / "resumed")
+    first.run()
+    again, head_again = make(4, tmp_path / "resumed")
+    resumed = again.run(resume=True).summary["history"]
+    assert [h["lr"] for h in resumed] == [h["lr"] for h in history]
+    np.testing.assert_allclose(mc.to_numpy(head_again["fcb"].params["weight"]),
+                               mc.to_numpy(head["fcb"].params["weight"]), rtol=1e-6)
+
+
+def test_reweighting_weighs_each_background_patch_by_the_fraction(tmp_path, monkeypatch):
+    """``balance="reweight"``: every non-discarded training patch each epoch, a background one
+    with weight ``background_fraction`` in the loss, an object one with weight 1."""
+    import minicnn.training as training
+
+    voc = boxes_tree(tmp_path / "voc", CLASSES, n_trainval=6, n_test=2)
+    run = Transfer(voc, 2007, source_like(), tmp_path / "out",
+                   TransferSettings(hidden=4, val_fraction=0.0, scales=(1.0, 1.5, 2.25), stride_fraction=0.5,
+                                    train=TrainSettings(epochs=1, batch_size=32, balance="reweight",
+                                                        background_fraction=0.25)),
+                   classes=CLASSES, log=lambda *a: None)
+    seen, loss = [], training.softmax_cross_entropy
+
+    def recording_loss(logits, labels, weights=None):
+        seen.append((np.asarray(labels).copy(), mc.to_numpy(weights).copy()))
+        return loss(logits, labels, weights)
+
+    monkeypatch.setattr(training, "softmax_cross_entropy", recording_loss)
+    n = len(run.patches.patch_labels)
+    with_head(run, linear_head(np.eye(4)), np.zeros((n, 4), np.float32)).run()
+    labels = np.concatenate([lab for lab, _ in seen])
+    weights = np.concatenate([w for _, w in seen])
+    train_labels = run.patches.patch_labels[run.patches.patches_of("train")]
+    assert len(labels) == int((train_labels >= 0).sum()) and (labels >= 0).all()
+    np.testing.assert_array_equal(weights, np.where(labels == run.background, 0.25, 1.0).astype(np.float32))
+    assert (labels == run.background).any() and (labels != run.background).any()
+
+
+def test_scoring_is_the_evaluation_mode_forward_of_the_trained_layers(tmp_path):
+    """The test probabilities a frozen run returns are softmax of FCa/FCb in evaluation mode
+    (dropout off) on the cached features of the test patches."""
+    from minicnn.losses import softmax
+
+    voc = boxes_tree(tmp_path / "voc", CLASSES, n_trainval=4, n_test=3)
+    run = Transfer(voc, 2007, source_like(), tmp_path / "out",
+                   TransferSettings(hidden=16, dropout=0.5, val_fraction=0.0, scales=(1.0, 2.0),
+                                    stride_fraction=0.5, train=TrainSettings(epochs=1, batch_size=32)),
+                   classes=CLASSES, log=lambda *a: None)
+    result = run.run()
+    trained, inputs_of = run.network_inputs()  # the same cache, reused
+    x = inputs_of(run.patches.items["test"].patches)
+    expected = mc.to_numpy(softmax(trained.forward(mc.asarray(x), train=False)))
+    np.testing.assert_allclose(result.test_probs, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_scratch_starts_from_fresh_weights_and_finetune_from_the_source():
+    from minicnn.transfer.pipeline import build_network
+
+    source = source_like()
+    for variant, copied in (("frozen", True), ("finetune", True), ("scratch", False)):
+        net = build_network(source, 4, TransferSettings(variant=variant, hidden=4))
+        for name in ("conv1", "conv5", "fc7"):
+            same = np.array_equal(mc.to_numpy(net[name].params["weight"]),
+                                  mc.to_numpy(source[name].params["weight"]))
+            assert same == copied, (variant, name)
+
+
+def test_the_feature_cache_follows_the_preprocessing(tmp_path):
+    """Another mean, std or channel order makes other features: the cache is rebuilt, not
+    reused, and its rows are those of the new preprocessing."""
+    voc = boxes_tree(tmp_path / "voc", CLASSES, n_trainval=2, n_test=1)
+    source = source_like()
+
+    def inputs(meta):
+        source.meta.update(meta)
+        run = Transfer(voc, 2007, source, tmp_path / "out",
+                       TransferSettings(hidden=4, val_fraction=0.0, scales=(1.0,), stride_fraction=0.5),
+                       classes=CLASSES, cache_root=tmp_path / "cache", log=lambda *a: None)
+        return run.network_inputs()[1](np.arange(len(run.patches.patch_labels)))
+
+    first = inputs({})
+    assert not np.allclose(inputs({"mean": [0.0, 0.0, 0.0]}), first)
+    assert not np.allclose(inputs({"channel_order": "BGR"}), inputs({"channel_order": "RGB"}))
+    assert len(list((tmp_path / "cache").iterdir())) == 3

@@ -27,9 +27,9 @@ def tree(tmp_path_factory):
     return boxes_tree(tmp_path_factory.mktemp("oracle"), CLASSES, n_trainval=10, n_test=12)
 
 
-def make_run(voc, out, k=5.0, task="cls", classes=CLASSES, epochs=1, **extra):
+def make_run(voc, out, k=5.0, task="cls", classes=CLASSES, epochs=1, metric="voc07", **extra):
     settings = TransferSettings(task=task, hidden=4, val_fraction=0.3, **SAMPLER, **extra,
-                                train=TrainSettings(epochs=epochs, batch_size=16, k=k))
+                                train=TrainSettings(epochs=epochs, batch_size=16, k=k, metric=metric))
     return Transfer(voc, 2007, source_like(), out, settings, classes=classes, log=lambda *a: None)
 
 
@@ -93,6 +93,27 @@ def test_image_scores_are_the_mean_of_p_to_the_k_of_their_patches(tree, tmp_path
                                        / f"comp1_cls_test_{name}.txt")
         assert ids == run.test_ids
         np.testing.assert_allclose(scores, expected[:, c], rtol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["voc07", "area"])
+def test_the_runs_aps_are_the_devkit_aps_of_its_submission_files(tree, tmp_path, metric):
+    """Known patch outputs (fixed random logits): the APs the run reports, computed from the
+    scores in memory (the route validation takes too), are those ``evaluate_voc`` (the devkit's
+    computation) finds in the files the run wrote, with the metric of the settings; the test
+    images holding only a difficult object of a class count as neither positive nor negative."""
+    run = make_run(tree, tmp_path, k=3.0, metric=metric)
+    logits = np.random.default_rng(3).normal(0, 2, (len(run.patches.patch_labels), 4)).astype(np.float32)
+    result = with_head(run, linear_head(np.eye(4)), logits).run()
+    truth = run.patches.items["test"].truth
+    assert (truth == 0).any() and (truth == 1).any() and (truth == -1).any()
+    dataset = VOCDataset(tree, 2007, classes=CLASSES)
+    report = evaluate_voc(dataset, "test", "cls", tmp_path / "results", metric=metric)
+    assert result.summary["ap"] == {c: r.ap for c, r in report.results.items()}
+    assert result.report.metric == metric
+    other_metric = "area" if metric == "voc07" else "voc07"
+    other = evaluate_voc(dataset, "test", "cls", tmp_path / "results", metric=other_metric)
+    assert other.map != pytest.approx(report.map, abs=1e-3)  # the metric matters on these scores
+    assert 0.2 < report.map < 0.95
 
 
 def test_the_action_task_scores_each_person_from_the_patches_on_its_box(tmp_path):

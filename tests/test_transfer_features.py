@@ -69,6 +69,9 @@ def test_float16_cache_and_bad_dtype(tmp_path):
     cache = build_feature_cache(tmp_path, "fc7", prefix, images, boxes_of, labels_of, render, {},
                                 dtype=np.float16)
     assert cache.features.dtype == np.float16
+    # each row holds its own features, rounded to float16
+    direct = np.concatenate([extract(prefix, render(i, boxes_of(i))) for i in range(2)])
+    np.testing.assert_allclose(np.asarray(cache.features, np.float32), direct, rtol=2e-3, atol=1e-3)
     with pytest.raises(ValueError, match="float32 or float16"):
         build_feature_cache(tmp_path, "fc7", prefix, images, boxes_of, labels_of, render, {},
                             dtype=np.int8)

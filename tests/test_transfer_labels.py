@@ -96,3 +96,23 @@ def test_patches_on_a_person_box_follow_the_rules_then_fall_back():
     np.testing.assert_array_equal(patches_on_box(patches, [52, 52, 54, 54]), [False, True, True])
     # a box no patch holds 60% of: every patch of the image
     np.testing.assert_array_equal(patches_on_box(patches[[0, 2]], [5, 5, 55, 55]), [True, True])
+
+
+def test_a_person_with_several_actions_or_none_is_ambiguous():
+    """The action task's persons as objects (docs/method.md 7): one action of the task makes
+    its class; several of them, or only others, make the person difficult, so that the
+    patches it would label are discarded."""
+    from types import SimpleNamespace
+
+    from minicnn.data.voc import VOCObject
+    from minicnn.transfer.patchset import action_truth
+
+    def person(index, actions):
+        return VOCObject(index, "person", (1, 1, 50, 50), False, False, frozenset(actions))
+
+    annotation = SimpleNamespace(objects=[person(1, {"phoning"}), person(2, {"jumping", "phoning"}),
+                                          person(3, {"other"}), person(4, {"reading", "other"})])
+    boxes, classes, difficult = action_truth(annotation, ["jumping", "phoning", "reading"])
+    assert len(boxes) == 4
+    assert difficult.tolist() == [False, True, True, False]
+    assert classes[[0, 3]].tolist() == [1, 2]
