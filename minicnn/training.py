@@ -80,6 +80,18 @@ class SGDSettings:
                                  "so that every rank computes whole parts")
 
 
+def add_sgd_arguments(p, defaults: SGDSettings):
+    """The options of the SGD recipe that pretrain and transfer share, their defaults from ``defaults``."""
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="default %(default)s")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default %(default)s")
+    p.add_argument("--batch-parts", type=int, default=None, metavar="P",
+                   help="compute each batch in P fixed parts whose gradients are summed in float64 "
+                        "(default: one part per MPI rank): then runs with any number of ranks that "
+                        "divides P give the same weights, bit for bit")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (default %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="default %(default)s")
+
+
 def check_range(settings, name, low=None, high=None, low_open=False, high_open=False, integer=False,
                 option=None):
     """InputError naming the setting (as its command-line ``option``, by default ``--name``)

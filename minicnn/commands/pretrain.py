@@ -20,6 +20,7 @@ from __future__ import annotations
 def add_arguments(p):
     from minicnn.backend import BACKENDS
     from minicnn.pretrain import MODEL_DEFAULTS, MODELS, PretrainSettings
+    from minicnn.training import add_sgd_arguments
 
     d = PretrainSettings()
     small = MODEL_DEFAULTS["small"]
@@ -44,14 +45,7 @@ def add_arguments(p):
                         f"small: {_csv(small['channels'])})")
     p.add_argument("--hidden", type=int, default=None,
                    help=f"FC6/FC7 width (default {d.hidden}; small: {small['hidden']})")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
-    p.add_argument("--batch-parts", type=int, default=None, metavar="P",
-                   help="compute each batch in P fixed parts whose gradients are summed in float64 "
-                        "(default: one part per MPI rank): then runs with any number of ranks that "
-                        "divides P give the same weights, bit for bit")
-    p.add_argument("--lr", type=float, default=d.lr, help="learning rate (default %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
+    add_sgd_arguments(p, d)
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="held-out fraction per class (default %(default)s)")
     p.add_argument("--workers", type=int, default=d.workers, help="decoding threads (default %(default)s)")

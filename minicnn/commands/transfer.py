@@ -25,6 +25,7 @@ from __future__ import annotations
 
 def add_arguments(p):
     from minicnn.backend import BACKENDS
+    from minicnn.training import add_sgd_arguments
     from minicnn.transfer.pipeline import AUTO_FLOAT16_BYTES, CACHE_DTYPES, TASKS, VARIANTS, TransferSettings
     from minicnn.transfer.train import BALANCES
 
@@ -49,14 +50,7 @@ def add_arguments(p):
                    help="part of the training set held out for per-epoch validation mAP, which also "
                         "drives the learning-rate schedule (default %(default)s; 0: train on all of it, "
                         "no validation, constant learning rate)")
-    p.add_argument("--epochs", type=int, default=t.epochs, help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=t.batch_size, help="default %(default)s")
-    p.add_argument("--batch-parts", type=int, default=None, metavar="P",
-                   help="compute each batch in P fixed parts whose gradients are summed in float64 "
-                        "(default: one part per MPI rank): then runs with any number of ranks that "
-                        "divides P give the same weights, bit for bit")
-    p.add_argument("--lr", type=float, default=t.lr, help="learning rate (default %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=t.weight_decay, help="default %(default)s")
+    add_sgd_arguments(p, t)
     p.add_argument("--hidden", type=int, default=d.hidden, help="FCa width (default %(default)s)")
     p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after FCa (default %(default)s)")
     p.add_argument("--background", type=float, default=t.background_fraction,
