@@ -13,6 +13,7 @@ earlier run with the same settings left (data, checkpoints, feature caches).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import asdict, dataclass, field, replace
 
@@ -62,14 +63,16 @@ def run_demo(out, settings: DemoSettings, record, resume=True):
     """Run every stage, timed and logged through ``record`` (a
     :class:`~minicnn.runrecord.RunRecord` of ``out``); returns the summary dict written to
     OUT/summary.json (None in the ranks other than 0 under MPI). Stage times are those of the
-    runs that computed each stage: a stage a rerun reuses adds only the time of the reuse."""
+    runs that computed each stage: a rerun of a finished demo (the same settings: it reuses
+    every stage) keeps them as they are; a resumed unfinished one adds its time to each stage."""
     log = record.log
+    stage = (lambda name: contextlib.nullcontext()) if record.was_finished else record.stage
     root = distributed.is_root()  # under MPI every rank computes every stage; rank 0 alone writes
     if root:
         os.makedirs(out, exist_ok=True)
     data_dir = os.path.join(out, "data")
 
-    with record.stage("data"):
+    with stage("data"):
         if is_generated(data_dir, settings.data):
             log(f"[1/4] data: reusing {data_dir}")
         else:
@@ -78,7 +81,7 @@ def run_demo(out, settings: DemoSettings, record, resume=True):
                 generate(data_dir, settings.data, force=True, progress=log)
         distributed.barrier()  # the others read what rank 0 generated
 
-    with record.stage("pretrain"):
+    with stage("pretrain"):
         log("[2/4] pretraining the source network on the generated source set")
         pre = pretrain(os.path.join(data_dir, "source"), os.path.join(out, "pretrain"), settings.pretrain,
                        resume=resume, log=log)
@@ -86,7 +89,7 @@ def run_demo(out, settings: DemoSettings, record, resume=True):
 
     summaries, results = {}, {}
     for n, name in enumerate(settings.variants):
-        with record.stage(name):
+        with stage(name):
             log(f"[3/4] variant {name} ({n + 1}/{len(settings.variants)})")
             ts = replace(settings.transfer, variant=VARIANT_OF[name])
             if name == "scratch":

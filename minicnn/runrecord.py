@@ -146,6 +146,7 @@ class RunRecord:
         ranks = distributed.world().size
         distributed.check_same("settings or inputs", [command, settings, hashes, bool(resume), bool(fresh)])
         old = None if fresh else self._read_previous()
+        self.was_finished = old is not None and old.get("finished") is not None  # a rerun of a whole run
         if old is not None and not resume:
             raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}` (started "
                              f"{old.get('started', '?')}); pass --resume to continue it or --fresh "

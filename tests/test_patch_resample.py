@@ -188,9 +188,9 @@ def test_the_cache_cut_on_the_device_is_the_host_cut_cache(tmp_path, monkeypatch
     voc = boxes_tree(tmp_path / "voc", ["bird", "cat"], 2, 1, size=(40, 30), side=16)
     settings = dict(hidden=4, scales=(1.0, 2.0), stride_fraction=0.5, val_fraction=0.0, cache_dtype="float32")
     mc.set_backend("cpu")
-    with pytest.raises(InputError, match="needs --backend cuda"):
+    with pytest.raises(InputError, match="needs --backend cuda"):  # before the patches are sampled
         Transfer(voc, 2007, source_like(16, 4), tmp_path / "refused",
-                 TransferSettings(crop_on_device=True, **settings), log=lambda m: None).network_inputs()
+                 TransferSettings(crop_on_device=True, **settings), log=lambda m: None)
     cuda_backend()  # skips where the cuda backend cannot run
     from minicnn.kernels.cuda import crop_resize as device_kernel
 

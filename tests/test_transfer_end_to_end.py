@@ -128,6 +128,11 @@ def test_demo_quick_writes_its_report(tmp_path):
     for plot in ("training.png", "pretrain.png", "transfer/cls_summary.png"):
         assert (tmp_path / "plots" / plot).exists(), plot
     assert list((tmp_path / "heatmaps").glob("*.png"))
+    # a rerun reuses every stage and keeps the times of the run that computed them
+    assert main(["demo", "--quick", "--backend", "numpy", "--out", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "summary.json").read_text())
+    assert again["stages"] == summary["stages"] and again["map"] == summary["map"]
+    assert json.loads((tmp_path / "run.json").read_text())["seconds"] == summary["stages"]
 
 
 def test_localize_writes_heatmaps_boxes_and_detection_results(tiny, tmp_path):

@@ -72,8 +72,7 @@ def run(args):
                         scene_height=args.scene_size[1], max_objects=args.max_objects)
     config.check()  # before the record is written
     record = RunRecord(out, command="make-data", settings={**asdict(config), "workers": args.workers},
-                       resume=args.resume,
-                       fresh=args.fresh)
+                       resume=args.resume, fresh=args.fresh)
     with record.stage("generate"):
         manifest = generate(out, config, workers=args.workers, force=args.fresh or record.resumed,
                             progress=record.log)

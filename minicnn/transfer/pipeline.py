@@ -141,6 +141,8 @@ class Transfer:
                  classes=None, cache_root=None, log=print, skip_bad=False, clip_boxes=False):
         self.settings, self.log, self.out = settings, log, os.fspath(out_dir)
         s = settings
+        if s.crop_on_device and backend.get_backend().name != "cuda":  # before any work
+            raise InputError("--crop-on-device crops on the GPU: it needs --backend cuda")
         if s.task == "action":
             classes = list(classes or VOC_CHALLENGE_ACTIONS)
             unknown = [a for a in classes if a not in VOC_CHALLENGE_ACTIONS]
@@ -230,8 +232,6 @@ class Transfer:
         renderer = PatchRenderer(p, self.input_size, self.preprocessing)
         if s.variant not in CACHE_CUT:
             return self.net, renderer
-        if s.crop_on_device and backend.get_backend().name != "cuda":
-            raise InputError("--crop-on-device crops on the GPU: it needs --backend cuda")
         cut = self.net.names.index(CACHE_CUT[s.variant]) + 1
         extractor = Sequential(self.net.layers[:cut], self.net.names[:cut])
         trained = Sequential(self.net.layers[cut:], self.net.names[cut:])
