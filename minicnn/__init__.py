@@ -11,13 +11,14 @@ from minicnn.backend import (
     to_numpy,
 )
 from minicnn.errors import InputError
-from minicnn.net import Sequential
+from minicnn.net import Join, Sequential
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable",
     "InputError",
+    "Join",
     "Sequential",
     "asarray",
     "get_backend",

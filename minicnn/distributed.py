@@ -190,7 +190,7 @@ def check_same(what: str, value):
 
 
 def _trainable(net):
-    return [(layer, key) for layer in net.layers if layer.params and not layer.frozen for key in layer.params]
+    return [(layer, key) for layer in net.trainable_layers() for key in layer.params]
 
 
 def allreduce_gradients(net, computed=True):

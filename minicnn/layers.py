@@ -94,6 +94,10 @@ class Layer:
     def num_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
+    def trainable(self) -> bool:
+        """Whether training updates this layer (it has parameters and is not frozen)."""
+        return bool(self.params) and not self.frozen
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
@@ -397,6 +401,14 @@ class AvgPool2D(_Pool2D):
     def backward(self, dy):
         (shape,) = self._saved_tensors()
         return avg_op.avg_pool_backward(dy, shape, *self._geometry(), self.count_include_pad)
+
+
+def __getattr__(name):
+    # the containers live in minicnn.net (they hold layers of this module); L.Join works too
+    if name in ("Join", "Sequential"):
+        from minicnn import net
+        return getattr(net, name)
+    raise AttributeError(f"module 'minicnn.layers' has no attribute {name!r}")
 
 
 LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, Linear, MaxPool2D, AvgPool2D, ReLU, LRN, Dropout,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import layers as L
-from minicnn.net import Sequential
+from minicnn.net import Join, Sequential, clone_layer
 
 # Layers copied from a source network into a transfer network (C1..FC7 with their
 # non-linearities, normalisations, pools and dropouts).
@@ -91,9 +91,7 @@ def transfer_net(source_net, num_classes, hidden=2048, dropout=0.5, dtype=None):
     end = source_net.names.index(TRANSFER_PREFIX_END) + 1
     copied = []
     for name, layer in zip(source_net.names[:end], source_net.layers[:end], strict=True):
-        clone = type(layer)(**layer.config())
-        for key, value in layer.params.items():
-            clone.params[key] = value.copy()
+        clone = clone_layer(layer)
         clone.frozen = True
         copied.append((name, clone))
     fc7 = source_net["fc7"]
@@ -103,6 +101,61 @@ def transfer_net(source_net, num_classes, hidden=2048, dropout=0.5, dtype=None):
     small_init(head[-1][1])
     names, layers = zip(*(copied + head), strict=True)
     return Sequential(layers, names, input_shape=source_net.input_shape, meta=dict(source_net.meta))
+
+
+# (squeeze, expand) widths of fire2..fire9, and the fire modules each max pool follows
+SQUEEZENET = {
+    "1.0": dict(conv1=(96, 7), pools_after=("conv1", "fire4", "fire8"), conv10_pad=1),
+    "1.1": dict(conv1=(64, 3), pools_after=("conv1", "fire3", "fire5"), conv10_pad=0),
+}
+FIRE_WIDTHS = ((16, 64), (16, 64), (32, 128), (32, 128), (48, 192), (48, 192), (64, 256), (64, 256))
+
+
+def fire(in_channels, squeeze, expand, dtype=np.float32):
+    """A fire module (Iandola et al. 2016): a 1x1 squeeze convolution, then 1x1 and 3x3
+    expand convolutions side by side, their outputs concatenated (2 x ``expand`` channels).
+    Layers named as the Caffe deploy files name them (``fire2/expand3x3`` is
+    ``fire2.expand3x3``)."""
+    def expand_branch(k):
+        return Sequential([L.Conv2D(squeeze, expand, k, padding=k // 2, dtype=dtype), L.ReLU()],
+                          [f"expand{k}x{k}", f"relu_expand{k}x{k}"])
+    return Sequential([L.Conv2D(in_channels, squeeze, 1, dtype=dtype), L.ReLU(),
+                       Join([expand_branch(1), expand_branch(3)], "concat")],
+                      ["squeeze1x1", "relu_squeeze1x1", "concat"])
+
+
+def squeezenet(version="1.0", num_classes=1000, input_size=227, dropout=0.5, dtype=np.float32):
+    """SqueezeNet v1.0 or v1.1 (Iandola et al. 2016) with the exact graph of the Caffe deploy
+    prototxts (DeepScale/SqueezeNet): conv1, fire2..fire9 (:func:`fire`), max pools of 3x3
+    stride 2 rounded up (Caffe's pooling output size, ``ceil_mode``), drop9, conv10 (1x1,
+    ``num_classes``; padding 1 in v1.0's deploy file, 0 in v1.1's), and pool10, the average over
+    the whole map, then flatten: logits of shape (N, num_classes)."""
+    if version not in SQUEEZENET:
+        raise ValueError(f"squeezenet: version must be '1.0' or '1.1', got {version!r}")
+    spec = SQUEEZENET[version]
+    width, k = spec["conv1"]
+    layers = [("conv1", L.Conv2D(3, width, k, stride=2, dtype=dtype)), ("relu_conv1", L.ReLU())]
+    pools = {after: f"pool{1 if after == 'conv1' else int(after[4:])}" for after in spec["pools_after"]}
+    layers.append((pools["conv1"], L.MaxPool2D(3, 2, ceil_mode=True)))
+    channels = width
+    for i, (squeeze, expand) in enumerate(FIRE_WIDTHS, 2):
+        layers.append((f"fire{i}", fire(channels, squeeze, expand, dtype)))
+        channels = 2 * expand
+        if f"fire{i}" in pools:
+            layers.append((pools[f"fire{i}"], L.MaxPool2D(3, 2, ceil_mode=True)))
+    layers += [("drop9", L.Dropout(dropout)),
+               ("conv10", L.Conv2D(channels, num_classes, 1, padding=spec["conv10_pad"], dtype=dtype)),
+               ("relu_conv10", L.ReLU())]
+    shape = (3, input_size, input_size)
+    for _, layer in layers:
+        shape = layer.output_shape(shape)
+        if min(shape[1:]) < 1:
+            raise ValueError(f"squeezenet: input_size {input_size} is too small")
+    layers += [("pool10", L.AvgPool2D(tuple(shape[1:]), stride=1)), ("flatten", L.Flatten())]
+    names, ls = zip(*layers, strict=True)
+    net = Sequential(ls, names, input_shape=(3, input_size, input_size))
+    small_init(net["conv10"])  # as torchvision: the classifier starts near zero
+    return net
 
 
 def tiny_alexnet(num_classes=5, input_size=16, dtype=np.float64):

@@ -17,7 +17,7 @@ import numpy as np
 from minicnn import backend
 from minicnn.atomic import atomic_open
 from minicnn.errors import InputError
-from minicnn.layers import LAYER_TYPES, Layer
+from minicnn.layers import LAYER_TYPES, Layer, ParamDict
 
 ARCH_KEY = "__architecture__"
 
@@ -51,34 +51,120 @@ def read_npz(path) -> dict:
         raise InputError(f"{path}: not a readable .npz file ({e})") from None
 
 
-class Sequential:
-    """Layers applied in order. ``net["conv1"]`` is a layer by name, ``net.layers`` in order."""
+class Container(Layer):
+    """A layer made of layers (:class:`Sequential`, :class:`Join`). It holds no parameters of
+    its own: its leaves do. Freezing it freezes every leaf; ``lr_mult`` is set on every leaf."""
+
+    def __init__(self):
+        # not Layer.__init__: frozen and lr_mult are views of the leaves here
+        self.name = type(self).__name__.lower()
+        self.params = ParamDict(self)
+        self.grads: dict = {}
+        self.need_input_grad = True
+        self._saved = None
+
+    def named_layers(self, prefix=""):  # pragma: no cover - each container defines it
+        raise NotImplementedError
+
+    def leaves(self):
+        return [layer for _, layer in self.named_layers()]
+
+    @property
+    def frozen(self):
+        leaves = self.leaves()
+        return bool(leaves) and all(layer.frozen for layer in leaves)
+
+    @frozen.setter
+    def frozen(self, value):
+        for layer in self.leaves():
+            layer.frozen = value
+
+    @property
+    def lr_mult(self):
+        mults = {layer.lr_mult for layer in self.leaves()}
+        return mults.pop() if len(mults) == 1 else None
+
+    @lr_mult.setter
+    def lr_mult(self, value):
+        for layer in self.leaves():
+            layer.lr_mult = value
+
+    def trainable(self):
+        return any(layer.trainable() for layer in self.leaves())
+
+    def num_params(self):
+        return sum(layer.num_params() for layer in self.leaves())
+
+
+class Sequential(Container):
+    """Layers applied in order. ``net["conv1"]`` is a layer by name (a dotted path reaches
+    into blocks: ``net["fire2.expand3x3"]``), ``net.layers`` the layers in order.
+
+    A layer may itself be a ``Sequential`` (a block) or a :class:`Join`. The layers of a
+    Join's branches are named in the namespace of the Sequential that holds the Join, as
+    Caffe names them, so names are unique across branches and a path never counts branches.
+    """
 
     def __init__(self, layers, names=None, input_shape=None, meta=None):
+        super().__init__()
+        # as a whole network, backward computes no input gradient unless asked; as a block,
+        # the network holding it sets this before each backward
+        self.need_input_grad = False
         layers = list(layers)
         if names is None:
             names = [f"{type(layer).__name__.lower()}{i}" for i, layer in enumerate(layers)]
         names = list(names)
         if len(names) != len(layers):
             raise ValueError(f"Sequential: {len(layers)} layers but {len(names)} names")
-        if len(set(names)) != len(names):
-            raise ValueError(f"Sequential: layer names must be unique, got {names}")
         for layer, name in zip(layers, names, strict=True):
             if not isinstance(layer, Layer):
                 raise ValueError(f"Sequential: {name!r} is not a Layer ({type(layer).__name__})")
+            if not isinstance(name, str) or not name or "." in name:
+                raise ValueError(f"Sequential: layer names are non-empty and hold no '.', got {name!r}")
             layer.name = name
         self.layers, self.names = layers, names
+        seen = [name for name, _ in self.namespace()]
+        if len(set(seen)) != len(seen):
+            repeated = sorted({n for n in seen if seen.count(n) > 1})
+            raise ValueError(f"Sequential: layer names must be unique (a Join's branches share the "
+                             f"names of the Sequential holding it); repeated: {', '.join(repeated)}")
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.meta = dict(meta or {})
 
     # --- access -------------------------------------------------------------------------
+    def namespace(self):
+        """(name, layer) of every layer named here: the layers in order, each Join followed
+        by the layers of its branches."""
+        for name, layer in zip(self.names, self.layers, strict=True):
+            yield name, layer
+            if isinstance(layer, Join):
+                for branch in layer.branches:
+                    if branch is not None:
+                        yield from branch.namespace()
+
+    def named_layers(self, prefix=""):
+        """(dotted path, layer) of every leaf layer (one that is not a container), in the
+        order forward runs them."""
+        out = []
+        for name, layer in self.namespace():
+            if isinstance(layer, Sequential):
+                out += layer.named_layers(f"{prefix}{name}.")
+            elif not isinstance(layer, Join):  # a Join's layers follow it in the namespace
+                out.append((prefix + name, layer))
+        return out
+
     def __getitem__(self, key):
-        if isinstance(key, str):
-            try:
-                return self.layers[self.names.index(key)]
-            except ValueError:
-                raise KeyError(f"no layer named {key!r}; layers: {', '.join(self.names)}") from None
-        return self.layers[key]
+        if not isinstance(key, str):
+            return self.layers[key]
+        head, _, rest = key.partition(".")
+        found = dict(self.namespace()).get(head)
+        if found is None:
+            raise KeyError(f"no layer named {head!r}; layers: {', '.join(self.names)}")
+        if rest:
+            if not isinstance(found, Sequential):
+                raise KeyError(f"layer {head!r} ({type(found).__name__}) holds no layer {rest!r}")
+            return found[rest]
+        return found
 
     def __len__(self):
         return len(self.layers)
@@ -88,16 +174,16 @@ class Sequential:
 
     def named_params(self):
         """(name, param, grad) triples in layer order, weight before bias; grad None until
-        a backward pass computed it."""
-        return [(f"{n}.{k}", p, layer.grads.get(k))
-                for n, layer in zip(self.names, self.layers, strict=True)
-                for k, p in layer.params.items()]
+        a backward pass computed it. Names are dotted paths: ``fire2.expand3x3.weight``."""
+        return [(f"{path}.{k}", p, layer.grads.get(k))
+                for path, layer in self.named_layers() for k, p in layer.params.items()]
 
     def trainable_layers(self):
-        return [layer for layer in self.layers if layer.params and not layer.frozen]
+        return [layer for layer in self.leaves() if layer.trainable()]
 
     def freeze(self, names, frozen=True):
-        """Freeze (or unfreeze) the named layers: eval mode, no gradients, no updates."""
+        """Freeze (or unfreeze) the named layers (a block: all its layers): eval mode, no
+        gradients, no updates."""
         for name in names:
             self[name].frozen = frozen
 
@@ -112,7 +198,7 @@ class Sequential:
         def move(a):
             return a if backend.array_module(a) is xp else xp.asarray(backend.to_numpy(a))
 
-        for layer in self.layers:
+        for layer in self.leaves():
             for key, p in layer.params.items():
                 dict.__setitem__(layer.params, key, move(p))  # same shape and dtype: no re-check
             layer.grads = {key: move(g) for key, g in layer.grads.items() if g is not None}
@@ -126,13 +212,17 @@ class Sequential:
             x = layer.forward(x, train=train and not layer.frozen, keep_for_backward=keep_for_backward)
         return x
 
-    def backward(self, dy, input_grad=False):
+    def backward(self, dy, input_grad=None):
         """Backpropagate ``dy``; fills every trainable layer's grads. Layers below the
         lowest trainable one are skipped (no gradient is needed there) unless
-        ``input_grad`` asks for dx of the network input, which is then returned."""
+        ``input_grad`` asks for dx of the network input, which is then returned. Left out,
+        ``input_grad`` is ``need_input_grad``: False for a whole network, set by the network
+        holding a block."""
+        if input_grad is None:
+            input_grad = self.need_input_grad
         lowest = 0
         if not input_grad:
-            trainable = [i for i, layer in enumerate(self.layers) if layer.params and not layer.frozen]
+            trainable = [i for i, layer in enumerate(self.layers) if layer.trainable()]
             if not trainable:
                 return None
             lowest = trainable[0]
@@ -143,6 +233,18 @@ class Sequential:
         return dy if input_grad else None
 
     # --- description --------------------------------------------------------------------
+    def output_shape(self, in_shape):
+        for layer in self.layers:
+            in_shape = layer.output_shape(in_shape)
+        return tuple(in_shape)
+
+    def macs(self, in_shape):
+        total = 0
+        for layer in self.layers:
+            total += layer.macs(in_shape)
+            in_shape = layer.output_shape(in_shape)
+        return total
+
     def shapes(self, input_shape=None):
         """Output shape of every layer for one sample of ``input_shape`` (C, H, W)."""
         shape = tuple(input_shape or self.input_shape or ())
@@ -154,19 +256,37 @@ class Sequential:
             out.append(shape)
         return out
 
-    def summary(self, input_shape=None, file=None) -> str:
-        """A table of output shape, parameter count and multiply-adds per layer (printed)."""
-        shape = tuple(input_shape or self.input_shape or ())
-        rows = [("layer", "type", "output", "params", "MACs")]
-        total_p = total_m = 0
+    def _summary_rows(self, shape, depth, mark=""):
+        """(name, type, output, params, MACs) rows: a block's and a Join's layers indented
+        under them, the first layer of each branch of a Join marked [1], [2], ..."""
+        rows = []
         for name, layer in zip(self.names, self.layers, strict=True):
             macs = layer.macs(shape) if shape else 0
-            shape = layer.output_shape(shape) if shape else ()
-            p = layer.num_params()
-            total_p, total_m = total_p + p, total_m + macs
-            kind = type(layer).__name__ + (" (frozen)" if layer.frozen and layer.params else "")
-            rows.append((name, kind, "x".join(map(str, shape)) or "?", f"{p:,}", f"{macs:,}"))
-        rows.append(("total", "", "", f"{total_p:,}", f"{total_m:,}"))
+            out = layer.output_shape(shape) if shape else ()
+            kind = type(layer).__name__ + (f" ({layer.mode})" if isinstance(layer, Join) else "")
+            kind += " (frozen)" if layer.frozen and layer.num_params() else ""
+            rows.append(("  " * depth + mark + name, kind, "x".join(map(str, out)) or "?",
+                         f"{layer.num_params():,}", f"{macs:,}"))
+            mark = ""
+            if isinstance(layer, Sequential):
+                rows += layer._summary_rows(shape, depth + 1)
+            elif isinstance(layer, Join):
+                for i, branch in enumerate(layer.branches, 1):
+                    if branch is None:
+                        rows.append(("  " * (depth + 1) + f"[{i}] identity", "",
+                                     "x".join(map(str, shape)) or "?", "0", "0"))
+                    else:
+                        rows += branch._summary_rows(shape, depth + 1, mark=f"[{i}] ")
+            shape = out
+        return rows
+
+    def summary(self, input_shape=None, file=None) -> str:
+        """A table of output shape, parameter count and multiply-adds per layer (printed);
+        the layers of blocks and of a Join's branches indented under them."""
+        shape = tuple(input_shape or self.input_shape or ())
+        rows = [("layer", "type", "output", "params", "MACs")]
+        rows += self._summary_rows(shape, 0)
+        rows.append(("total", "", "", f"{self.num_params():,}", f"{self.macs(shape) if shape else 0:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w)
                            for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
@@ -179,11 +299,13 @@ class Sequential:
         return text
 
     # --- save / load --------------------------------------------------------------------
+    def config(self):
+        return {"layers": [layer_spec(name, layer) for name, layer in zip(self.names, self.layers,
+                                                                          strict=True)]}
+
     def architecture(self) -> dict:
         return {
-            "layers": [{"type": type(layer).__name__, "name": name, "config": layer.config(),
-                        "frozen": layer.frozen, "lr_mult": layer.lr_mult}
-                       for name, layer in zip(self.names, self.layers, strict=True)],
+            "layers": self.config()["layers"],
             "input_shape": list(self.input_shape) if self.input_shape else None,
             "meta": self.meta,
         }
@@ -243,24 +365,8 @@ class Sequential:
             specs = list(arch["layers"])
         except (ValueError, KeyError, TypeError) as e:
             raise InputError(f"{path}: {ARCH_KEY} is not a network architecture ({e})") from None
-        layers, names = [], []
-        for i, spec in enumerate(specs):
-            try:
-                name, kind_name, config = spec["name"], spec["type"], spec["config"]
-            except (KeyError, TypeError):
-                raise InputError(f"{path}: layer {i} of {ARCH_KEY} lacks its name, type or config") from None
-            kind = LAYER_TYPES.get(kind_name)
-            if kind is None:
-                raise InputError(f"{path}: layer {name!r} has unknown type {kind_name!r}")
-            try:
-                layer = kind(**config)
-            except (TypeError, ValueError) as e:
-                raise InputError(f"{path}: layer {name!r} ({kind_name}) has a bad config {config}: "
-                                 f"{e}") from None
-            layer.frozen = spec.get("frozen", False)
-            layer.lr_mult = spec.get("lr_mult", 1.0)
-            layers.append(layer)
-            names.append(name)
+        layers = [build_layer(spec, path, f"layer {i} of {ARCH_KEY}") for i, spec in enumerate(specs)]
+        names = [spec["name"] for spec in specs]
         try:
             net = cls(layers, names, input_shape=arch.get("input_shape"), meta=arch.get("meta"))
             if net.input_shape:  # layers that do not fit together (an edited architecture)
@@ -270,3 +376,172 @@ class Sequential:
         return net._load_into(path)
 
     load = _either(_load_new, _load_into)
+
+
+class Join(Container):
+    """Several branches run on the same input, their outputs joined.
+
+    With branches f_1 .. f_B (each a :class:`Sequential`, or ``None`` for the identity
+    f(x) = x) and an input x of shape (N, C, H, W):
+
+        concat:  y = [f_1(x), f_2(x), ..., f_B(x)]   along channels, C_y = sum_b C_b
+        sum:     y = f_1(x) + f_2(x) + ... + f_B(x)   (every f_b(x) of one shape)
+
+    Backward, for dL/dy = g:
+
+        concat:  g_b = g[:, c_b : c_b + C_b]   (branch b's channel slice, c_b = C_1 + .. + C_{b-1})
+        sum:     g_b = g
+        dL/dx = sum_b J_b^T g_b                (each branch's input gradient, added)
+
+    Concat is Torch7's ``nn.Concat(2)`` and Caffe's ``Concat`` (SqueezeNet's fire modules,
+    GoogLeNet's inception modules); sum with an identity branch is a residual block with its
+    shortcut (Caffe's ``Eltwise`` SUM). Each branch's output is written once into its slice
+    of one joined output. The branches' layers are named in the namespace of the Sequential
+    that holds the Join (see :class:`Sequential`).
+    """
+
+    MODES = ("concat", "sum")
+
+    def __init__(self, branches, mode="concat"):
+        super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"Join: mode must be 'concat' or 'sum', got {mode!r}")
+        branches = list(branches)
+        if not branches:
+            raise ValueError("Join: needs at least one branch")
+        for i, branch in enumerate(branches):
+            if branch is not None and not isinstance(branch, Sequential):
+                raise ValueError(f"Join: branch {i + 1} must be a Sequential or None (the identity), "
+                                 f"got {type(branch).__name__}")
+        self.branches, self.mode = branches, mode
+
+    def named_layers(self, prefix=""):
+        return [pair for branch in self.branches if branch is not None
+                for pair in branch.named_layers(prefix)]
+
+    def config(self):
+        return {"mode": self.mode, "branches": [None if b is None else b.config() for b in self.branches]}
+
+    # --- shapes -------------------------------------------------------------------------
+    def _branch_shapes(self, in_shape):
+        return [tuple(in_shape) if b is None else b.output_shape(in_shape) for b in self.branches]
+
+    def output_shape(self, in_shape):
+        shapes = self._branch_shapes(in_shape)
+        if self.mode == "sum":
+            if len(set(shapes)) > 1:
+                raise ValueError(f"Join {self.name!r} (sum): branch outputs differ: {shapes}")
+            return shapes[0]
+        if len({s[1:] for s in shapes}) > 1 or len({len(s) for s in shapes}) > 1:
+            raise ValueError(f"Join {self.name!r} (concat): branch outputs differ beyond channels: {shapes}")
+        return (sum(s[0] for s in shapes),) + shapes[0][1:]
+
+    def macs(self, in_shape):
+        total = sum(b.macs(in_shape) for b in self.branches if b is not None)
+        if self.mode == "sum":
+            total += (len(self.branches) - 1) * int(np.prod(self.output_shape(in_shape)))
+        return total
+
+    # --- compute ------------------------------------------------------------------------
+    def forward(self, x, train=True, keep_for_backward=True):
+        outs = [x if b is None else b.forward(x, train=train, keep_for_backward=keep_for_backward)
+                for b in self.branches]
+        if self.mode == "sum":
+            if len({o.shape for o in outs}) > 1:
+                raise ValueError(f"Join {self.name!r} (sum): branch outputs differ: "
+                                 f"{[tuple(o.shape) for o in outs]}")
+            y = outs[0] if len(outs) == 1 else outs[0] + outs[1]  # a new array: no branch's own
+            for o in outs[2:]:
+                y += o
+            self._save(keep_for_backward, None)
+            return y
+        if len({(o.ndim, o.shape[0]) + tuple(o.shape[2:]) for o in outs}) > 1:
+            raise ValueError(f"Join {self.name!r} (concat): branch outputs differ beyond channels: "
+                             f"{[tuple(o.shape) for o in outs]}")
+        widths = [o.shape[1] for o in outs]
+        y = backend.array_module(x).empty((x.shape[0], sum(widths)) + tuple(outs[0].shape[2:]),
+                                          dtype=outs[0].dtype)
+        start = 0
+        for o, width in zip(outs, widths, strict=True):
+            y[:, start:start + width] = o
+            start += width
+        self._save(keep_for_backward, widths)
+        return y
+
+    def backward(self, dy):
+        (widths,) = self._saved_tensors()
+        xp = backend.array_module(dy)
+        grads, start = [], 0
+        for branch, width in zip(self.branches, widths or [None] * len(self.branches), strict=True):
+            # a branch's slice is made contiguous for its kernels (the identity's needs no copy)
+            g = dy if width is None else dy[:, start:start + width]
+            if width is not None:
+                start += width
+                if branch is not None:
+                    g = xp.ascontiguousarray(g)
+            if branch is None:
+                grads.append(g if self.need_input_grad else None)
+            else:
+                grads.append(branch.backward(g, input_grad=self.need_input_grad))
+        if not self.need_input_grad:
+            return None
+        dx = grads[0] if len(grads) == 1 else grads[0] + grads[1]  # new array: dy stays intact
+        for g in grads[2:]:
+            dx += g
+        return dx
+
+
+def layer_spec(name, layer) -> dict:
+    """The JSON description of one layer in a network file: type, name, constructor config
+    (a container's holds its layers' specs), frozen and lr_mult (a leaf's)."""
+    spec = {"type": type(layer).__name__, "name": name, "config": layer.config()}
+    if not isinstance(layer, Container):
+        spec.update(frozen=layer.frozen, lr_mult=layer.lr_mult)
+    return spec
+
+
+def build_layer(spec, path, where):
+    """The layer a :func:`layer_spec` describes (a container with its layers); a bad spec is
+    an InputError naming ``path`` and the layer."""
+    try:
+        name, kind_name, config = spec["name"], spec["type"], spec["config"]
+    except (KeyError, TypeError):
+        raise InputError(f"{path}: {where} lacks its name, type or config") from None
+    try:
+        if kind_name in ("Sequential", "Join"):
+            def block(cfg, part):
+                specs = list(cfg["layers"])
+                return Sequential([build_layer(s, path, f"layer {i} of {name!r}{part}")
+                                   for i, s in enumerate(specs)], [s["name"] for s in specs])
+            if kind_name == "Sequential":
+                return block(config, "")
+            return Join([None if b is None else block(b, f" branch {i + 1}")
+                         for i, b in enumerate(config["branches"])], config["mode"])
+        kind = LAYER_TYPES.get(kind_name)
+        if kind is None:
+            raise InputError(f"{path}: layer {name!r} has unknown type {kind_name!r}")
+        layer = kind(**config)
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError) as e:
+        raise InputError(f"{path}: layer {name!r} ({kind_name}) has a bad config {config}: {e}") from None
+    layer.frozen = spec.get("frozen", False)
+    layer.lr_mult = spec.get("lr_mult", 1.0)
+    return layer
+
+
+def clone_layer(layer, params=True):
+    """A new layer of the same architecture (a container with all its layers), holding a copy
+    of ``layer``'s parameters and frozen flags, or, with ``params=False``, a fresh random start
+    (drawn from the seeded generator, as a new layer's)."""
+    name = getattr(layer, "name", type(layer).__name__.lower())
+    clone = build_layer(layer_spec(name, layer), "clone", "the layer")
+    if isinstance(layer, Sequential):
+        clone.input_shape, clone.meta = layer.input_shape, dict(layer.meta)
+    if params:
+        leaves = [layer] if not isinstance(layer, Container) else layer.leaves()
+        copies = [clone] if not isinstance(clone, Container) else clone.leaves()
+        for old, new in zip(leaves, copies, strict=True):
+            for key, value in old.params.items():
+                new.params[key] = value.copy()
+    return clone

@@ -39,8 +39,8 @@ class SGD:
 
     def step(self):
         """Apply one update to every trainable layer from its current grads."""
-        for name, layer in zip(self.net.names, self.net.layers, strict=True):
-            if layer.frozen or not layer.params:
+        for name, layer in self.net.named_layers():
+            if not layer.trainable():
                 continue
             for key, param in layer.params.items():
                 grad = layer.grads.get(key)

@@ -9,12 +9,25 @@ from minicnn import layers as L
 
 
 def torch_model(net):
-    """An ``nn.Sequential`` computing what ``net`` computes, with its weights."""
+    """An ``nn.Sequential`` computing what ``net`` computes, with its weights (blocks nest;
+    a Join is a module that concatenates or adds its branches' outputs)."""
     import torch
     from torch import nn
 
-    modules = []
-    for layer in net.layers:
+    class Join(nn.Module):
+        def __init__(self, branches, mode):
+            super().__init__()
+            self.branches, self.mode = nn.ModuleList(branches), mode
+
+        def forward(self, x):
+            outs = [branch(x) for branch in self.branches]
+            return torch.cat(outs, 1) if self.mode == "concat" else sum(outs)
+
+    def module(layer):
+        if isinstance(layer, mc.Sequential):
+            return nn.Sequential(*(module(child) for child in layer.layers))
+        if isinstance(layer, mc.Join):
+            return Join([nn.Identity() if b is None else module(b) for b in layer.branches], layer.mode)
         if isinstance(layer, L.Conv2D):
             m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
                           layer.padding, groups=layer.groups, bias="bias" in layer.params)
@@ -26,6 +39,9 @@ def torch_model(net):
             m = nn.LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
         elif isinstance(layer, L.MaxPool2D):
             m = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
+        elif isinstance(layer, L.AvgPool2D):
+            m = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, ceil_mode=layer.ceil_mode,
+                             count_include_pad=layer.count_include_pad)
         elif isinstance(layer, L.Dropout):
             m = nn.Dropout(layer.p)
         elif isinstance(layer, L.Flatten):
@@ -36,5 +52,6 @@ def torch_model(net):
         with torch.no_grad():
             for key, value in layer.params.items():
                 getattr(m, key).copy_(torch.from_numpy(mc.to_numpy(value)))
-        modules.append(m)
-    return nn.Sequential(*modules)
+        return m
+
+    return module(net)
