@@ -135,9 +135,12 @@ def _require_float64(what, arrays):
 
 def check_layer(layer, x, mode="directional", eps=1e-3, kink_tol=1e-4, seed=0,
                 check_input=True) -> CheckResult:
-    """Check ``layer.backward`` against central differences at input ``x`` (float64)."""
+    """Check ``layer.backward`` against central differences at input ``x`` (float64). A block
+    or a Join (a container) is checked with the parameters of every layer in it."""
     x = backend.asarray(np.array(backend.to_numpy(x), dtype=np.float64))
-    _require_float64("parameter", layer.params)
+    leaves = layer.named_layers(f"{layer.name}.") if hasattr(layer, "named_layers") else [(layer.name, layer)]
+    tensors = {f"{path}.{k}": p for path, leaf in leaves for k, p in leaf.params.items()}
+    _require_float64("parameter", tensors)
     rng = np.random.default_rng(seed + 1)
 
     def run():
@@ -147,18 +150,19 @@ def check_layer(layer, x, mode="directional", eps=1e-3, kink_tol=1e-4, seed=0,
     y = run()
     weights = backend.asarray(rng.standard_normal(tuple(y.shape)))
     layer.need_input_grad = True
-    frozen, layer.frozen = layer.frozen, False
+    frozen = {path: leaf.frozen for path, leaf in leaves}
+    layer.frozen = False
     try:
         run()
         dx = layer.backward(weights)
-        analytic = {f"{layer.name}.{k}": g for k, g in layer.grads.items()}
-        tensors = {f"{layer.name}.{k}": p for k, p in layer.params.items()}
+        analytic = {f"{path}.{k}": g for path, leaf in leaves for k, g in leaf.grads.items()}
         if check_input:
             analytic["input"], tensors["input"] = dx, x
         return _check(lambda: float((run() * weights).sum()), analytic, tensors, mode, eps,
                       kink_tol, seed)
     finally:
-        layer.frozen = frozen
+        for path, leaf in leaves:
+            leaf.frozen = frozen[path]
 
 
 def check_net(net, x, labels, mode="directional", eps=1e-3, kink_tol=1e-4, seed=0,

@@ -28,11 +28,13 @@ def torch_model(net):
             return nn.Sequential(*(module(child) for child in layer.layers))
         if isinstance(layer, mc.Join):
             return Join([nn.Identity() if b is None else module(b) for b in layer.branches], layer.mode)
+        # the layer's own precision: a float64 net's twin is a float64 oracle
+        dtype = getattr(torch, str(getattr(layer, "dtype", "float32")))
         if isinstance(layer, L.Conv2D):
             m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                          layer.padding, groups=layer.groups, bias="bias" in layer.params)
+                          layer.padding, groups=layer.groups, bias="bias" in layer.params, dtype=dtype)
         elif isinstance(layer, L.Linear):
-            m = nn.Linear(layer.in_features, layer.out_features, bias="bias" in layer.params)
+            m = nn.Linear(layer.in_features, layer.out_features, bias="bias" in layer.params, dtype=dtype)
         elif isinstance(layer, L.ReLU):
             m = nn.ReLU()
         elif isinstance(layer, L.LRN):
