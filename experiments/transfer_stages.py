@@ -60,15 +60,15 @@ def main(argv=None) -> int:
     from minicnn.net import Sequential
     from minicnn.transfer.features import _RowWriter, extract
     from minicnn.transfer.patches import sample_patches
-    from minicnn.transfer.pipeline import CACHE_CUT, load_source
+    from minicnn.transfer.pipeline import cache_cut, load_source
 
     mc.set_backend(args.backend)
     folder = os.path.join(args.voc, f"VOC{args.year}")
     with open(os.path.join(folder, "ImageSets", "Main", f"{args.set}.txt")) as f:
         ids = [line.split()[0] for line in f if line.strip()][: args.count]
     paths = [os.path.join(folder, "JPEGImages", f"{i}.jpg") for i in ids]
-    net = load_source(args.weights)
-    cut = net.names.index(CACHE_CUT["frozen"]) + 1
+    net = mc.models.transfer_net(load_source(args.weights), 2)  # the frozen variant's layers, default cut
+    cut = net.names.index(cache_cut(net, "frozen")) + 1
     extractor = Sequential(net.layers[:cut], net.names[:cut])
     preprocessing = Preprocessing.of(net)
     size = int(net.input_shape[-1])

@@ -11,10 +11,6 @@ import numpy as np
 from minicnn import layers as L
 from minicnn.net import Join, Sequential, clone_layer
 
-# Layers copied from a source network into a transfer network (C1..FC7 with their
-# non-linearities, normalisations, pools and dropouts).
-TRANSFER_PREFIX_END = "drop7"
-
 
 def alexnet(num_classes=1000, input_size=227, groups=2, channels=(96, 256, 384, 384, 256),
             hidden=4096, conv1=None, dropout=0.5, dtype=np.float32):
@@ -78,29 +74,69 @@ def small_alexnet(num_classes, input_size=32, groups=2, channels=(32, 64, 96, 96
                    hidden=hidden, conv1=(5, stride, 2), dropout=dropout, dtype=dtype)
 
 
-def transfer_net(source_net, num_classes, hidden=2048, dropout=0.5, dtype=None):
-    """The network of docs/method.md section 3: C1..FC7 (with their ReLUs, LRNs, pools and
-    dropouts) copied from ``source_net`` and frozen, then FCa (``hidden``, ReLU, dropout)
-    and FCb (``num_classes``, which counts the background class).
+def default_cut(source_net):
+    """The mid-level representation of a source network: ``fc7`` for an AlexNet, otherwise the
+    last layer holding parameters before the classifier (``fire9`` for a SqueezeNet)."""
+    holding = [n for n, layer in zip(source_net.names, source_net.layers, strict=True) if layer.num_params()]
+    if "fc7" in source_net.names:
+        return "fc7"
+    if len(holding) < 2:
+        raise ValueError(f"transfer_net: the source network has no layer below its classifier "
+                         f"(its layers: {', '.join(source_net.names)})")
+    return holding[-2]
 
-    Frozen layers run in evaluation mode, so drop6/drop7 are the identity until FC6/FC7
-    are unfrozen (variant "update-fc67")."""
-    if TRANSFER_PREFIX_END not in source_net.names or "fc7" not in source_net.names:
-        raise ValueError(f"transfer_net: the source network has no layers 'fc7' and "
-                         f"'{TRANSFER_PREFIX_END}' (its layers: {', '.join(source_net.names)})")
-    end = source_net.names.index(TRANSFER_PREFIX_END) + 1
+
+def default_update(source_net, cut):
+    """The layers that variant update-top trains: FC6 and FC7 for an AlexNet cut at fc7 (the
+    paper's PRE-1000U/PRE-1512U), otherwise the cut layer alone."""
+    if cut == "fc7" and "fc6" in source_net.names:
+        return ["fc6", "fc7"]
+    return [cut]
+
+
+def transfer_net(source_net, num_classes, hidden=2048, dropout=0.5, dtype=None, cut=None, update=None):
+    """The network of docs/method.md section 3: the source network's layers up to ``cut`` (the
+    mid-level representation; :func:`default_cut`: fc7 for an AlexNet), with the parameter-free
+    layers that follow it (fc7's ReLU and dropout, conv10's ReLU and pooling), copied and frozen;
+    a map is then averaged over space (``cut_pool``, ``cut_flatten``); then FCa (``hidden``,
+    ReLU, dropout) and FCb (``num_classes``, which counts the background class).
+
+    ``update`` names the copied layers that variant update-top trains (:func:`default_update`);
+    they are returned frozen here, and ``net.meta["update"]`` records them. Frozen layers run in
+    evaluation mode, so the copied dropouts are the identity until their layers are unfrozen."""
+    cut = cut or default_cut(source_net)
+    if cut not in source_net.names:
+        raise ValueError(f"transfer_net: the source network has no layer {cut!r} to cut at "
+                         f"(its layers: {', '.join(source_net.names)})")
+    end = source_net.names.index(cut) + 1
+    while end < len(source_net.layers) and not source_net.layers[end].num_params():
+        end += 1  # the cut's non-linearity, dropout, pooling
+    update = list(update) if update is not None else default_update(source_net, cut)
+    for name in update:
+        if name.partition(".")[0] not in source_net.names[:end]:
+            raise ValueError(f"transfer_net: layer {name!r} to update is not among the transferred "
+                             f"layers ({', '.join(source_net.names[:end])})")
     copied = []
     for name, layer in zip(source_net.names[:end], source_net.layers[:end], strict=True):
         clone = clone_layer(layer)
         clone.frozen = True
         copied.append((name, clone))
-    fc7 = source_net["fc7"]
-    dtype = dtype or fc7.dtype
-    head = [("fca", L.Linear(fc7.out_features, hidden, dtype=dtype)), ("relua", L.ReLU()),
+    prefix = Sequential([c for _, c in copied], [n for n, _ in copied])
+    if not source_net.input_shape:
+        raise ValueError("transfer_net: the source network has no input shape")
+    shape = prefix.output_shape(source_net.input_shape)
+    if len(shape) == 3:  # a map: its average over space is the representation
+        copied += [("cut_pool", L.AvgPool2D(tuple(shape[1:]), stride=1)), ("cut_flatten", L.Flatten())]
+    elif len(shape) != 1:
+        raise ValueError(f"transfer_net: the output of {cut!r} has shape {shape}, neither a map nor a vector")
+    width = int(np.prod(shape[:1]))
+    dtype = dtype or next(layer.dtype for _, layer in reversed(prefix.named_layers()) if layer.params)
+    head = [("fca", L.Linear(width, hidden, dtype=dtype)), ("relua", L.ReLU()),
             ("dropa", L.Dropout(dropout)), ("fcb", L.Linear(hidden, num_classes, dtype=dtype))]
     small_init(head[-1][1])
     names, layers = zip(*(copied + head), strict=True)
-    return Sequential(layers, names, input_shape=source_net.input_shape, meta=dict(source_net.meta))
+    meta = dict(source_net.meta, cut=cut, update=update)
+    return Sequential(layers, names, input_shape=source_net.input_shape, meta=meta)
 
 
 # (squeeze, expand) widths of fire2..fire9, and the fire modules each max pool follows

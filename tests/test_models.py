@@ -62,8 +62,10 @@ def test_transfer_net_copies_and_freezes(rng):
     np.testing.assert_array_equal(up_to_fc7.forward(x, train=True), up_to_fc7.forward(x, train=True))
 
 
-def test_transfer_net_needs_fc7():
+def test_transfer_net_needs_a_layer_below_the_classifier_or_a_cut_it_has():
     from minicnn import layers as L
 
-    with pytest.raises(ValueError, match="no layers 'fc7'"):
-        mc.models.transfer_net(mc.Sequential([L.ReLU()], names=["relu"]), 3)
+    with pytest.raises(ValueError, match="no layer below its classifier"):
+        mc.models.transfer_net(mc.Sequential([L.ReLU()], names=["relu"], input_shape=(3, 4, 4)), 3)
+    with pytest.raises(ValueError, match="no layer 'fc9' to cut at"):
+        mc.models.transfer_net(mc.models.tiny_alexnet(), 3, cut="fc9")

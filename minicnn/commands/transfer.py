@@ -6,9 +6,12 @@ with a fresh 10% of the background each epoch, validates on a held-out part of t
 every epoch, scores the test images as the mean of p^k over their patches, writes
 comp1 submission files and prints the VOC AP table.
 
-Variants: frozen (FCa/FCb on cached FC7 features; the paper's method), update-fc67 (FC6
-and FC7 trained too, from cached C5 features), finetune (all layers), scratch (same
-architecture, random initialisation), whole-image (one patch per image: the baseline).
+The source may be any network (an AlexNet from minicnn pretrain, a SqueezeNet from minicnn
+import-weights...): --cut names the layer whose output is transferred (fc7 for an AlexNet),
+averaged over space when it is a map. Variants: frozen (FCa/FCb on cached features of the cut;
+the paper's method), update-top (the --update layers trained too, from cached features of the
+layer below them; update-fc67 is FC6 and FC7 of an AlexNet), finetune (all layers), scratch
+(same architecture, random initialisation), whole-image (one patch per image: the baseline).
 
 --task action (docs/method.md 7) does the same for the persons of ImageSets/Action: the person
 box plays the object box with its action as class, and each test person is scored from
@@ -35,7 +38,18 @@ def add_arguments(p):
     p.add_argument("--year", type=int, default=2007)
     p.add_argument("--weights", required=True, help="source network (.npz from minicnn pretrain)")
     p.add_argument("--out", required=True, help="output folder (checkpoint, results, summary.json)")
-    p.add_argument("--variant", choices=VARIANTS, default=d.variant)
+    p.add_argument("--variant", choices=VARIANTS, default=d.variant,
+                   help="frozen: the method (FCa/FCb on cached features of --cut); update-top: the "
+                        "layers named by --update trained too (update-fc67: FC6 and FC7, its AlexNet "
+                        "name); finetune: every layer; scratch: the same architecture from a random "
+                        "start; whole-image: the whole image as one patch (default %(default)s)")
+    p.add_argument("--cut", default=None,
+                   help="the source layer whose output is the transferred representation, a map "
+                        "averaged over space (default: fc7 for an AlexNet, otherwise the last layer with "
+                        "parameters before the classifier, fire9 for a SqueezeNet)")
+    p.add_argument("--update", default=None,
+                   help="comma-separated layers that --variant update-top trains (default: fc6,fc7 for "
+                        "an AlexNet, otherwise the --cut layer)")
     p.add_argument("--classes", default=None,
                    help="comma-separated target classes (default: those with "
                         "ImageSets/Main/<class>_<set>.txt files, or the 20 VOC classes; with "
@@ -101,7 +115,8 @@ def settings_from_args(args):
                           balance=args.balance, k=args.k, metric=args.metric or default_metric(args.year),
                           seed=args.seed, batch_parts=args.batch_parts)
     return TransferSettings(
-        variant=args.variant, task=args.task, hidden=args.hidden, dropout=args.dropout,
+        variant=args.variant, cut=args.cut, update=tuple(args.update.split(",")) if args.update else None,
+        task=args.task, hidden=args.hidden, dropout=args.dropout,
         val_fraction=args.val_fraction, train_split=args.train_set, test_split=args.test_set,
         scales=scales, stride_fraction=args.stride, cache_dtype=args.cache_dtype,
         crop_on_device=args.crop_on_device, train=train)

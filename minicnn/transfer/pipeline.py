@@ -1,6 +1,6 @@
 """The transfer method end to end (docs/method.md sections 3-6) on a VOC-format target set.
 
-    source network ──> transfer_net: C1..FC7 copied (frozen), FCa, FCb
+    source network ──> transfer_net: its layers up to the cut (FC7 for AlexNet) copied (frozen), FCa, FCb
     trainval images ──> patches + labels ──> train (a held-out part validates each epoch)
     test images ──> patches ──> softmax ──> mean of p^k per image ──> comp1 files ──> VOC AP
 
@@ -11,8 +11,10 @@ that satisfy both overlap rules for its box (comp9 files).
 Variants (``TransferSettings.variant``):
 
 =============  ====================================================================
-frozen         FCa/FCb trained on cached FC7 features (the paper's method; default)
-update-fc67    FC6, FC7, FCa, FCb trained on cached C5 features (PRE-1512U)
+frozen         FCa/FCb trained on cached features of the cut (FC7; the paper's method; default)
+update-top     the layers named by ``update`` (FC6, FC7 for AlexNet), FCa, FCb trained on cached
+               features of the layer below them (PRE-1512U)
+update-fc67    update-top with FC6 and FC7, its AlexNet name
 finetune       every layer trained on patch pixels, starting from the source weights
 scratch        the same architecture from a random initialisation, every layer trained
 whole-image    frozen features of the whole image as one patch (claim 2's baseline)
@@ -39,7 +41,7 @@ from minicnn.evaluate import result_filename, write_action_results, write_cls_re
 from minicnn.evaluate.challenge import Report
 from minicnn.evaluate.items import evaluate_items
 from minicnn.evaluate.submission import DEFAULT_COMPETITION, TASK_FOLDER
-from minicnn.net import Sequential
+from minicnn.net import Sequential, clone_layer
 from minicnn.training import check_range
 from minicnn.transfer.features import build_feature_cache
 from minicnn.transfer.patches import SCALES, STRIDE_FRACTION, describe_sampler
@@ -47,20 +49,22 @@ from minicnn.transfer.patchset import PatchRenderer, PatchSet, build_patch_set
 from minicnn.transfer.scores import score_items
 from minicnn.transfer.train import TrainSettings, patch_probabilities, train_patches
 
-VARIANTS = ("frozen", "update-fc67", "finetune", "scratch", "whole-image")
+VARIANTS = ("frozen", "update-top", "update-fc67", "finetune", "scratch", "whole-image")
+# the variants that train on cached features rather than on pixels
+CACHED = ("frozen", "whole-image", "update-top", "update-fc67")
 TASKS = ("cls", "action")
 CACHE_DTYPES = ("auto", "float32", "float16")
 # "auto": float16 features when the float32 cache would exceed this. Measured on the demo (71,000
 # patches, 256 features): float16 gave mAP 45.97 against 46.01 with float32, the same within
 # run-to-run noise, at half the disk; small caches stay float32 so that their figures do not move.
 AUTO_FLOAT16_BYTES = 1 << 30
-# the layer whose output is cached, per cached variant
-CACHE_CUT = {"frozen": "drop7", "whole-image": "drop7", "update-fc67": "flatten"}
 
 
 @dataclass
 class TransferSettings:
     variant: str = "frozen"
+    cut: str | None = None              # the source's mid-level layer (None: fc7, or the family's default)
+    update: tuple | None = None         # layers update-top trains (None: fc6, fc7 for AlexNet; the cut)
     task: str = "cls"                   # "cls" (objects, VOC Main) or "action" (persons, VOC Action)
     hidden: int = 2048                  # FCa width
     dropout: float = 0.5                # after FCa (a default we chose, docs/method.md 3)
@@ -83,6 +87,14 @@ class TransferSettings:
         if self.task == "action" and self.variant == "whole-image":
             raise InputError("the whole-image variant is a baseline of the classification task, not of "
                              "the action task (whose test samples are persons)")
+        if self.update is not None:
+            self.update = tuple(str(name) for name in self.update)
+            if not self.update:
+                raise InputError("--update names at least one layer")
+        if self.variant == "update-fc67":
+            if self.update not in (None, ("fc6", "fc7")):
+                raise InputError("--variant update-fc67 trains fc6 and fc7; name other layers with "
+                                 "--variant update-top --update LAYERS")
         if isinstance(self.train, dict):
             self.train = TrainSettings(**self.train)
         self.scales = tuple(float(s) for s in self.scales)
@@ -109,17 +121,34 @@ class TransferResult:
 
 
 def build_network(source: Sequential, num_outputs, settings: TransferSettings):
-    """The transfer network for ``settings.variant``, with its trainable layers set."""
+    """The transfer network for ``settings.variant``, with its trainable layers set; a cut or
+    an update list the source does not have is an InputError naming the option."""
     if settings.variant == "scratch":
-        # same architecture, fresh random weights (the seed fixes them)
-        source = Sequential([type(layer)(**layer.config()) for layer in source.layers], source.names,
-                            input_shape=source.input_shape, meta=source.meta)
-    net = models.transfer_net(source, num_outputs, hidden=settings.hidden, dropout=settings.dropout)
+        source = clone_layer(source, params=False)  # same architecture, fresh weights (the seed fixes them)
+    update = ("fc6", "fc7") if settings.variant == "update-fc67" else settings.update
+    try:
+        net = models.transfer_net(source, num_outputs, hidden=settings.hidden, dropout=settings.dropout,
+                                  cut=settings.cut, update=update)
+    except ValueError as e:
+        option = "--update" if "to update" in str(e) else "--cut"
+        raise InputError(f"{option}: {e}") from None
     if settings.variant in ("finetune", "scratch"):
         net.freeze(net.names, frozen=False)
-    elif settings.variant == "update-fc67":
-        net.freeze(net.names[net.names.index("fc6"):], frozen=False)
+    elif settings.variant in ("update-top", "update-fc67"):
+        net.freeze(net.meta["update"], frozen=False)
     return net
+
+
+def cache_cut(net, variant):
+    """The layer of ``net`` whose output the feature cache holds for ``variant`` (None: the
+    variant trains on pixels): the transferred representation (the layer before FCa) for
+    frozen and whole-image, the layer below the lowest updated layer for update-top."""
+    if variant not in CACHED:
+        return None
+    if variant in ("frozen", "whole-image"):
+        return net.names[net.names.index("fca") - 1]
+    lowest = min(net.names.index(name.partition(".")[0]) for name in net.meta["update"])
+    return net.names[lowest - 1] if lowest else None
 
 
 def split_trainval(image_ids, val_fraction, seed):
@@ -197,7 +226,8 @@ class Transfer:
         """(the cache's dtype, its bytes, the free bytes where it goes, a line saying all that):
         checked before the cache is built."""
         n = len(self.patches.patch_labels)
-        dim = self.net["fc7"].out_features if cut_layer == "drop7" else self.net["fc6"].in_features
+        extractor = Sequential(self.net.layers[:self.net.names.index(cut_layer) + 1])
+        dim = int(np.prod(extractor.output_shape(self.net.input_shape)))
         sizes = {d: n * dim * np.dtype(d).itemsize for d in ("float32", "float16")}
         folder = os.path.abspath(self.cache_root)
         while not os.path.exists(folder):
@@ -215,11 +245,11 @@ class Transfer:
         """(the cache's dtype, the plan's line) of a cached variant (None otherwise); refused
         when the cache is not built yet and will not fit the free disk. The command calls it
         before the run starts, so that nothing is written."""
-        s = self.settings
-        if s.variant not in CACHE_CUT:
+        cut = cache_cut(self.net, self.settings.variant)
+        if cut is None:
             return None
-        dtype, needed, free, plan = self.cache_plan(CACHE_CUT[s.variant])
-        if needed > free and not _cache_exists(self.cache_root, CACHE_CUT[s.variant]):
+        dtype, needed, free, plan = self.cache_plan(cut)
+        if needed > free and not _cache_exists(self.cache_root, cut):
             raise InputError(f"the feature cache needs {needed / 1e9:.3g} GB ({dtype}) but only "
                              f"{free / 1e9:.3g} GB are free; free some space, put it elsewhere (--cache) or "
                              "use --cache-dtype float16")
@@ -230,18 +260,19 @@ class Transfer:
         after the cache and its rows; otherwise the whole network and rendered pixels."""
         s, p = self.settings, self.patches
         renderer = PatchRenderer(p, self.input_size, self.preprocessing)
-        if s.variant not in CACHE_CUT:
+        name = cache_cut(self.net, s.variant)
+        if name is None:
             return self.net, renderer
-        cut = self.net.names.index(CACHE_CUT[s.variant]) + 1
+        cut = self.net.names.index(name) + 1
         extractor = Sequential(self.net.layers[:cut], self.net.names[:cut])
         trained = Sequential(self.net.layers[cut:], self.net.names[cut:])
         offsets = p.offsets
         dtype, plan = self.check_cache_space()
         self.log(plan)
         started = time.perf_counter()
-        self.log(f"feature cache ({CACHE_CUT[s.variant]} output) of {len(p.patch_labels)} patches")
+        self.log(f"feature cache ({name} output) of {len(p.patch_labels)} patches")
         cache = build_feature_cache(
-            self.cache_root, CACHE_CUT[s.variant], extractor, p.image_ids,
+            self.cache_root, name, extractor, p.image_ids,
             lambda i: p.patch_boxes[offsets[i]:offsets[i + 1]],
             lambda i: p.patch_labels[offsets[i]:offsets[i + 1]],
             lambda i, boxes: renderer.image_patches(i, boxes, keep=False, raw=True, device=s.crop_on_device),
@@ -251,9 +282,10 @@ class Transfer:
             progress=_progress_printer(self.log, "features"), prepare=self.preprocessing)
         self.log(f"feature cache ready in {time.perf_counter() - started:.1f} s: {cache.directory}")
         features = cache.features
+        shape = (-1,) + tuple(extractor.output_shape(self.net.input_shape))  # a map is cached as a row
 
         def inputs_of(patches):
-            return np.asarray(features[np.asarray(patches)], dtype=np.float32)
+            return np.asarray(features[np.asarray(patches)], dtype=np.float32).reshape(shape)
 
         return trained, inputs_of
 
@@ -357,9 +389,9 @@ def _progress_printer(log, what, every=0.1):
 
 
 def load_source(path):
-    """A source network saved by ``minicnn pretrain`` (or any Sequential with fc7/drop7)."""
+    """A source network: saved by ``minicnn pretrain`` or ``minicnn import-weights``, any
+    Sequential with an input shape (the cut is chosen by ``--cut`` or per family)."""
     net = Sequential.load(path)
-    if "fc7" not in net.names:
-        raise InputError(f"{path}: not a source network (it has no layer 'fc7'; "
-                         f"layers: {', '.join(net.names)})")
+    if not net.input_shape:
+        raise InputError(f"{path}: not a source network (it records no input shape)")
     return net
