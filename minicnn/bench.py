@@ -43,7 +43,7 @@ import minicnn as mc
 from minicnn.bench_report import environment, print_header, print_memory, print_run, ratios, write_json
 from minicnn.torch_twin import torch_model
 
-MODELS = ("small", "alexnet")
+MODELS = ("small", "alexnet", "squeezenet")
 # The SGD step runs in full, but with a learning rate small enough that the weights stay
 # in range over the benchmark: random labels at a training rate make AlexNet diverge,
 # and inf/NaN or denormal numbers would change the speed of the arithmetic.
@@ -53,10 +53,13 @@ LEARNING_RATE = 1e-5
 # --- set-up -----------------------------------------------------------------------------
 
 def build_model(name: str):
-    """The benchmarked networks: AlexNet (227, groups 2, 1000 classes) and the demo's small
-    AlexNet for 32-pixel images (10 classes)."""
+    """The benchmarked networks: AlexNet (227, groups 2, 1000 classes), SqueezeNet v1.0 (227,
+    1000 classes: fire modules, the join layer) and the demo's small AlexNet for 32-pixel
+    images (10 classes)."""
     if name == "alexnet":
         return mc.models.alexnet(num_classes=1000, input_size=227, groups=2)
+    if name == "squeezenet":
+        return mc.models.squeezenet("1.0", num_classes=1000)
     if name == "small":
         return mc.models.small_alexnet(num_classes=10, input_size=32)
     raise ValueError(f"bench: unknown model {name!r}; choose from {', '.join(MODELS)}")
@@ -65,7 +68,7 @@ def build_model(name: str):
 def make_batch(net, batch: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch,) + tuple(net.input_shape)).astype(np.float32)
-    labels = rng.integers(0, net.layers[-1].out_features, batch)
+    labels = rng.integers(0, net.output_shape(net.input_shape)[0], batch)
     return x, labels
 
 
@@ -200,7 +203,7 @@ def conv_algorithms(net, backend: str) -> dict:
     mc.set_backend(backend)
     try:
         algorithms = {}
-        for name, layer in zip(net.names, net.layers, strict=True):
+        for name, layer in net.named_layers():
             if isinstance(layer, mc.layers.Conv2D):
                 m = conv2d.winograd_tile(layer.params["weight"].shape, layer.stride)
                 stride = layer.stride[0]

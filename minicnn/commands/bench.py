@@ -1,4 +1,5 @@
-"""Throughput and memory of each backend on AlexNet and the demo's small model, PyTorch side by side.
+"""Throughput and memory of each backend on AlexNet, SqueezeNet and the demo's small model, PyTorch
+side by side.
 
 Forward and training-step images/s at batch 32 (and 128 for the small model; --full adds
 AlexNet at 128), medians of interleaved runs after warm-up, a per-layer time table, the
@@ -15,8 +16,9 @@ import os
 
 
 def add_arguments(p):
-    p.add_argument("--model", action="append", choices=("small", "alexnet"), default=None,
-                   help="model to run (repeatable; default: small, then alexnet)")
+    p.add_argument("--model", action="append", choices=("small", "alexnet", "squeezenet"), default=None,
+                   help="model to run (repeatable; default: small, then alexnet; squeezenet: v1.0, "
+                        "1000 classes, 227 pixels)")
     p.add_argument("--batch", type=int, action="append", default=None,
                    help="batch size (repeatable; default 32 and 128 for small, 32 for alexnet)")
     p.add_argument("--backends", nargs="+", default=["numpy", "cpu"], choices=("numpy", "cpu", "cuda"),

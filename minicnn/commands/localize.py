@@ -4,7 +4,9 @@ Every patch of an image is scored; each pixel's score for class c is the mean of
 p(c|P)^k over the patches covering it, drawn as heat maps over the image. The best patches
 of each class after non-maximum suppression are its boxes. With --voc, every image of
 --set is processed, the boxes are written as comp3 detection files and evaluated with the
-VOC detection protocol (AP table printed); with --images, the given files are processed.
+VOC detection protocol (AP table printed) beside the baseline that boxes the whole image
+with the image's class score (the mean of p^k over its patches); with --images, the given
+files are processed.
 
 Examples:
   minicnn localize --weights runs/demo/transfer/transfer.npz --voc runs/demo/data/VOCdevkit --out runs/loc
@@ -60,7 +62,13 @@ def run(args):
     from minicnn.errors import InputError
     from minicnn.report import ground_truth_boxes, heatmaps
     from minicnn.runrecord import open_run, progress_bar
-    from minicnn.transfer.localize import image_patch_probabilities, patch_detections, voc_boxes
+    from minicnn.transfer.localize import (
+        image_patch_probabilities,
+        patch_detections,
+        voc_boxes,
+        whole_image_detections,
+    )
+    from minicnn.transfer.scores import aggregate_scores
 
     check_settings(args)
     mc.set_backend(args.backend)
@@ -91,15 +99,19 @@ def run(args):
                       outputs=("boxes.json",))
     os.makedirs(os.path.join(args.out, "heatmaps"), exist_ok=True)
     detections = {c: ([], [], []) for c in classes}  # image ids, scores, VOC boxes
+    whole = {c: ([], [], []) for c in classes}       # the baseline: the whole image, its class score
     for n, (image_id, path) in enumerate(progress_bar(list(zip(ids, paths, strict=True)), desc="localize",
                                                       log=record.log)):
         image = load_image(path)
         boxes, probs = image_patch_probabilities(net, image, meta["scales"], meta["stride_fraction"])
-        for c, (scores, kept) in zip(classes, patch_detections(boxes, probs, len(classes), args.per_class,
-                                                               args.nms), strict=True):
-            detections[c][0].extend([image_id] * len(scores))
-            detections[c][1].extend(scores.tolist())
-            detections[c][2].extend(voc_boxes(kept).tolist())
+        found = patch_detections(boxes, probs, len(classes), args.per_class, args.nms)
+        image_scores = aggregate_scores(probs, k)[:len(classes)]
+        baseline = whole_image_detections(image.width, image.height, image_scores)
+        for target, pairs in ((detections, found), (whole, baseline)):
+            for c, (scores, kept) in zip(classes, pairs, strict=True):
+                target[c][0].extend([image_id] * len(scores))
+                target[c][1].extend(scores.tolist())
+                target[c][2].extend(voc_boxes(kept).tolist())
         if n < args.heatmaps:
             truth = ground_truth_boxes(dataset.annotation(image_id), classes) if args.voc else ()
             heatmaps(os.path.join(args.out, "heatmaps", f"{image_id}.png"), image, boxes, probs, classes, k=k,
@@ -117,14 +129,17 @@ def run(args):
         from minicnn.evaluate import evaluate_voc, result_filename, write_det_results
         from minicnn.report import ap_table
 
-        results = os.path.join(args.out, "results", f"VOC{args.year}", "Main")
-        for c, (image_ids, scores, boxes) in detections.items():
-            write_det_results(os.path.join(results, result_filename("comp3", "det", args.set, c)),
-                              image_ids, scores, boxes)
-        report = evaluate_voc(dataset, args.set, "det", results)
-        figures = {"map": report.map, "ap": {c: r.ap for c, r in report.results.items()}}
-        record.log(ap_table({"detection": figures}, list(report.results), report.metric))
-        record.finish(figures)
+        figures = {}
+        for name, found, folder in (("detection", detections, "results"),
+                                    ("whole image", whole, "results-whole-image")):
+            results = os.path.join(args.out, folder, f"VOC{args.year}", "Main")
+            for c, (image_ids, scores, boxes) in found.items():
+                write_det_results(os.path.join(results, result_filename("comp3", "det", args.set, c)),
+                                  image_ids, scores, boxes)
+            report = evaluate_voc(dataset, args.set, "det", results)
+            figures[name] = {"map": report.map, "ap": {c: r.ap for c, r in report.results.items()}}
+        record.log(ap_table(figures, list(report.results), report.metric))
+        record.finish({**figures["detection"], "whole_image": figures["whole image"]})
     else:
         record.finish({"images": len(ids)})
     return 0

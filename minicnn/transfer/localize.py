@@ -53,5 +53,16 @@ def image_patch_probabilities(net, image, scales, stride_fraction, batch_size=25
     from minicnn.transfer.train import patch_probabilities
 
     boxes = sample_patches(image.width, image.height, scales, stride_fraction)
-    x = Preprocessing.of(net)(crop_patches(image, boxes, int(net.input_shape[-1])))
-    return boxes, patch_probabilities(net, lambda idx: x[idx], np.arange(len(x)), batch_size)
+    # uint8 patches, preprocessed a batch at a time: a quarter of the bytes of float32 inputs
+    # (500 patches of 227 pixels: 77 MB instead of 309 MB)
+    raw = crop_patches(image, boxes, int(net.input_shape[-1]), dtype=np.uint8)
+    prepare = Preprocessing.of(net)
+    return boxes, patch_probabilities(net, lambda idx: prepare(raw[idx]), np.arange(len(raw)), batch_size)
+
+
+def whole_image_detections(width, height, image_scores):
+    """The localization baseline: for each class, one box, the whole image, scored with the
+    image's class score (the mean of p^k over its patches). Returns, per class, (scores (1,),
+    boxes (1, 4)) in 0-based end-exclusive pixels, as :func:`patch_detections`."""
+    box = np.array([[0.0, 0.0, float(width), float(height)]])
+    return [(np.array([float(s)]), box) for s in np.asarray(image_scores, dtype=np.float64)]
