@@ -252,7 +252,7 @@ def _figures(run_dir, command, record, summary):
                 if name.lower().endswith(".png"):
                     path = os.path.join(root, name)
                     found[os.path.relpath(path, run_dir).replace(os.sep, "/")] = path
-    groups = {"Training curves": [], "AP per class": [], "Precision/recall curves": [], "Heat maps": [],
+    groups = {"Training curves": [], "AP bars": [], "Precision/recall curves": [], "Heat maps": [],
               "Other figures": []}
     for rel, path in found.items():
         base = os.path.basename(rel)
@@ -263,7 +263,7 @@ def _figures(run_dir, command, record, summary):
         elif "training" in base or "pretrain" in base:
             group = "Training curves"
         elif "summary" in base or base.endswith("_ap.png"):
-            group = "AP per class"
+            group = "AP bars"
         else:
             group = "Other figures"
         groups[group].append((rel, path))
@@ -318,7 +318,7 @@ def _transfer_figures(record, summary):
                                       summary["results"], metric=s.get("metric"))
                 paths = plot_report(report, os.path.join(tmp, "pr"))
                 for p in map(str, paths):
-                    group = "Precision/recall curves" if p.endswith("_pr.png") else "AP per class"
+                    group = "Precision/recall curves" if p.endswith("_pr.png") else "AP bars"
                     caption = f"{os.path.basename(p)} (drawn from the results)"
                     drawn.setdefault(group, []).append((caption, _png(p)))
             except (InputError, OSError, KeyError, ValueError) as e:

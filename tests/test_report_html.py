@@ -1,0 +1,174 @@
+"""report.html: the page made from a run folder, checked against the folder's own files, and
+in a real headless Chromium (skipped where none is installed)."""
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minicnn.cli import main
+from minicnn.errors import InputError
+from minicnn.report_html import render, write_report_html
+
+AP = {"transfer": {"lollipop": 0.25, "house": 0.75, "<kite>": 0.5},
+      "scratch": {"lollipop": 0.125, "house": 0.5, "<kite>": 1.0}}
+
+
+def _png(path, color, size=(40, 30)):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def _run_folder(root, name="demo"):
+    """A demo-like run folder: run.json, summary.json, report.md, plots and heat maps."""
+    out = root / name
+    out.mkdir()
+    record = {"name": "demo", "command": ["minicnn", "demo", "--out", str(out)], "version": "0.1.0",
+              "settings": {"transfer": {"train": {"k": 5.0, "epochs": 8}}, "backend": "cpu", "scales": [1.0, 2.0]},
+              "inputs": {"/data/source.npz": "ab" * 32}, "data": {"images": 14},
+              "started": "2026-12-06T10:00:00+00:00", "finished": "2026-12-06T10:05:00+00:00", "resumed": [],
+              "skipped": [{"item": "bad.jpg", "reason": "unreadable image"}],
+              "seconds": {"data": 1.5, "pretrain": 20.25}, "result": {"map": {}}, "ranks": 1}
+    (out / "run.json").write_text(json.dumps(record))
+    maps = {v: float(np.mean(list(a.values()))) for v, a in AP.items()}
+    (out / "summary.json").write_text(json.dumps({"map": maps, "ap": AP}))
+    (out / "report.md").write_text("# minicnn demo\n\n| a | <b> |\n")
+    _png(str(out / "plots" / "training.png"), "red")
+    _png(str(out / "plots" / "transfer" / "cls_house_pr.png"), "green")
+    _png(str(out / "plots" / "transfer" / "cls_summary.png"), "blue")
+    _png(str(out / "heatmaps" / "000001.png"), "yellow", size=(64, 48))
+    return out
+
+
+def _images(page):
+    return re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="([^"]*)"', page)
+
+
+def _ap_rows(page):
+    """{class: [cells]} of the AP-per-class table (the second sortable table)."""
+    table = re.findall(r'<table class="sortable">(.*?)</table>', page, re.S)[1]
+    body = re.search(r"<tbody>(.*?)</tbody>", table, re.S).group(1)
+    rows = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+        cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_page_holds_the_runs_figures_tables_and_settings(tmp_path):
+    out = _run_folder(tmp_path)
+    page = render(out)
+    assert "<title>minicnn demo: demo</title>" in page
+    # every PNG under plots/ and heatmaps/ is embedded byte for byte, named by its path
+    embedded = {alt: base64.b64decode(data) for data, alt in _images(page)}
+    files = {"plots/training.png", "plots/transfer/cls_house_pr.png", "plots/transfer/cls_summary.png",
+             "heatmaps/000001.png"}
+    assert set(embedded) == files
+    for rel in files:
+        assert embedded[rel] == (out / rel).read_bytes()
+    # the per-class APs in % (the class name escaped), one column per variant, the mean below
+    rows = _ap_rows(page)
+    assert rows == {"lollipop": ["25.0", "12.5"], "house": ["75.0", "50.0"], "&lt;kite&gt;": ["50.0", "100.0"]}
+    assert re.search(r'<tr class="mean"><td>mean</td><td class="num">50.0</td><td class="num">54.2</td>', page)
+    # settings flattened, inputs with their hash, stage times, skipped items, report.md verbatim
+    assert "<code>transfer.train.k</code></td><td>5.0</td>" in page
+    assert "<code>scales</code></td><td>1.0, 2.0</td>" in page
+    assert "ab" * 32 in page and "/data/source.npz" in page
+    assert "<code>pretrain</code></td><td class=\"num\">20.2</td>" in page or "20.3" in page
+    assert "<code>total</code></td><td class=\"num\">21.8</td>" in page
+    assert "bad.jpg" in page and "unreadable image" in page
+    assert "| a | &lt;b&gt; |" in page and "<b>" not in page
+    # self-contained: nothing is fetched from elsewhere
+    assert not re.search(r'(src|href)="(?!data:)', page)
+
+
+def test_reproduce_and_localize_columns(tmp_path):
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "run.json").write_text(json.dumps({"name": "reproduce", "settings": {}, "inputs": {}}))
+    (rep / "report.json").write_text(json.dumps({"runs": {
+        "transfer": {"map": 46.0, "ap": {"a": 40.0, "b": 52.0}, "map_interval": [43.9, 50.4],
+                     "map_seed_spread": 0.5, "paper": {"map": 78.7}}}}))
+    page = render(rep)
+    assert _ap_rows(page) == {"a": ["40.0"], "b": ["52.0"]}  # already in %: not scaled again
+    assert "43.9 – 50.4" in page and "78.7" in page
+    loc = tmp_path / "loc"
+    loc.mkdir()
+    (loc / "run.json").write_text(json.dumps({"name": "localize", "settings": {}, "inputs": {},
+                                              "result": {"map": 0.3, "ap": {"a": 0.2, "b": 0.4}}}))
+    assert "<th>detection</th>" in render(loc)
+    assert _ap_rows(render(loc)) == {"a": ["20.0"], "b": ["40.0"]}
+
+
+def test_a_folder_without_a_run_is_refused_by_name(tmp_path, capsys):
+    with pytest.raises(InputError, match=re.escape(str(tmp_path)) + ".*no run.json"):
+        render(tmp_path)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(tmp_path) in err and "Traceback" not in err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_report_command_writes_the_page(tmp_path):
+    out = _run_folder(tmp_path)
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").read_text() == render(out)
+    assert write_report_html(out) == os.path.join(out, "report.html")
+
+
+# -- in a real browser --------------------------------------------------------------------
+
+BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
+               None)
+
+# After load: count the images that decoded, and sort the AP table by its first variant's column.
+CHECK = """<script>window.addEventListener("load", function () {
+  var imgs = Array.from(document.images), ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.documentElement.setAttribute("data-images", ok.length + "/" + imgs.length);
+  var ap = document.querySelectorAll("table.sortable")[1];
+  ap.querySelectorAll("th")[1].click();
+  document.documentElement.setAttribute("data-first", ap.tBodies[0].rows[0].cells[0].textContent);
+});</script>"""
+
+
+def _chromium(tmp_path, page_path, *args):
+    profile = tmp_path / "profile"
+    cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+           "--virtual-time-budget=5000", *args, page_path.as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def _checked_page(tmp_path, page):
+    path = tmp_path / "checked.html"
+    path.write_text(page.replace("</body>", CHECK + "</body>"))
+    dom = _chromium(tmp_path, path, "--dump-dom").stdout
+    title = re.search(r"<title>(.*?)</title>", dom).group(1)
+    images = re.search(r'data-images="(\d+)/(\d+)"', dom)
+    first = re.search(r'data-first="([^"]*)"', dom)
+    return title, (int(images.group(1)), int(images.group(2))), first.group(1)
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium installed (Debian: apt-get install chromium)")
+def test_page_in_headless_chromium(tmp_path):
+    out = _run_folder(tmp_path)
+    path = write_report_html(out)
+    title, (loaded, total), first = _checked_page(tmp_path, open(path).read())
+    assert title == "minicnn demo: demo"
+    assert total == 4 and loaded == total
+    assert first == "lollipop"  # sorted by the transfer column, ascending: 25.0 first
+    # the checker sees a figure that does not load
+    broken = re.sub(r"base64,[^\"]{20}", "base64,AAAA", open(path).read(), count=1)
+    assert _checked_page(tmp_path, broken)[1] == (3, 4)
+    # and the screenshot shows the page: the size asked for, not a blank canvas
+    shot = tmp_path / "shot.png"
+    _chromium(tmp_path, out / "report.html", f"--screenshot={shot}", "--window-size=900,1200")
+    image = np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("L"))
+    assert image.shape == (1200, 900) and image.min() < 100 and image.max() > 200
