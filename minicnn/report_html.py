@@ -25,6 +25,7 @@ import base64
 import html
 import json
 import os
+import re
 import tempfile
 
 from minicnn import distributed
@@ -33,6 +34,7 @@ from minicnn.errors import InputError
 from minicnn.runrecord import RECORD_NAME
 
 FIGURE_FOLDERS = ("plots", "heatmaps")
+SMALL_GROUPS = ("Precision/recall curves", "AP bars")  # several to a row
 MAX_FIGURES = 40  # per group: a localize run may leave hundreds of heat maps
 
 STYLE = """
@@ -45,7 +47,8 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.sortable th{cursor:pointer;user-select:none}table.sortable th:after{content:" \\2195";color:#999}
 tr.mean td{font-weight:bold;background:#fafafa}
 figure{display:inline-block;margin:.4em;vertical-align:top;max-width:100%}
-figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
+figure img{max-width:100%;border:1px solid #eee}div.small figure{width:31%}
+figcaption{font-size:.85em;color:#555}
 code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.88em}
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto}.muted{color:#666}
 """
@@ -103,7 +106,13 @@ def render(run_dir) -> str:
         parts.append(f"<h2>{_e(group)}</h2>")
         if note:
             parts.append(f'<p class="muted">{_e(note)}</p>')
-        parts.append("".join(_figure(name, data) for name, data in items))
+        small = ' class="small"' if group in SMALL_GROUPS else ""
+        folders = list(dict.fromkeys(os.path.dirname(name) for name, _ in items))
+        for folder in folders:  # one row per folder: plots/transfer, plots/scratch, ...
+            if len(folders) > 1:
+                parts.append(f"<h3>{_e(folder)}</h3>")
+            parts.append(f"<div{small}>" + "".join(_figure(name, data) for name, data in items
+                                                    if os.path.dirname(name) == folder) + "</div>")
     parts += ["<h2>Settings</h2>", _key_values(_flatten(record.get("settings", {})))]
     parts += ["<h2>Inputs</h2>", _inputs(record.get("inputs", {}))]
     if record.get("data"):
@@ -119,7 +128,11 @@ def render(run_dir) -> str:
     if os.path.isfile(md):
         with open(md, encoding="utf-8", errors="replace") as f:
             parts += ["<h2>report.md</h2>", f"<pre>{_e(f.read())}</pre>"]
-    body = "\n".join(parts)
+    titles = re.findall(r"<h2>(.*?)</h2>", "".join(parts))
+    links = " · ".join(f'<a href="#{_slug(t)}">{t}</a>' for t in titles)
+    parts.insert(1, f'<p class="muted">Contents: {links}</p>')
+    body = re.sub(r"<h2>(.*?)</h2>", lambda m: f'<h2 id="{_slug(m.group(1))}">{m.group(1)}</h2>',
+                  "\n".join(parts))
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{_e(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n"
@@ -134,6 +147,10 @@ def _read_json(path):
             return json.load(f)
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: not readable as JSON ({type(e).__name__})") from None
+
+
+def _slug(title) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", html.unescape(title).lower()).strip("-")
 
 
 def _e(text) -> str:
@@ -262,12 +279,14 @@ def _figures(run_dir, command, record, summary):
             group = "Precision/recall curves"
         elif "training" in base or "pretrain" in base:
             group = "Training curves"
-        elif "summary" in base or base.endswith("_ap.png"):
+        elif "summary" in base or base.endswith("_ap.png") or "against_k" in base:
             group = "AP bars"
         else:
             group = "Other figures"
         groups[group].append((rel, path))
     notes = {}
+    if command == "reproduce" and not groups["Training curves"]:
+        groups["Training curves"] += _reproduce_training(run_dir)
     if command == "transfer" and not found:
         drawn, note = _transfer_figures(record, summary)
         for group, items in drawn.items():
@@ -324,3 +343,24 @@ def _transfer_figures(record, summary):
             except (InputError, OSError, KeyError, ValueError) as e:
                 note = f"precision/recall curves not drawn: {e}"
     return drawn, note
+
+
+def _reproduce_training(run_dir):
+    """The training curves of every run of a reproduce folder (its first seed), drawn from
+    the runs' summary.json files: [(caption, PNG bytes)], empty when there are none."""
+    from minicnn.plots import plot_training
+
+    histories = {}
+    runs = os.path.join(run_dir, "runs")
+    for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+        seeds = sorted(os.listdir(os.path.join(runs, name)))
+        summary = _read_json(os.path.join(runs, name, seeds[0], "summary.json")) if seeds else None
+        if summary and summary.get("history"):
+            histories[f"{name} {seeds[0]}"] = summary["history"]
+    if not histories:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "training.png")
+        plot_training(path, histories, metric="val_map", metric_label="validation mAP",
+                      title="adaptation: training loss and validation mAP (first seed of each run)")
+        return [("training (drawn from runs/*/seed*/summary.json)", _png(path))]

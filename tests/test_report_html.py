@@ -89,7 +89,7 @@ def test_page_holds_the_runs_figures_tables_and_settings(tmp_path):
     assert "bad.jpg" in page and "unreadable image" in page
     assert "| a | &lt;b&gt; |" in page and "<b>" not in page
     # self-contained: nothing is fetched from elsewhere
-    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert not re.search(r'(src|href)="(?!data:|#)', page)
 
 
 def test_reproduce_and_localize_columns(tmp_path):
