@@ -38,7 +38,8 @@ def test_command_reference_holds_every_command_option_and_default():
         section = text.split(f"## {sub.prog}\n", 1)[1]
         section = re.split(r"\n#{2,} minicnn ", section, maxsplit=1)[0]
         for action in sub._actions:
-            if isinstance(action, argparse._SubParsersAction) or action.help == argparse.SUPPRESS:
+            skipped = isinstance(action, (argparse._SubParsersAction, argparse._HelpAction))
+            if skipped or action.help == argparse.SUPPRESS:
                 continue
             for option in action.option_strings:
                 assert f"`{option}" in section, (sub.prog, option)

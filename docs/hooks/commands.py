@@ -37,8 +37,8 @@ def _command(name, parser, level):
     lines += ["```text", parser.format_usage().strip(), "```", ""]
     if parser.description:
         lines += ["```text", parser.description.strip(), "```", ""]
-    rows = [_row(parser, a) for a in parser._actions
-            if a.help != argparse.SUPPRESS and not isinstance(a, argparse._SubParsersAction)]
+    rows = [_row(parser, a) for a in parser._actions if a.help != argparse.SUPPRESS
+            and not isinstance(a, (argparse._SubParsersAction, argparse._HelpAction))]
     if rows:
         lines += ["| argument | default | what it sets |", "|---|---|---|", *rows, ""]
     for sub_name, sub in _subcommands(parser):
