@@ -10,8 +10,8 @@ write it again at any time:
   variant), ``report.json`` (reproduce: one column per run, in %, beside the paper's) or
   the result in ``run.json`` (localize: detection), as one table whose columns sort on a
   click (a few lines of inline JavaScript);
-- every PNG under ``plots/`` and ``heatmaps/`` (training curves, precision/recall curves,
-  AP bars, heat maps), embedded as base64; for a transfer run, which writes no plots, the
+- every PNG in the folder and under ``plots/`` and ``heatmaps/`` (training curves,
+  precision/recall curves, AP bars, heat maps), embedded as base64; for a transfer run, which writes no plots, the
   training curves are drawn from its history and the precision/recall curves from its
   submission files when its VOC tree is still where ``run.json`` says;
 - ``report.md``, verbatim, at the end.
@@ -260,7 +260,8 @@ def _figure(name, data: bytes) -> str:
 
 def _figures(run_dir, command, record, summary):
     """[(group title, [(caption, PNG bytes)], note)] in reading order."""
-    found = {}
+    found = {name: os.path.join(run_dir, name) for name in sorted(os.listdir(run_dir))
+             if name.lower().endswith(".png") and os.path.isfile(os.path.join(run_dir, name))}
     for folder in FIGURE_FOLDERS:
         top = os.path.join(run_dir, folder)
         for root, dirs, files in os.walk(top):
