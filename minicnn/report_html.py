@@ -11,9 +11,10 @@ write it again at any time:
   the result in ``run.json`` (localize: detection), as one table whose columns sort on a
   click (a few lines of inline JavaScript);
 - every PNG in the folder and under ``plots/`` and ``heatmaps/`` (training curves,
-  precision/recall curves, AP bars, heat maps), embedded as base64; for a transfer run, which writes no plots, the
-  training curves are drawn from its history and the precision/recall curves from its
-  submission files when its VOC tree is still where ``run.json`` says;
+  precision/recall curves, AP bars, heat maps), embedded as base64; for a transfer run,
+  which writes no plots, the training curves are drawn from its history and the
+  precision/recall curves from its submission files when its VOC tree is still where
+  ``run.json`` says;
 - ``report.md``, verbatim, at the end.
 
 Nothing is fetched from elsewhere: no stylesheet, script or font outside the file.
@@ -101,6 +102,8 @@ def render(run_dir) -> str:
         parts += ["<h2>Results</h2>", _map_table(maps, scale, repro), "<h3>AP per class</h3>",
                   '<p class="muted">AP in % of each class on the test set; click a column to sort.</p>',
                   _ap_table(columns, maps, scale)]
+    elif record.get("result"):  # no per-class APs (pretrain, make-data, ...): the result as recorded
+        parts += ["<h2>Result</h2>", _key_values(_flatten(record["result"]))]
     figures = _figures(run_dir, command, record, summary)
     for group, items, note in figures:
         parts.append(f"<h2>{_e(group)}</h2>")
