@@ -175,3 +175,39 @@ def test_page_in_headless_chromium(tmp_path):
     _chromium(tmp_path, out / "report.html", f"--screenshot={shot}", "--window-size=900,1200")
     image = np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("L"))
     assert image.shape == (1200, 900) and image.min() < 100 and image.max() > 200
+
+
+def test_transfer_run_gets_its_curves_drawn_from_its_history_and_results(tmp_path):
+    """A transfer run writes no plots: its page draws the training curves from summary.json
+    and a precision/recall curve per evaluated class from its submission files."""
+    from minicnn.data.synthetic import DataConfig, generate
+    from minicnn.data.voc import VOCDataset
+    from minicnn.evaluate import evaluate_voc, result_filename, write_cls_results
+
+    generate(tmp_path / "data", DataConfig(source_per_class=1, trainval=2, test=6), workers=1)
+    voc = tmp_path / "data" / "VOCdevkit"
+    dataset = VOCDataset(voc, 2007)
+    classes, ids = dataset.classes, dataset.image_ids("test")
+    results = tmp_path / "t" / "results" / "VOC2007" / "Main"
+    rng = np.random.default_rng(0)
+    for c in classes:
+        write_cls_results(results / result_filename("comp1", "cls", "test", c), ids, rng.random(len(ids)))
+    report = evaluate_voc(dataset, "test", "cls", results)
+    out = tmp_path / "t"
+    (out / "run.json").write_text(json.dumps({"name": "transfer", "inputs": {}, "settings": {
+        "voc": str(voc), "year": 2007, "test_set": "test", "task": "cls", "metric": None}}))
+    history = [{"epoch": 1, "loss": 2.0, "val_map": 0.4}, {"epoch": 2, "loss": 1.5, "val_map": 0.5}]
+    (out / "summary.json").write_text(json.dumps({
+        "variant": "frozen", "history": history, "results": str(results), "map": report.map,
+        "ap": {c: r.ap for c, r in report.results.items()}}))
+    page = render(out)
+    captions = [alt for _, alt in _images(page)]
+    assert captions[0] == "training (drawn from summary.json)"
+    curves = sorted(a for a in captions if a.endswith("_pr.png (drawn from the results)"))
+    assert curves == sorted(f"cls_{c}_pr.png (drawn from the results)" for c in report.results)
+    assert "cls_summary.png (drawn from the results)" in captions
+    assert all(base64.b64decode(data).startswith(b"\x89PNG") for data, _ in _images(page))
+    # the tree gone: the page still comes, and says why the curves are missing
+    shutil.rmtree(voc)
+    page = render(out)
+    assert "precision/recall curves not drawn" in page and len(_images(page)) == 1
