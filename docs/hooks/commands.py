@@ -36,7 +36,7 @@ def _command(name, parser, level):
     lines = [f"{'#' * level} {parser.prog}", ""]
     lines += ["```text", parser.format_usage().strip(), "```", ""]
     if parser.description:
-        lines += ["```text", parser.description.strip(), "```", ""]
+        lines += ["```text", _reflow(parser.description.strip()), "```", ""]
     rows = [_row(parser, a) for a in parser._actions if a.help != argparse.SUPPRESS
             and not isinstance(a, (argparse._SubParsersAction, argparse._HelpAction))]
     if rows:
@@ -44,6 +44,14 @@ def _command(name, parser, level):
     for sub_name, sub in _subcommands(parser):
         lines.append(_command(sub_name, sub, level + 1))
     return "\n".join(lines)
+
+
+def _reflow(text):
+    """Paragraphs of prose joined into one line each (the page wraps them); a paragraph with
+    an indented line (examples, tables) is kept as it is."""
+    blocks = text.split("\n\n")
+    return "\n\n".join(b if any(line[:1].isspace() for line in b.splitlines()) else " ".join(b.split())
+                       for b in blocks)
 
 
 def _row(parser, action):
