@@ -190,9 +190,10 @@ def test_transfer_run_gets_its_curves_drawn_from_its_history_and_results(tmp_pat
     classes, ids = dataset.classes, dataset.image_ids("test")
     results = tmp_path / "t" / "results" / "VOC2007" / "Main"
     rng = np.random.default_rng(0)
-    for c in classes:
+    for c in classes[:3]:  # a run on three of the tree's classes (--classes)
         write_cls_results(results / result_filename("comp1", "cls", "test", c), ids, rng.random(len(ids)))
-    report = evaluate_voc(dataset, "test", "cls", results)
+    report = evaluate_voc(VOCDataset(voc, 2007, classes=classes[:3]), "test", "cls", results)
+    assert len(report.results) == 3
     out = tmp_path / "t"
     (out / "run.json").write_text(json.dumps({"name": "transfer", "inputs": {}, "settings": {
         "voc": str(voc), "year": 2007, "test_set": "test", "task": "cls", "metric": None}}))
@@ -211,3 +212,24 @@ def test_transfer_run_gets_its_curves_drawn_from_its_history_and_results(tmp_pat
     shutil.rmtree(voc)
     page = render(out)
     assert "precision/recall curves not drawn" in page and len(_images(page)) == 1
+
+
+def test_localize_writes_its_page_at_the_end_of_the_run(tmp_path):
+    """The command's one-line hook: a finished run leaves report.html beside its results,
+    with its heat maps embedded."""
+    import minicnn as mc
+
+    mc.set_backend("numpy")
+    mc.seed(0)
+    source = mc.models.small_alexnet(4, channels=(4, 4, 4, 4, 4), hidden=8)
+    net = mc.models.transfer_net(source, 3, hidden=8)
+    net.meta.update(target_classes=["a", "b"], k=5.0, scales=[1.0], stride_fraction=0.5, task="cls")
+    net.save(tmp_path / "t.npz")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+        tmp_path / "x.jpg")
+    out = tmp_path / "loc"
+    assert main(["localize", "--weights", str(tmp_path / "t.npz"), "--images", str(tmp_path / "x.jpg"),
+                 "--out", str(out), "--backend", "numpy"]) == 0
+    page = (out / "report.html").read_text()
+    assert "<title>minicnn localize: loc</title>" in page
+    assert [alt for _, alt in _images(page)] == ["heatmaps/x.png"]
