@@ -45,6 +45,8 @@ setup(
         # tests/test_distributed.py under mpiexec
         "dev": ["pytest>=7.4", "ruff==0.17.6", "onnx>=1.14", "protobuf>=4.21", "onnxruntime>=1.16",
                 "mpi4py>=4.0", "mpich>=4.2"],
+        # the documentation site (mkdocs build --strict): Material theme, API pages from docstrings
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     },
     entry_points={"console_scripts": ["minicnn = minicnn.cli:main"]},
 )

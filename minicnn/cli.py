@@ -40,6 +40,7 @@ COMMANDS = {
     "make-data": "minicnn.commands.make_data",
     "prepare": "minicnn.commands.prepare",
     "pretrain": "minicnn.commands.pretrain",
+    "report": "minicnn.commands.report",
     "reproduce": "minicnn.commands.reproduce",
     "source-classes": "minicnn.commands.source_classes",
     "transfer": "minicnn.commands.transfer",

@@ -5,7 +5,7 @@ Forward and training-step images/s at batch 32 (and 128 for the small model; --f
 AlexNet at 128), medians of interleaved runs after warm-up, a per-layer time table, the
 peak memory of a training step (each contender in a fresh process), and the first-call
 time of the Numba kernels, reported apart. Threads are set equal for Numba, the BLAS and
-PyTorch. Run it on an otherwise idle machine; see the README's "Benchmarks" section.
+PyTorch. Run it on an otherwise idle machine; see docs/performance.md.
 Also usable as `python -m minicnn.bench`.
 """
 

@@ -48,6 +48,8 @@ def run(args):
     if summary is None:  # a rank other than 0 under MPI: rank 0 reports
         return 0
     record.finish({"map": summary["map"], "pretrain": summary["pretrain"]})
+    from minicnn.report_html import write_report_html  # report.html beside report.md
+    write_report_html(args.out)
     maps = ", ".join(f"{k} {100 * v:.2f}" for k, v in summary["map"].items() if v is not None)
     print(f"mAP (%): {maps}; {summary['seconds']:.0f} s; report: {args.out}/report.md")
     return 0

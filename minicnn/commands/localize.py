@@ -142,4 +142,6 @@ def run(args):
         record.finish({**figures["detection"], "whole_image": figures["whole image"]})
     else:
         record.finish({"images": len(ids)})
+    from minicnn.report_html import write_report_html  # report.html beside report.md
+    write_report_html(args.out)
     return 0

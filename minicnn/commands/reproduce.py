@@ -44,4 +44,6 @@ def run(args):
         record.log(f"{name}: mAP {r['map']:.1f}{paper}" if r["map"] is not None else f"{name}: not evaluated")
     record.finish({name: r["map"] for name, r in report["runs"].items()})
     record.log(f"report: {args.out}/report.md")
+    from minicnn.report_html import write_report_html  # report.html beside report.md
+    write_report_html(args.out)
     return 0

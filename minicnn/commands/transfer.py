@@ -168,4 +168,6 @@ def run(args):
     record.finish({"map": result.summary.get("map"), "ap": result.summary.get("ap"),
                    "results": result.summary["results"]})
     record.log(f"results: {result.summary['results']}; summary: {args.out}/summary.json")
+    from minicnn.report_html import write_report_html  # report.html beside report.md
+    write_report_html(args.out)
     return 0
