@@ -324,7 +324,7 @@ def refusal(rng, case):
         return text, layers, r"layer 'pool1' \(Pooling\): pool STOCHASTIC is not supported"
     if case == "not a chain":
         text = text.replace('bottom: "conv2" top: "conv2" ', 'bottom: "data" top: "conv2" ', 1)
-        return text, layers, r"layer 'relu2' \(ReLU\): reads \['data'\].*sequential networks only"
+        return text, layers, r"blob 'data' is read by 'conv1', 'relu2'.*a split must rejoin in one Concat"
     if case == "softmax inside":
         text = text.replace('name: "drop6" type: "Dropout"', 'name: "drop6" type: "Softmax"')
         return text, layers, r"layer 'drop6' \(Softmax\): a Softmax is supported only as the last layer"

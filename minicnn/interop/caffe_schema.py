@@ -50,8 +50,10 @@ _MESSAGES = {
         ("include", 8, "*", "message", "NetStateRule"),
         ("exclude", 9, "*", "message", "NetStateRule"),
         ("transform_param", 100, "?", "message", "TransformationParameter"),
+        ("concat_param", 104, "?", "message", "ConcatParameter"),
         ("convolution_param", 106, "?", "message", "ConvolutionParameter"),
         ("dropout_param", 108, "?", "message", "DropoutParameter"),
+        ("eltwise_param", 110, "?", "message", "EltwiseParameter"),
         ("inner_product_param", 117, "?", "message", "InnerProductParameter"),
         ("input_param", 143, "?", "message", "InputParameter"),
         ("lrn_param", 118, "?", "message", "LRNParameter"),
@@ -69,7 +71,11 @@ _MESSAGES = {
         ("stride_h", 13, "?", "uint32"), ("stride_w", 14, "?", "uint32"),
         ("group", 5, "?", "uint32", None, "1"), ("axis", 16, "?", "int32", None, "1"),
     ],
+    "ConcatParameter": [("axis", 2, "?", "int32", None, "1"),
+                        ("concat_dim", 1, "?", "uint32", None, "1")],
     "DropoutParameter": [("dropout_ratio", 1, "?", "float", None, "0.5")],
+    "EltwiseParameter": [("operation", 1, "?", "enum", "EltwiseParameter.EltwiseOp", "SUM"),
+                         ("coeff", 2, "*", "float")],
     "InnerProductParameter": [
         ("num_output", 1, "?", "uint32"), ("bias_term", 2, "?", "bool", None, "true"),
         ("axis", 5, "?", "int32", None, "1"), ("transpose", 6, "?", "bool", None, "false"),
@@ -101,8 +107,10 @@ _MESSAGES = {
         ("type", 5, "?", "enum", "V1LayerParameter.LayerType"),
         ("blobs", 6, "*", "message", "BlobProto"),
         ("blobs_lr", 7, "*", "float"), ("weight_decay", 8, "*", "float"),
+        ("concat_param", 9, "?", "message", "ConcatParameter"),
         ("convolution_param", 10, "?", "message", "ConvolutionParameter"),
         ("dropout_param", 12, "?", "message", "DropoutParameter"),
+        ("eltwise_param", 24, "?", "message", "EltwiseParameter"),
         ("inner_product_param", 17, "?", "message", "InnerProductParameter"),
         ("lrn_param", 18, "?", "message", "LRNParameter"),
         ("pooling_param", 19, "?", "message", "PoolingParameter"),
@@ -114,6 +122,7 @@ _MESSAGES = {
 
 _ENUMS = {
     "Phase": {"TRAIN": 0, "TEST": 1},
+    "EltwiseParameter.EltwiseOp": {"PROD": 0, "SUM": 1, "MAX": 2},
     "LRNParameter.NormRegion": {"ACROSS_CHANNELS": 0, "WITHIN_CHANNEL": 1},
     "PoolingParameter.PoolMethod": {"MAX": 0, "AVE": 1, "STOCHASTIC": 2},
     "PoolingParameter.RoundMode": {"CEIL": 0, "FLOOR": 1},
@@ -181,15 +190,33 @@ def messages():
     return _classes
 
 
-def parse_prototxt(text, path):
-    """A NetParameter from prototxt text; fields this schema does not declare are skipped."""
+def printable(text) -> str:
+    """``text`` with every character that is not printable shown as "?": a message may quote
+    what a file holds, never its raw bytes."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
+def parse_prototxt(data, path):
+    """A NetParameter from prototxt text (str, or the file's bytes); fields this schema does
+    not declare are skipped. A file that is not text is refused before parsing."""
     net = messages()["NetParameter"]()  # first: it says how to install protobuf when it is missing
     from google.protobuf import text_format
 
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: not a Caffe prototxt: byte {e.start} is not UTF-8 text "
+                             "(a binary file?)") from None
+    control = next((i for i, c in enumerate(data) if (ord(c) < 32 and c not in "\t\n\r\f\v")
+                    or ord(c) == 127), None)
+    if control is not None:
+        raise InputError(f"{path}: not a Caffe prototxt: character {control} is a control character "
+                         "(a binary file?)")
     try:
-        text_format.Parse(text, net, allow_unknown_field=True)
+        text_format.Parse(data, net, allow_unknown_field=True)
     except text_format.ParseError as e:
-        raise InputError(f"{path}: not a readable Caffe prototxt ({e})") from None
+        raise InputError(f"{path}: not a readable Caffe prototxt ({printable(e)})") from None
     return net
 
 
@@ -198,8 +225,10 @@ def parse_binary(data, kind, path):
     msg = messages()[kind]()  # first: it says how to install protobuf when it is missing
     from google.protobuf.message import DecodeError
 
+    if not data:
+        raise InputError(f"{path}: empty file, not a Caffe {kind} file")
     try:
         msg.ParseFromString(data)
     except DecodeError as e:
-        raise InputError(f"{path}: not a readable Caffe {kind} file ({e})") from None
+        raise InputError(f"{path}: not a readable Caffe {kind} file ({printable(e)})") from None
     return msg
