@@ -2,6 +2,7 @@
 
     net = interop.from_onnx("model.onnx")                     # -> minicnn.Sequential
     net = interop.from_caffe("deploy.prototxt", "w.caffemodel")
+    net = interop.from_caffe("deploy.prototxt", deep_compression="compressed.net")
     interop.to_onnx(net, "out.onnx")                          # checked by onnx.checker
 
 An imported network's ``forward(x, train=False)`` on an NCHW float32 array equals the
@@ -24,8 +25,9 @@ def from_onnx(path, **options):
     return load(path, **options)
 
 
-def from_caffe(prototxt, caffemodel, **options):
-    """:func:`minicnn.interop.caffe_import.from_caffe`."""
+def from_caffe(prototxt, caffemodel=None, **options):
+    """:func:`minicnn.interop.caffe_import.from_caffe` (``deep_compression=`` instead of a
+    caffemodel reads Han et al.'s compressed weights)."""
     from minicnn.interop.caffe_import import from_caffe as load
 
     return load(prototxt, caffemodel, **options)

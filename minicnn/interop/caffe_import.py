@@ -243,7 +243,7 @@ def _pooling(chain, layer):
         kernel = _spatial(layer, p, "kernel", None, repeated=False)
         pad = _spatial(layer, p, "pad", 0, repeated=False)
         stride = _spatial(layer, p, "stride", 1, repeated=False)
-    ceil = p.round_mode == 0
+    ceil = p.round_mode == 0 and not p.global_pooling  # one window: either rounding gives 1x1
     from minicnn.ops.max_pool2d import pool_output_size
 
     caffe = tuple(_caffe_pool_size(s, k, st, pd, ceil) for s, k, st, pd in zip((H, W), kernel, stride, pad,
@@ -567,7 +567,10 @@ def _as_known_model(net):
             continue
         if _skeleton(known.architecture()["layers"]) == _skeleton(net.architecture()["layers"]):
             known.input_shape, known.meta = net.input_shape, net.meta
-            known.load_params({k: p for k, p, _ in net.named_params()}, source="the import")
+            # the same tree: parameters pair up in order
+            known.load_params({theirs: p for (theirs, _, _), (_, p, _)
+                               in zip(known.named_params(), net.named_params(), strict=True)},
+                              source="the import")
             ours = [n for n, _ in net.named_layers()]
             theirs = [n for n, _ in known.named_layers()]
             renamed = [f"{a} -> {b}" for a, b in zip(ours, theirs, strict=True) if a != b]
