@@ -557,12 +557,12 @@ def _as_known_model(net):
     """``net`` renamed as :func:`minicnn.models.squeezenet` when it is that network layer for
     layer (types, settings and nesting); otherwise ``net``."""
     squeezenet = getattr(models, "squeezenet", None)
-    if squeezenet is None or not net.input_shape:
+    if squeezenet is None or not net.input_shape or net.input_shape[1] != net.input_shape[2]:
         return net
     classes = net.shapes()[-1][0]
     for version in ("1.0", "1.1"):
         try:
-            known = squeezenet(version=version, num_classes=classes)
+            known = squeezenet(version=version, num_classes=classes, input_size=net.input_shape[-1])
         except (TypeError, ValueError):
             continue
         if _skeleton(known.architecture()["layers"]) == _skeleton(net.architecture()["layers"]):
