@@ -195,6 +195,17 @@ class _JoinSpec:
         self.mode, self.branches = mode, branches
 
 
+MAX_PARAMS = 1 << 28  # a quarter of a billion weights in one layer, 1 GiB of float32; VGG's fc6 has 0.1
+
+
+def _check_size(layer, count):
+    """Refuse a layer too large to be real before its weights are allocated."""
+    if count > MAX_PARAMS:
+        layer.fail(f"{count:,} weights, more than minicnn allocates for one layer ({MAX_PARAMS:,})")
+    if count < 1:
+        layer.fail("has no weights (a zero size)")
+
+
 def _convolution(chain, layer):
     p = layer.param("convolution_param")
     if p.axis != 1:
@@ -209,6 +220,7 @@ def _convolution(chain, layer):
         layer.fail(f"needs a (C, H, W) input, got {chain.shape}")
     if channels % groups or out % groups:
         layer.fail(f"{channels} input and {out} output channels are not divisible by group {groups}")
+    _check_size(layer, out * channels // groups * kernel[0] * kernel[1])
     conv = L.Conv2D(channels, out, kernel, stride=stride, padding=pad, groups=groups,
                     bias=p.bias_term, dtype=chain.dtype)
     shapes = [(out, channels // groups, *kernel)] + ([(out,)] if p.bias_term else [])
@@ -223,6 +235,7 @@ def _inner_product(chain, layer):
     if len(chain.shape) != 1:
         chain.add(layer, L.Flatten(), name=f"{layer.name}_flatten")
     features, out = chain.shape[0], int(p.num_output)
+    _check_size(layer, features * out)
     fc = L.Linear(features, out, bias=p.bias_term, dtype=chain.dtype)
     shapes = [(features, out) if p.transpose else (out, features)] + ([(out,)] if p.bias_term else [])
     chain.add(layer, fc)
@@ -455,10 +468,15 @@ def _split(version, after, readers, seen):
 # --- the tree -> minicnn layers ----------------------------------------------------------------
 def _translate_items(chain, items, top):
     for i, item in enumerate(items):
-        if isinstance(item, _Layer):
-            _translate(chain, item, is_last=top and i == len(items) - 1)
-        else:
-            _join(chain, *item)
+        try:
+            if isinstance(item, _Layer):
+                _translate(chain, item, is_last=top and i == len(items) - 1)
+            else:
+                _join(chain, *item)
+        except InputError:
+            raise
+        except ValueError as e:  # a layer's constructor refusing a setting the file gives
+            (item if isinstance(item, _Layer) else item[0]).fail(str(e))
 
 
 def _join(chain, layer, branches):
@@ -600,9 +618,22 @@ def from_caffe(prototxt, caffemodel=None, *, deep_compression=None, mean_file=No
     the Deep Compression file ``deep_compression`` (module docstring). ``mean`` (per input
     channel, in the network's order, BGR for Caffe models) overrides ``mean_file``; ``std``
     defaults to 1 (Caffe's AlexNet does not scale). A Deep Compression file whose sha1 is
-    in :data:`PUBLISHED_MEAN` gets that mean unless one is given."""
+    in :data:`PUBLISHED_MEAN` gets that mean unless one is given. Every InputError names a
+    file: one about a layer of the graph names the prototxt."""
     if (caffemodel is None) == (deep_compression is None):
         raise InputError(f"{prototxt}: give the weights as a caffemodel or a Deep Compression file (one)")
+    try:
+        return _from_caffe(prototxt, caffemodel, deep_compression, mean_file, mean, std, classes,
+                           channel_order, dtype)
+    except InputError as e:
+        files = [os.path.basename(os.fspath(p)) for p in (prototxt, caffemodel, deep_compression, mean_file)
+                 if p is not None]
+        if any(name in str(e) for name in files):
+            raise
+        raise InputError(f"{prototxt}: {e}") from None
+
+
+def _from_caffe(prototxt, caffemodel, deep_compression, mean_file, mean, std, classes, channel_order, dtype):
     weights_path = caffemodel if deep_compression is None else deep_compression
     proto_facts, model_facts = layout.file_facts(prototxt), layout.file_facts(weights_path)
     with open(prototxt, "rb") as f:
