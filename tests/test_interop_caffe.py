@@ -7,6 +7,7 @@ of the 2014 BVLC files (enum types, legacy num/channels/height/width, unpacked d
 """
 
 import math
+import re
 import struct
 
 import numpy as np
@@ -366,3 +367,46 @@ def test_a_missing_protobuf_package_says_how_to_install_it(monkeypatch, tmp_path
             caffe_schema.parse_prototxt("name: 'x'", "deploy.prototxt")
         else:
             caffe_schema.parse_binary(b"", "NetParameter", "w.caffemodel")
+
+
+# --- issue 26, defect 5: what a careless input gets from import-weights ------------------------
+def binary_names_caffemodel():
+    """A protobuf that parses as a NetParameter whose layer name is bytes, not text."""
+    body = (length_delimited(1, b"\x1b[31m\xff\xfe\x00garbage") + string(2, "Convolution")
+            + length_delimited(7, blob(np.zeros(3), False)))
+    return length_delimited(100, body)
+
+
+@pytest.mark.parametrize("case", ["empty onnx", "empty caffemodel", "binary prototxt", "binary names",
+                                  "empty deep compression", "control characters"])
+def test_import_weights_names_a_careless_input_in_printable_text(rng, tmp_path, capsys, case):
+    from minicnn.cli import main
+
+    prototxt, model = write(tmp_path, alexnet_prototxt(False, False),
+                            caffemodel(blob_layers(small_alexnet_params(rng)), False))
+    out = tmp_path / "out.npz"
+    if case == "empty onnx":
+        (tmp_path / "m.onnx").write_bytes(b"")
+        argv, expected = [str(tmp_path / "m.onnx")], r"m.onnx: empty file"
+    elif case == "empty caffemodel":
+        model.write_bytes(b"")
+        argv, expected = [str(prototxt), "--caffemodel", str(model)], r"net.caffemodel: empty file"
+    elif case == "empty deep compression":
+        (tmp_path / "w.net").write_bytes(b"")
+        argv, expected = [str(prototxt), "--deep-compression", str(tmp_path / "w.net")], r"w.net: empty file"
+    elif case == "control characters":  # UTF-8 text, but not a prototxt's
+        prototxt.write_bytes(b"\x1b[31m\x00\x01\x02 layer { name: 'a' }")
+        argv, expected = [str(prototxt), "--caffemodel", str(model)], r"net.prototxt: not a Caffe prototxt"
+    elif case == "binary prototxt":
+        prototxt.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+        argv, expected = [str(prototxt), "--caffemodel", str(model)], r"net.prototxt: not a Caffe prototxt"
+    else:
+        model.write_bytes(binary_names_caffemodel())
+        argv, expected = ([str(prototxt), "--caffemodel", str(model)],
+                          r"net.caffemodel: layer 1 has a name, type or blob name that is not printable text")
+    assert main(["import-weights", *argv, "--out", str(out)]) == 2
+    message = capsys.readouterr().err
+    assert re.search(expected, message), message
+    assert "opset" not in message and "\\x" not in message and "b'" not in message
+    assert all(c.isprintable() for c in message.strip()), repr(message)
+    assert not out.exists()
