@@ -296,3 +296,20 @@ def test_graphs_the_join_cannot_express_are_refused_naming_the_blob_or_layer(rng
     with pytest.raises(InputError, match=message):
         interop.from_caffe(prototxt, model)
 
+
+
+def test_names_minicnn_cannot_hold_are_made_valid(rng, tmp_path):
+    # found by the fuzzer: an empty name, a name that is only its block's prefix, a dot
+    text, shapes, forward = small_dag("concat in bottom order")
+    text = text.replace('name: "b/relu_c1"', 'name: "b/"').replace('name: "b/concat"', 'name: "b/con.cat"')
+    text = text.replace('name: "b/c3"', 'name: ""')
+    params = random_params(rng, shapes)
+    model = caffemodel([("" if n == "b/c3" else n, "Convolution", list(p)) for n, p in params.items()],
+                       v1=False)
+    prototxt, model = write(tmp_path, text, model)
+    net = interop.from_caffe(prototxt, model)
+    # one namespace for the block and its join's branches: the second empty name gets a letter
+    assert [n for n, _ in net.named_layers()] == ["b.c1", "b.layer", "b.layerb"]
+    assert net.names == ["b"] and net["b"].names == ["con_cat"]
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(net.forward(x, train=False), forward(x.astype(np.float64), params), atol=1e-5)

@@ -1,8 +1,8 @@
 """The Caffe readers fuzzed (issue 26): prototxt text, caffemodel bytes and Deep Compression
 bytes, mutated from good files. The property: the import returns a network, or raises an
 InputError that names one of its files in printable text; never another exception, never a
-hang (a small budget here; more examples with ``--hypothesis-seed`` or a larger
-``MINICNN_FUZZ_EXAMPLES``)."""
+hang (a small, fixed budget in the suite; ``MINICNN_FUZZ_EXAMPLES=2000`` runs that many
+fresh examples per reader)."""
 
 import os
 
@@ -23,7 +23,8 @@ from minicnn.errors import InputError  # noqa: E402
 from minicnn.interop import caffe_schema  # noqa: E402
 
 EXAMPLES = int(os.environ.get("MINICNN_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=5000, derandomize=True,
+# the suite's small run is the same every time; a larger one explores afresh
+FUZZ = settings(max_examples=EXAMPLES, deadline=5000, derandomize="MINICNN_FUZZ_EXAMPLES" not in os.environ,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 TOKENS = st.sampled_from(["0", "1", "3", "99999", "4294967295", "-1", "2.5", " ", "\n", "{", "}", ":", '"',
                           "layer", "bottom", "top", "name", "type", "Concat", "Eltwise", "Convolution",

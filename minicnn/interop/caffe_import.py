@@ -519,31 +519,35 @@ def _local_name(name, block):
     """A Caffe layer name in the namespace of ``block`` (module docstring)."""
     if block is not None and name.startswith(block + "/"):
         name = name[len(block) + 1:]
-    return name.replace("/", "_").replace(".", "_")
+    return name.replace("/", "_").replace(".", "_") or "layer"  # Caffe allows an empty name
 
 
-def _unique(names):
-    out = []
-    for name in names:
-        base, letter = name, ord("b")
-        while name in out:
-            name, letter = f"{base}{chr(letter)}", letter + 1
-        out.append(name)
-    return out
+def _claim(name, taken):
+    """``name``, or with a letter added, unused in the namespace ``taken`` (which it joins)."""
+    base, letter = name, ord("b")
+    while name in taken:
+        name, letter = f"{base}{chr(letter)}", letter + 1
+    taken.add(name)
+    return name
 
 
-def _build_items(layers, names, block):
+def _build_items(layers, names, block, taken):
+    """(minicnn layers, names) of one Sequential in the namespace of ``block``: a join's
+    branches share it (``taken``, the names used there so far)."""
     from minicnn.net import Sequential
 
-    built = []
-    for layer in layers:
+    built, local = [], []
+    for layer, name in zip(layers, names, strict=True):
         if isinstance(layer, _JoinSpec):
-            layer = L.Join([None if b is None else Sequential(_build_items(b.layers, b.names, block),
-                                                              _unique([_local_name(n, block)
-                                                                       for n in b.names]))
-                            for b in layer.branches], mode=layer.mode)
+            branches = []
+            for branch in layer.branches:
+                if branch is not None:
+                    branch = Sequential(*_build_items(branch.layers, branch.names, block, taken))
+                branches.append(branch)
+            layer = L.Join(branches, mode=layer.mode)
         built.append(layer)
-    return built
+        local.append(_claim(_local_name(name, block), taken))
+    return built, local
 
 
 def _blocks(chain):
@@ -559,16 +563,16 @@ def _blocks(chain):
             groups[-1][2].append(name)
         else:
             groups.append([block, [layer], [name]])
-    layers, names = [], []
+    layers, names, taken = [], [], set()
     for block, members, caffe_names in groups:
         if block is None:
-            layers.extend(_build_items(members, caffe_names, None))
-            names.append(_local_name(caffe_names[0], None))
+            built, local = _build_items(members, caffe_names, None, taken)
+            layers += built
+            names += local
         else:
-            local = _unique([_local_name(n, block) for n in caffe_names])
-            layers.append(Sequential(_build_items(members, caffe_names, block), local))
-            names.append(_local_name(block, None))
-    return layers, _unique(names)
+            layers.append(Sequential(*_build_items(members, caffe_names, block, set())))
+            names.append(_claim(_local_name(block, None), taken))
+    return layers, names
 
 
 def _as_known_model(net):
