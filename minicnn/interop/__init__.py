@@ -10,9 +10,13 @@ source framework's forward on the same array: same channel order, no preprocessi
 a trailing softmax dropped (logits out). What the inputs need is in ``net.meta``:
 ``channel_order`` ("RGB" or "BGR"; Caffe models are BGR), ``mean`` and ``std`` per input
 channel of the network on the 0-255 pixel scale, ``input_size``, ``classes`` when given,
-and the source file's name and sha256. Layers are named by position as
+and the source file's name and sha256. A chain's layers are named by position as
 :func:`minicnn.models.alexnet` names them (:mod:`minicnn.interop.layout`), so
-:func:`minicnn.models.transfer_net` takes an imported AlexNet as it takes a trained one.
+:func:`minicnn.models.transfer_net` takes an imported AlexNet as it takes a trained one. A
+Caffe network that splits and rejoins (Concat, Eltwise SUM) becomes blocks of
+:class:`minicnn.Join` under Caffe's own names (``fire2/expand3x3`` -> ``fire2.expand3x3``;
+:mod:`minicnn.interop.caffe_import`); an imported SqueezeNet is named as
+:func:`minicnn.models.squeezenet`.
 """
 
 from __future__ import annotations
