@@ -285,11 +285,15 @@ def dag_refusal(case):
     if case == "unknown blob":
         text = text.replace('bottom: "b/c3" ', 'bottom: "nowhere" ')
         return text, shapes, r"layer 'b/concat' \(Concat\): reads blob 'nowhere', which neither"
+    if case == "a convolution of two blobs":  # Caffe would run it on each with shared weights
+        text += layer("two", "Convolution", ["b/concat", "b/concat"], "two", conv_body(2, 1))
+        return text, {**shapes, "two": (2, 5, 1, 1)}, r"layer 'two' \(Convolution\): reads \['b/concat', 'b/c"
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["blob reused across blocks", "two outputs", "product", "coefficients",
-                                  "axis", "sum of different shapes", "unknown blob"])
+@pytest.mark.parametrize("case", ["a convolution of two blobs", "blob reused across blocks", "two outputs",
+                                  "product", "coefficients", "axis", "sum of different shapes",
+                                  "unknown blob"])
 def test_graphs_the_join_cannot_express_are_refused_naming_the_blob_or_layer(rng, tmp_path, case):
     text, shapes, message = dag_refusal(case)
     prototxt, model = write(tmp_path, text, caffemodel(blob_layers(random_params(rng, shapes)), v1=False))

@@ -415,6 +415,8 @@ def _sequence(version, readers, seen, top):
             return items, version
         if len(after) == 1:
             layer = after[0]
+            if len(layer.inputs) != 1:  # a Convolution may read two blobs in Caffe (shared weights)
+                layer.fail(f"reads {layer.bottom}: only Concat and Eltwise read several blobs")
             seen.add(id(layer))
             items.append(layer)
             version = layer.outputs[0]
