@@ -205,13 +205,22 @@ def small_dag(case):
         def forward(x, p):
             a = conv(x, *p["t/a"])
             return np.concatenate([conv(a, *p["t/b"]), conv(relu(a), *p["t/c"], pad=1)], 1)
+    elif case == "explicit split":  # Caffe's Split layer (as its own net surgery writes it)
+        text = (INPUT + layer("s", "Split", "data", "x1", "top: \"x2\"")
+                + layer("a", "Convolution", "x1", "a", conv_body(2, 1))
+                + layer("b", "Convolution", "x2", "b", conv_body(3, 3, pad=1))
+                + layer("cat", "Concat", ["b", "a"], "cat"))
+        shapes = {"a": (2, 4, 1, 1), "b": (3, 4, 3, 3)}
+
+        def forward(x, p):
+            return np.concatenate([conv(x, *p["b"], pad=1), conv(x, *p["a"])], 1)
     else:
         raise AssertionError(case)
     return text, shapes, forward
 
 
 @pytest.mark.parametrize("case", ["concat in bottom order", "residual with identity", "nested split",
-                                  "read before an in-place layer"])
+                                  "read before an in-place layer", "explicit split"])
 def test_small_dags_equal_their_naive_forward(rng, tmp_path, case):
     text, shapes, forward = small_dag(case)
     params = random_params(rng, shapes)

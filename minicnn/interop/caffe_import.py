@@ -9,7 +9,8 @@ either storage format (``layer`` or the V1 ``layers`` of the 2014 BVLC files;
 and Eltwise (SUM), with an optional trailing Softmax, which is dropped (logits out).
 
 The graph: a layer whose top is its bottom (in place, as ReLU and Dropout usually are)
-writes a new version of that blob; a blob version read by several layers is a split, and
+writes a new version of that blob; a Split layer's tops are its bottom; a blob version read
+by several layers is a split, and
 the branches that start there must all end in one Concat or Eltwise that reads exactly
 their ends (or the split blob itself: an identity branch, a residual shortcut). Such a
 split and its join become one :class:`minicnn.layers.Join`, its branches Sequentials in the
@@ -67,7 +68,7 @@ V1_TYPES = {"CONVOLUTION": "Convolution", "RELU": "ReLU", "LRN": "LRN", "POOLING
             "SOFTMAX_LOSS": "SoftmaxWithLoss", "ACCURACY": "Accuracy", "SPLIT": "Split",
             "CONCAT": "Concat", "ELTWISE": "Eltwise"}
 SUPPORTED = ("Input, Convolution, ReLU, LRN, Pooling, InnerProduct, Dropout, Flatten, Concat, Eltwise SUM, "
-             "a trailing Softmax")
+             "Split, a trailing Softmax")
 JOINS = ("Concat", "Eltwise")
 
 
@@ -383,6 +384,13 @@ def _graph(layers, input_blob):
         for b in layer.bottom:
             if b not in versions:
                 layer.fail(f"reads blob {b!r}, which neither the input nor a layer before it writes")
+        if layer.type == "Split":  # Caffe's explicit copy: each top is the bottom itself
+            if len(layer.bottom) != 1:
+                layer.fail(f"splits {len(layer.bottom)} blobs; a Split reads one")
+            for t in layer.top:
+                versions[t] = versions[layer.bottom[0]]
+            continue
+        for b in layer.bottom:
             layer.inputs.append(versions[b])
             readers.setdefault(versions[b], []).append(layer)
         if len(layer.top) != 1:
@@ -391,7 +399,7 @@ def _graph(layers, input_blob):
             written[t] = written.get(t, -1) + 1
             versions[t] = (t, written[t])
             layer.outputs.append(versions[t])
-    seen = set()
+    seen = {id(layer) for layer in layers if layer.type == "Split"}
     items, end = _sequence(versions[input_blob], readers, seen, top=True)
     missed = [layer for layer in layers if id(layer) not in seen]
     if missed:
