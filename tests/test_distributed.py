@@ -388,3 +388,26 @@ def test_the_demo_and_reproduce_run_data_parallel(tmp_path):
                                                                  for n, r in written["runs"].items()})
             assert json.loads((out / "run.json").read_text())["ranks"] == ranks
         assert maps[1] == maps[0], command
+
+
+@needs_mpi
+def test_a_branching_source_trains_the_same_bytes_on_1_and_2_ranks(runs, tmp_path):
+    """A SqueezeNet-like source (fire modules: Joins) through update-top, whose gradients of
+    fire3's branches are summed over the ranks: with --batch-parts 2 the trained layers of 1
+    and 2 ranks are the same bytes, and the caches too."""
+    from test_transfer_any_source import branching_source
+
+    mc.set_backend("numpy")
+    mc.seed(0)
+    branching_source().save(tmp_path / "branching.npz")
+    args = ["transfer", "--voc", runs / "data" / "VOCdevkit", "--weights", tmp_path / "branching.npz",
+            *TRANSFER, "--variant", "update-top", "--epochs", "2"]
+    for ranks in (1, 2):
+        run(*args, "--out", tmp_path / f"t{ranks}", ranks=ranks)
+    assert relative_difference(tmp_path / "t1" / "transfer.npz", tmp_path / "t2" / "transfer.npz",
+                               layers=("fire3", "fca", "fcb")) == 0
+    with np.load(tmp_path / "t1" / "transfer.npz") as trained, np.load(tmp_path / "branching.npz") as source:
+        assert not np.array_equal(trained["fire3.expand3x3.weight"], source["fire3.expand3x3.weight"])
+        assert np.array_equal(trained["fire2.expand3x3.weight"], source["fire2.expand3x3.weight"])
+    (cache1,), (cache2,) = ((tmp_path / f"t{r}" / "cache").iterdir() for r in (1, 2))
+    assert (cache1 / "features.npy").read_bytes() == (cache2 / "features.npy").read_bytes()
