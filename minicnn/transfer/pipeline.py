@@ -201,6 +201,10 @@ class Transfer:
         self.log(f"patches of {s.train_split}+{s.test_split}: {self.patches.describe(self.background)}")
         backend.seed(s.train.seed)
         self.net = build_network(source, len(self.classes) + 1, s)
+        trains = [name for name, layer in self.net.named_layers() if layer.trainable()]
+        self.log(f"source cut at {self.net.meta['cut']} ({self.net['fca'].in_features} features, "
+                 f"{self.input_size}-pixel {self.preprocessing.channel_order} patches); {s.variant} trains "
+                 f"{', '.join(dict.fromkeys(n.partition('.')[0] for n in trains))}")
 
     def _scan_images(self, skip_bad):
         """Refuse unreadable images before any work, all named at once; with ``skip_bad``,
