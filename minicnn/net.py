@@ -40,15 +40,44 @@ def atomic_savez(path, arrays: dict):
 
 
 def read_npz(path) -> dict:
-    """Arrays of an .npz file; a missing or unreadable file is an InputError naming it."""
+    """Arrays of an .npz file; a missing or unreadable file is an InputError naming it and
+    saying what the file should be (the message quotes none of the file's bytes)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the file ({e.strerror or type(e).__name__})") from None
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # every .npz is a zip archive
+        raise InputError(f"{path}: not an .npz file (a NumPy zip archive of arrays, as minicnn saves "
+                         f"networks); {_convert_hint(path)}")
+    name = None
+    try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except Exception as e:  # a truncated zip, a pickled entry, not an npz at all...
-        raise InputError(f"{path}: not a readable .npz file ({e})") from None
+            arrays = {}
+            for name in data.files:
+                arrays[name] = data[name]
+            return arrays
+    except Exception as e:  # a truncated zip, a pickled entry, a damaged array header...
+        entry = f" (entry {name!r})" if name is not None else ""
+        if isinstance(e, ValueError) and "allow_pickle" in str(e):
+            raise InputError(f"{path}: entry {name!r} holds pickled Python objects, which minicnn never "
+                             "loads: a network file holds plain arrays only") from None
+        raise InputError(f"{path}: a damaged .npz file{entry} ({type(e).__name__}); "
+                         "save the network again") from None
+
+
+def _convert_hint(path) -> str:
+    """What to do with a file that is not an .npz: ONNX and Caffe files are converted."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".onnx":
+        return "an ONNX model is converted to one by `minicnn import-weights MODEL.onnx --out NET.npz`"
+    if suffix in (".prototxt", ".caffemodel"):
+        return ("Caffe files are converted to one by `minicnn import-weights DEPLOY.prototxt --caffemodel "
+                "WEIGHTS.caffemodel --out NET.npz`")
+    return "an ONNX model or Caffe files are converted to one by `minicnn import-weights`"
 
 
 class Container(Layer):

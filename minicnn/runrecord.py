@@ -21,8 +21,8 @@ settings, on which inputs, how long each stage took, what was skipped and what c
 
 A folder that already holds a run is refused unless ``resume`` (the same settings and
 inputs, compared by content: each difference is named) or ``fresh`` (the old record is
-replaced; which other files to clear is the command's choice); ``resume`` where there is
-no run yet starts one. ``log.txt`` is appended to,
+replaced; which other files to clear is the command's choice; a run of another command is
+never replaced); ``resume`` where there is no run yet starts one. ``log.txt`` is appended to,
 one line per message with its time, so a killed run keeps every line it wrote.
 
 Under MPI (``minicnn.distributed``) every rank checks the folder and the settings (the
@@ -145,8 +145,12 @@ class RunRecord:
         hashes = {os.path.abspath(os.fspath(p)): sha256_file(p) for p in inputs}
         ranks = distributed.world().size
         distributed.check_same("settings or inputs", [command, settings, hashes, bool(resume), bool(fresh)])
+        if fresh:
+            self._refuse_another_commands_run(command)
         old = None if fresh else self._read_previous()
         self.was_finished = old is not None and old.get("finished") is not None  # a rerun of a whole run
+        if old is not None and not resume and old.get("name") != command:
+            self._refuse_another_commands_run(command)
         if old is not None and not resume:
             raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}` (started "
                              f"{old.get('started', '?')}); pass --resume to continue it or --fresh "
@@ -184,11 +188,23 @@ class RunRecord:
             raise InputError(f"{self.path}: not a run record (no settings); pass --fresh to start over")
         return old
 
+    def _refuse_another_commands_run(self, command):
+        """``fresh`` replaces a run of the same command only: a run never writes over the
+        record (and the outputs) of another command, e.g. a transfer into a make-data folder."""
+        try:
+            old = self._read_previous()
+        except InputError:  # an unreadable record: --fresh is how to start over
+            return
+        if old is not None and old.get("name") != command:
+            raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}` (started "
+                             f"{old.get('started', '?')}), which a run of `minicnn {command}` never replaces "
+                             "(nor with --fresh): name another folder")
+
     def _check_same(self, old, command, settings, hashes, may_change):
         if old.get("name") != command:
             raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}`, not of "
-                             f"`minicnn {command}`; --resume continues a run of the same command "
-                             "(--fresh starts over)")
+                             f"`minicnn {command}`; --resume continues a run of the same command: name "
+                             "another folder")
         # a resumed run may go on for more epochs; every other setting must be the run's
         problems = [f"setting {d}" for d in _differences(old.get("settings", {}), settings)
                     if d.split(":")[0].split(".")[-1] not in may_change]

@@ -74,6 +74,9 @@ def find_results_folder(results, year: int, task: str) -> Path:
     """The folder that holds the files: ``results`` itself, or the devkit's results root
     layout ``results/VOC<year>/Main`` (``Action`` for the action task)."""
     results = Path(results).expanduser()
+    if results.exists() and not results.is_dir():
+        raise InputError(f"--results {results} is a file; name the folder that holds the "
+                         f"comp*_{task}_*.txt files")
     if not results.is_dir():
         raise InputError(f"results directory {results} does not exist")
     if any(results.glob(f"comp*_{task}_*.txt")):
