@@ -9,20 +9,25 @@ from minicnn.transfer.scores import score_map
 
 def ap_table(summaries: dict, classes, metric="voc07") -> str:
     """Per-class AP (%) of several runs side by side, with the mean; ``summaries`` maps a
-    column name to a summary dict holding ``ap`` {class: AP} and ``map``."""
+    column name to a summary dict holding ``ap`` {class: AP} and ``map``. A class a run has
+    no AP for (no positive test item: left out of its mean) shows "-", and a last line names
+    those classes, so that a mean over fewer classes is seen as such."""
     names = list(summaries)
     width = max(len(c) for c in [*classes, "mean"])
     cols = [max(len(n), 7) for n in names]
     header = f"{'class':<{width}}  " + "  ".join(n.rjust(w) for n, w in zip(names, cols, strict=True))
     lines = [f"AP in % ({metric})", header]
+    left_out = [c for c in classes if any(c not in (summaries[n].get("ap") or {}) for n in names)]
     for c in [*classes, "mean"]:
         cells = []
         for n, w in zip(names, cols, strict=True):
-            value = summaries[n]["map"] if c == "mean" else summaries[n]["ap"].get(c, float("nan"))
-            cells.append((f"{100 * value:.2f}" if value == value else "nan").rjust(w))
+            value = summaries[n]["map"] if c == "mean" else (summaries[n].get("ap") or {}).get(c)
+            cells.append(("-" if value is None else f"{100 * value:.2f}" if value == value else "nan").rjust(w))
         if c == "mean":
             lines.append("-" * len(lines[1]))
         lines.append(f"{c:<{width}}  " + "  ".join(cells))
+    if left_out:
+        lines.append(f"left out of the mean (no positive test item): {', '.join(left_out)}")
     return "\n".join(lines)
 
 

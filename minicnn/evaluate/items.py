@@ -25,6 +25,7 @@ def evaluate_items(scores, truth, names, metric, task="cls", year=0, split="", c
     for c, name in enumerate(names):
         if not (truth[:, c] == 1).any():
             empty.append(name)
+            report.left_out[name] = f"no positive item on {split or 'the set'}"
             continue
         rec, prec = precision_recall(scores[:, c], truth[:, c])
         report.results[name] = ClassResult(name, average_precision(rec, prec, metric), rec, prec,

@@ -45,7 +45,7 @@ from minicnn.net import Sequential, clone_layer
 from minicnn.training import check_range
 from minicnn.transfer.features import build_feature_cache
 from minicnn.transfer.patches import SCALES, STRIDE_FRACTION, describe_sampler
-from minicnn.transfer.patchset import PatchRenderer, PatchSet, build_patch_set
+from minicnn.transfer.patchset import PatchRenderer, PatchSet, build_patch_set, check_classes
 from minicnn.transfer.scores import score_items
 from minicnn.transfer.train import TrainSettings, patch_probabilities, train_patches
 
@@ -169,6 +169,7 @@ class Transfer:
     def __init__(self, voc_root, year, source: Sequential, out_dir, settings: TransferSettings,
                  classes=None, cache_root=None, log=print, skip_bad=False, clip_boxes=False):
         self.settings, self.log, self.out = settings, log, os.fspath(out_dir)
+        named = bool(classes)  # the user's classes (refused if one cannot be learnt), not the tree's
         s = settings
         if s.crop_on_device and backend.get_backend().name != "cuda":  # before any work
             raise InputError("--crop-on-device crops on the GPU: it needs --backend cuda")
@@ -192,13 +193,18 @@ class Transfer:
         self.train_ids, self.val_ids = split_trainval(trainval, s.val_fraction, s.train.seed)
         self.test_ids = self.dataset.image_ids(s.test_split, task=image_set)
         self.skipped = self._scan_images(skip_bad)
-        self.log(f"patch sampler: {describe_sampler(scales=s.scales, stride_fraction=s.stride_fraction)}")
         # one patch set over every image: a single cache serves train, val and test
         self.patches = build_patch_set(self.dataset, self.classes, s.task, self.train_ids, self.val_ids,
                                        self.test_ids, s.train_split, s.test_split,
                                        whole_image=s.variant == "whole-image", scales=s.scales,
                                        stride_fraction=s.stride_fraction)
+        if len(self.patches.sizes):  # stated on the run's own images: their most common size
+            sizes, counts = np.unique(self.patches.sizes, axis=0, return_counts=True)
+            width, height = (int(v) for v in sizes[np.argmax(counts)])
+            self.log(f"patch sampler: {describe_sampler(width, height, s.scales, s.stride_fraction)}")
         self.log(f"patches of {s.train_split}+{s.test_split}: {self.patches.describe(self.background)}")
+        for warning in check_classes(self.patches, self.classes, s.train_split, s.test_split, named=named):
+            self.log(f"warning: {warning}")
         backend.seed(s.train.seed)
         self.net = build_network(source, len(self.classes) + 1, s)
         trains = [name for name, layer in self.net.named_layers() if layer.trainable()]
