@@ -217,7 +217,9 @@ class Transfer:
         unreadable training and validation images are left out (a test image never is: the
         evaluation would change). Returns the (path, reason) pairs left out."""
         ids = sorted(set(self.train_ids) | set(self.val_ids) | set(self.test_ids))
-        bad = scan_images([self.dataset.image_path(i) for i in ids])
+        # decoded, not only their headers: a file truncated after its header would otherwise stop
+        # the run half-way through the feature cache
+        bad = scan_images([self.dataset.image_path(i) for i in ids], decode=True)
         if not bad:
             return []
         test_paths = {str(self.dataset.image_path(i)) for i in self.test_ids}
