@@ -47,6 +47,26 @@ COMMANDS = {
 }
 
 
+BACKEND_HELP = "numpy: the NumPy reference; cpu: the Numba CPU kernels; cuda: the numba.cuda GPU kernels"
+SEED_HELP = "random seed (of the weights' initialisation, the data order and the sampling)"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """How every command's --help reads: the description's line breaks kept (its examples),
+    and each option's default appended from the code, "(default: X)", never typed into a help
+    text by hand; an option without a value by default (None, or a flag off) has its help say
+    in words what happens then."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default is None or default is False or default is argparse.SUPPRESS:
+            return text
+        if isinstance(default, (list, tuple)):
+            default = " ".join(str(v) for v in default)
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minicnn",
@@ -58,8 +78,7 @@ def build_parser():
         module = importlib.import_module(module_name)
         doc = (module.__doc__ or "").strip()
         summary, _, rest = doc.partition("\n")
-        p = sub.add_parser(name, help=summary, description=doc,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(name, help=summary, description=doc, formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser

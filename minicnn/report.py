@@ -22,7 +22,8 @@ def ap_table(summaries: dict, classes, metric="voc07") -> str:
         cells = []
         for n, w in zip(names, cols, strict=True):
             value = summaries[n]["map"] if c == "mean" else (summaries[n].get("ap") or {}).get(c)
-            cells.append(("-" if value is None else f"{100 * value:.2f}" if value == value else "nan").rjust(w))
+            text = "-" if value is None else f"{100 * value:.2f}" if value == value else "nan"
+            cells.append(text.rjust(w))
         if c == "mean":
             lines.append("-" * len(lines[1]))
         lines.append(f"{c:<{width}}  " + "  ".join(cells))

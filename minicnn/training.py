@@ -82,14 +82,17 @@ class SGDSettings:
 
 def add_sgd_arguments(p, defaults: SGDSettings):
     """The options of the SGD recipe that pretrain and transfer share, their defaults from ``defaults``."""
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default %(default)s")
+    p.add_argument("--epochs", type=int, default=defaults.epochs,
+                   help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                   help="samples per SGD step")
     p.add_argument("--batch-parts", type=int, default=None, metavar="P",
                    help="compute each batch in P fixed parts whose gradients are summed in float64 "
                         "(default: one part per MPI rank): then runs with any number of ranks that "
                         "divides P give the same weights, bit for bit")
-    p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (default %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="default %(default)s")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                   help="L2 weight decay of SGD")
 
 
 def check_range(settings, name, low=None, high=None, low_open=False, high_open=False, integer=False,

@@ -22,13 +22,13 @@ def add_arguments(p):
     p.add_argument("--batch", type=int, action="append", default=None,
                    help="batch size (repeatable; default 32 and 128 for small, 32 for alexnet)")
     p.add_argument("--backends", nargs="+", default=["numpy", "cpu"], choices=("numpy", "cpu", "cuda"),
-                   help="minicnn backends to run (default: numpy cpu)")
+                   help="minicnn backends to run")
     p.add_argument("--full", action="store_true",
                    help="also AlexNet at batch 128, with its memory (several minutes more)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(),
+    p.add_argument("--threads", type=int, default=None,
                    help="threads for Numba, the BLAS and PyTorch alike (default: all CPUs)")
-    p.add_argument("--repeats", type=int, default=3, help="timed rounds per figure (default 3)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds per figure")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
@@ -39,6 +39,8 @@ def add_arguments(p):
 def run(args):
     from minicnn.bench import run as run_bench
 
+    if args.threads is None:
+        args.threads = os.cpu_count() or 1
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0 or any(b < 1 for b in args.batch or []):
         from minicnn.errors import InputError
 

@@ -53,15 +53,16 @@ run records: `minicnn convert --help`."""
 
 
 def add_arguments(p):
-    import argparse
+    from minicnn.cli import HelpFormatter
 
-    formats = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    formats = p.add_subparsers(dest="format", metavar="FORMAT", required=True,
+                               help="the format of the set to convert")
     coco = formats.add_parser("coco", help="COCO instances JSON", description=COCO_HELP,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              formatter_class=HelpFormatter)
     coco.add_argument("--images", required=True, metavar="DIR", help="folder of the images (file_name)")
     coco.add_argument("--annotations", required=True, metavar="JSON", help="instances_<set>.json")
     yolo = formats.add_parser("yolo", help="YOLO label files", description=YOLO_HELP,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              formatter_class=HelpFormatter)
     yolo.add_argument("--images", required=True, metavar="DIR", help="folder of the images")
     yolo.add_argument("--labels", required=True, metavar="DIR", help="folder of the <stem>.txt label files")
     yolo.add_argument("--names", required=True, metavar="FILE", help="category names, one a line")

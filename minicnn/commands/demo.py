@@ -13,12 +13,13 @@ from __future__ import annotations
 
 
 def add_arguments(p):
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--out", default="runs/demo", help="output folder")
     from minicnn.backend import BACKENDS
 
     p.add_argument("--backend", default="cpu", choices=BACKENDS,
-                   help="backend (default cpu: the Numba kernels)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="backend (cpu: the Numba kernels)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the generated data, the pretraining and the transfers")
     p.add_argument("--quick", action="store_true", help="a tiny run of every stage (seconds)")
     p.add_argument("--fresh", action="store_true",
                    help="start over: train again instead of reusing the checkpoints of an earlier run "

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 def add_arguments(p):
     p.add_argument("--voc", required=True, metavar="ROOT", help="VOCdevkit root (holding VOC<year>/)")
-    p.add_argument("--year", type=int, default=2007, help="dataset year (default 2007)")
-    p.add_argument("--set", dest="split", default="test", help="image set: test, val, ... (default test)")
+    p.add_argument("--year", type=int, default=2007, help="dataset year")
+    p.add_argument("--set", dest="split", default="test", help="image set: test, val, ...")
     p.add_argument("--task", choices=("cls", "det", "action"), default="cls",
-                   help="cls (classification), det (detection) or action (default cls)")
+                   help="cls (classification), det (detection) or action")
     p.add_argument("--results", required=True, metavar="DIR", help="folder of the submission files")
     p.add_argument("--competition", default=None,
                    help="compN of the file names (default comp1 for cls, comp3 for det, comp9 for action)")

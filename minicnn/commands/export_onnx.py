@@ -17,7 +17,7 @@ from __future__ import annotations
 def add_arguments(p):
     p.add_argument("--weights", required=True, help="a network saved by minicnn (.npz)")
     p.add_argument("--out", required=True, help="the ONNX model to write (.onnx)")
-    p.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
+    p.add_argument("--opset", type=int, default=13, help="ONNX opset")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
 
 

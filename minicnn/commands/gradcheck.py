@@ -13,17 +13,17 @@ from __future__ import annotations
 def add_arguments(p):
     p.add_argument("--mode", choices=("directional", "exhaustive"), default="exhaustive",
                    help="directional: one random direction (cheap); exhaustive: every element, "
-                        "reporting the worst index (default)")
+                        "reporting the worst index")
     p.add_argument("--backend", default="numpy", choices=("numpy", "cpu", "cuda"),
-                   help="backend whose kernels are checked (default numpy)")
+                   help="backend whose kernels are checked")
     p.add_argument("--op", action="append", default=None,
                    help="check only the checks whose name starts with this (repeatable): conv2d, "
                         "max_pool2d, relu, lrn, dropout, linear, flatten, softmax_cross_entropy, net")
     p.add_argument("--eps", type=float, default=1e-3,
-                   help="step of the five-point stencil, > 0 (default 1e-3)")
+                   help="step of the five-point stencil, > 0")
     p.add_argument("--tol", type=float, default=1e-6,
-                   help="largest accepted relative error, >= 0 (default 1e-6)")
-    p.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default 0)")
+                   help="largest accepted relative error, >= 0")
+    p.add_argument("--seed", type=int, default=0, help="random seed, >= 0")
 
 
 # the checks after the per-op ones (standard_cases); "tiny" also selects the whole net

@@ -18,23 +18,24 @@ from __future__ import annotations
 
 def add_arguments(p):
     from minicnn.backend import BACKENDS
+    from minicnn.cli import BACKEND_HELP
 
     p.add_argument("--weights", required=True, help="transfer network (.npz written by minicnn transfer)")
     p.add_argument("--out", required=True, help="output folder (heatmaps/, boxes.json, results/)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--voc", help="VOCdevkit root: process a whole image set and evaluate detection")
     src.add_argument("--images", nargs="+", help="image files to process")
-    p.add_argument("--year", type=int, default=2007)
-    p.add_argument("--set", default="test", help="image set with --voc (default test)")
+    p.add_argument("--year", type=int, default=2007, help="dataset year: VOC<year>/ under --voc")
+    p.add_argument("--set", default="test", help="image set with --voc")
     p.add_argument("-k", type=float, default=None, help="power of the score maps (default: the network's)")
-    p.add_argument("--per-class", type=int, default=5, help="boxes kept per class and image (default 5)")
+    p.add_argument("--per-class", type=int, default=5, help="boxes kept per class and image")
     p.add_argument("--nms", type=float, default=0.3, help="IoU above which a weaker box is dropped")
-    p.add_argument("--heatmaps", type=int, default=8, help="images drawn as heat maps (default 8)")
-    p.add_argument("--top", type=int, default=3, help="classes drawn per image (default 3)")
+    p.add_argument("--heatmaps", type=int, default=8, help="images drawn as heat maps")
+    p.add_argument("--top", type=int, default=3, help="classes drawn per image")
     p.add_argument("--clip-boxes", action="store_true",
                    help="clip annotation boxes reaching outside their image (counted in run.json) "
                         "instead of refusing them (--voc)")
-    p.add_argument("--backend", choices=BACKENDS, default="cpu")
+    p.add_argument("--backend", choices=BACKENDS, default="cpu", help=BACKEND_HELP)
     p.add_argument("--resume", action="store_true", help="redo the run in OUT with the same settings")
     p.add_argument("--fresh", action="store_true", help="start over in an OUT that holds a run")
 

@@ -27,18 +27,18 @@ def add_arguments(p):
 
     d = DataConfig()
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed")
     p.add_argument("--source-per-class", type=int, default=d.source_per_class,
-                   help="source images per class (default %(default)s, 30 classes)")
+                   help="source images per class (30 classes)")
     p.add_argument("--source-size", type=int, default=d.source_size,
-                   help="side of the square source images in pixels (default %(default)s)")
+                   help="side of the square source images in pixels")
     p.add_argument("--trainval", type=int, default=d.trainval,
-                   help="scenes in trainval, split half train, half val (default %(default)s)")
-    p.add_argument("--test", type=int, default=d.test, help="test scenes (default %(default)s)")
-    p.add_argument("--scene-size", type=_scene_size, default=(d.scene_width, d.scene_height),
-                   metavar="WxH", help=f"scene size (default {d.scene_width}x{d.scene_height})")
+                   help="scenes in trainval, split half train, half val")
+    p.add_argument("--test", type=int, default=d.test, help="test scenes")
+    p.add_argument("--scene-size", type=_scene_size, default=f"{d.scene_width}x{d.scene_height}",
+                   metavar="WxH", help="scene size in pixels")
     p.add_argument("--max-objects", type=int, default=d.max_objects,
-                   help="most objects per scene (default %(default)s)")
+                   help="most objects per scene")
     p.add_argument("--workers", type=int, default=None, help="processes drawing images (default: CPU count)")
     p.add_argument("--fresh", "--force", dest="fresh", action="store_true",
                    help="replace a dataset (and its run record) already in --out")

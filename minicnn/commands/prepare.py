@@ -20,19 +20,18 @@ from __future__ import annotations
 
 
 def add_arguments(p):
-    import os
 
     from minicnn.data.prepare import POOLS
 
     p.add_argument("--data", required=True, help="source image folder (root/<class>/<image>)")
     p.add_argument("--out", required=True, help="output folder: the same tree, resized JPEGs")
     p.add_argument("--short-side", type=int, default=256,
-                   help="shorter side of the outputs (default %(default)s)")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default %(default)s)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="images resized at once (default: the CPU count, %(default)s)")
+                   help="shorter side of the outputs")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100")
+    p.add_argument("--workers", type=int, default=None,
+                   help="images resized at once (default: the CPU count)")
     p.add_argument("--pool", choices=POOLS, default="process",
-                   help="workers are processes (the default: the same work per CPU-second as threads on 2 "
+                   help="workers are processes (the same work per CPU-second as threads on 2 "
                         "cores, and nothing holds a GIL on many) or threads")
     p.add_argument("--skip-bad", action="store_true", help="leave unreadable images out (listed in run.json)")
     p.add_argument("--resume", action="store_true",
@@ -52,6 +51,8 @@ def run(args):
         raise InputError(f"--short-side must be at least 1, got {args.short_side}")
     if not 1 <= args.quality <= 100:
         raise InputError(f"--quality must be in 1..100, got {args.quality}")
+    if args.workers is None:
+        args.workers = os.cpu_count() or 1
     if args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
     if not os.path.isdir(args.data):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 def add_arguments(p):
     from minicnn.backend import BACKENDS
+    from minicnn.cli import BACKEND_HELP, SEED_HELP
     from minicnn.pretrain import MODEL_DEFAULTS, MODELS, PretrainSettings
     from minicnn.training import add_sgd_arguments
 
@@ -32,14 +33,14 @@ def add_arguments(p):
                         "these classes of --data only, numbered in the file's order")
     p.add_argument("--model", choices=MODELS, default=d.model,
                    help="alexnet: Krizhevsky's sizes (input 224 or 227); small: the same layers, narrower, "
-                        "for small images (default %(default)s)")
+                        "for small images")
     p.add_argument("--input-size", type=int, default=None,
                    help=f"network input (default {d.input_size}; small: {small['input_size']})")
     p.add_argument("--resize", type=int, default=None,
                    help="shorter side before cropping, >= the input size (default 256 for 224/227 inputs, "
                         "else input * 256 / 224)")
     p.add_argument("--groups", type=int, choices=(1, 2), default=d.groups,
-                   help="conv2/4/5 groups (default %(default)s)")
+                   help="conv2/4/5 groups")
     p.add_argument("--channels", default=None,
                    help=f"conv widths, 5 comma-separated integers >= 1 (default {_csv(d.channels)}; "
                         f"small: {_csv(small['channels'])})")
@@ -47,10 +48,10 @@ def add_arguments(p):
                    help=f"FC6/FC7 width (default {d.hidden}; small: {small['hidden']})")
     add_sgd_arguments(p, d)
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                   help="held-out fraction per class (default %(default)s)")
-    p.add_argument("--workers", type=int, default=d.workers, help="decoding threads (default %(default)s)")
-    p.add_argument("--backend", choices=BACKENDS, default="cpu")
-    p.add_argument("--seed", type=int, default=d.seed)
+                   help="held-out fraction per class")
+    p.add_argument("--workers", type=int, default=d.workers, help="decoding threads")
+    p.add_argument("--backend", choices=BACKENDS, default="cpu", help=BACKEND_HELP)
+    p.add_argument("--seed", type=int, default=d.seed, help=SEED_HELP)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted and reported)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT from its last checkpoint (same settings and data)")

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 def add_arguments(p):
     from minicnn.backend import BACKENDS
+    from minicnn.cli import BACKEND_HELP
 
     p.add_argument("config", help="TOML config (see experiments/configs/)")
     p.add_argument("--out", required=True, help="output folder (every run's folder, report.md, report.json)")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes and one epoch: checks every stage in seconds")
-    p.add_argument("--backend", choices=BACKENDS, default="cpu")
+    p.add_argument("--backend", choices=BACKENDS, default="cpu", help=BACKEND_HELP)
     p.add_argument("--fresh", action="store_true",
                    help="start over (a second run with the same config reuses what the first computed)")
 

@@ -44,7 +44,7 @@ def add_arguments(p):
                    help="synsets (n########): the classes under any of them are listed")
     p.add_argument("--random", type=_count, default=None, metavar="N",
                    help="choose N classes of ROOT at random instead ('same': as many as --under gives)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --random (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random")
 
 
 def run(args):

@@ -19,7 +19,7 @@ the patches that satisfy both overlap rules for its box; comp9 files, action AP.
 
 Examples:
   minicnn transfer --voc VOCdevkit --year 2007 --weights runs/pre1000/source.npz --out runs/t07
-  minicnn transfer --voc VOCdevkit --year 2012 --task action --variant update-fc67 \
+  minicnn transfer --voc VOCdevkit --year 2012 --task action --variant update-fc67 \\
       --train-set train --test-set val --weights runs/pre1000/source.npz --out runs/a12
 """
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 def add_arguments(p):
     from minicnn.backend import BACKENDS
+    from minicnn.cli import BACKEND_HELP, SEED_HELP
     from minicnn.training import add_sgd_arguments
     from minicnn.transfer.pipeline import AUTO_FLOAT16_BYTES, CACHE_DTYPES, TASKS, VARIANTS, TransferSettings
     from minicnn.transfer.train import BALANCES
@@ -35,14 +36,14 @@ def add_arguments(p):
     d = TransferSettings()
     t = d.train
     p.add_argument("--voc", required=True, help="VOCdevkit root (holding VOC<year>/)")
-    p.add_argument("--year", type=int, default=2007)
+    p.add_argument("--year", type=int, default=2007, help="dataset year: VOC<year>/ under --voc")
     p.add_argument("--weights", required=True, help="source network (.npz from minicnn pretrain)")
     p.add_argument("--out", required=True, help="output folder (checkpoint, results, summary.json)")
     p.add_argument("--variant", choices=VARIANTS, default=d.variant,
                    help="frozen: the method (FCa/FCb on cached features of --cut); update-top: the "
                         "layers named by --update trained too (update-fc67: FC6 and FC7, its AlexNet "
                         "name); finetune: every layer; scratch: the same architecture from a random "
-                        "start; whole-image: the whole image as one patch (default %(default)s)")
+                        "start; whole-image: the whole image as one patch")
     p.add_argument("--cut", default=None,
                    help="the source layer whose output is the transferred representation, a map "
                         "averaged over space (default: fc7 for an AlexNet, otherwise the last layer with "
@@ -58,37 +59,39 @@ def add_arguments(p):
                    help="cls: object classes (ImageSets/Main, comp1); action: the persons of "
                         "ImageSets/Action with their action as class, each scored from the patches "
                         "on its box (VOC 2012, comp9)")
-    p.add_argument("--train-set", default=d.train_split)
-    p.add_argument("--test-set", default=d.test_split)
+    p.add_argument("--train-set", default=d.train_split,
+                   help="image set trained on (ImageSets/Main/<set>.txt; Action with --task action)")
+    p.add_argument("--test-set", default=d.test_split, help="image set scored and evaluated")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="part of the training set held out for per-epoch validation mAP, which also "
-                        "drives the learning-rate schedule (default %(default)s; 0: train on all of it, "
+                        "drives the learning-rate schedule (0: train on all of it, "
                         "no validation, constant learning rate)")
     add_sgd_arguments(p, t)
-    p.add_argument("--hidden", type=int, default=d.hidden, help="FCa width (default %(default)s)")
-    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after FCa (default %(default)s)")
+    p.add_argument("--hidden", type=int, default=d.hidden, help="FCa width")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after FCa")
     p.add_argument("--background", type=float, default=t.background_fraction,
-                   help="fraction of background patches kept each epoch (default %(default)s)")
+                   help="fraction of background patches kept each epoch")
     p.add_argument("--balance", choices=BALANCES, default=t.balance,
-                   help="resample background each epoch (default) or weigh it by --background")
+                   help="resample: a fresh draw of the background each epoch; weigh: every background patch, "
+                        "weighted by --background")
     p.add_argument("-k", type=float, default=t.k,
-                   help="power of the aggregation mean(p^k), > 0 (default %(default)s)")
+                   help="power of the aggregation mean(p^k), > 0")
     p.add_argument("--stride", type=float, default=d.stride_fraction,
                    help="patch grid stride as a fraction of the side, in (0, 0.5] "
-                        "(default %(default)s: ~500 per 500x375 image)")
+                        "(the paper's ~500 patches per 500x375 image)")
     p.add_argument("--scales", default=",".join(f"{s:g}" for s in d.scales),
-                   help="comma-separated lambdas, each >= 1 (default %(default)s)")
+                   help="comma-separated lambdas, each >= 1")
     p.add_argument("--metric", choices=("voc07", "area"), default=None,
                    help="AP metric (default: the year's, voc07 up to 2009)")
     p.add_argument("--crop-on-device", action="store_true",
                    help="backend cuda: upload each image once and cut its patches on the GPU (the same "
                         "pixels as on the host; frees the host's cores)")
     p.add_argument("--cache-dtype", choices=CACHE_DTYPES, default=d.cache_dtype,
-                   help="feature cache precision (default auto: float16 when the float32 cache would "
+                   help="feature cache precision (auto: float16 when the float32 cache would "
                         f"exceed {AUTO_FLOAT16_BYTES / 1e9:.3g} GB; it measured the same mAP as float32)")
     p.add_argument("--cache", default=None, help="feature cache folder (default OUT/cache)")
-    p.add_argument("--backend", choices=BACKENDS, default="cpu")
-    p.add_argument("--seed", type=int, default=t.seed)
+    p.add_argument("--backend", choices=BACKENDS, default="cpu", help=BACKEND_HELP)
+    p.add_argument("--seed", type=int, default=t.seed, help=SEED_HELP)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in OUT from its last checkpoint (same settings and source)")
     p.add_argument("--fresh", action="store_true", help="start over in an OUT that holds a run")
