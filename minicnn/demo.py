@@ -139,7 +139,7 @@ def _plots(folder, pre_history, results):
                   metric_label="validation mAP", title="adaptation: training loss and validation mAP")
     for name, result in results.items():
         if result.report is not None:
-            plot_report(result.report, os.path.join(folder, name))
+            plot_report(result.report, os.path.join(folder, name), run=name)
 
 
 def _heatmaps(folder, result, dataset, classes, count, k):

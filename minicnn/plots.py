@@ -26,6 +26,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
@@ -193,16 +194,20 @@ def plot_k_curve(path, curves, title=""):
     return _save(fig, path)
 
 
-def plot_heatmaps(path, image, panels, gt_boxes=(), title=""):
-    """An image and its score maps: the image first, then one panel per entry of
-    ``panels`` (dicts ``{"title", "map", "boxes"}``): the image with ``map`` (H, W), of the
-    image's size, laid over it in the ``HEAT_CMAP`` colour scale (weight ``HEAT_ALPHA``),
-    ranging from min(0, map minimum) to the map's maximum, with a colour bar giving that
-    scale; the panel's predicted ``boxes`` ``(x1, y1, x2, y2, score)`` in ``PRED_COLOR`` with
-    their score. ``gt_boxes`` ``(x1, y1, x2, y2, label)`` are drawn on every panel, the image's
-    too, in ``GT_COLOR`` with their label. Boxes are in pixel coordinates, 0-based and
-    end-exclusive: (0, 0, W, H) is the whole image. ``image``: a PIL image or an (H, W, 3)
-    uint8 array. Up to four panels to a row."""
+def plot_heatmaps(path, image, panels, gt_boxes=(), title="", name=None, scale_label="score"):
+    """An image and its score maps: the image first, titled "image NAME" (``name``, by
+    default the file name of ``path`` less its suffix: the image id), then one panel per
+    entry of ``panels`` (dicts ``{"title", "map", "boxes"}``): the image with ``map`` (H, W),
+    of the image's size, laid over it in the ``HEAT_CMAP`` colour scale (weight
+    ``HEAT_ALPHA``). Every panel shares one scale, from min(0, the maps' minimum) to the maps'
+    maximum, so that panels compare; one colour bar, labelled ``scale_label``, gives it.
+    The panel's predicted ``boxes`` ``(x1, y1, x2, y2, score)`` are drawn in ``PRED_COLOR``
+    with their score inside the bottom-right corner. ``gt_boxes`` ``(x1, y1, x2, y2, label)``
+    are drawn on every panel, the image's too, in ``GT_COLOR`` with their label inside the
+    top-left corner, above every prediction, so that no predicted box hides it (nor the
+    image's edge). Boxes are in pixel coordinates, 0-based and end-exclusive: (0, 0, W, H) is
+    the whole image. ``image``: a PIL image or an (H, W, 3) uint8 array. Up to four panels to
+    a row."""
     picture = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if picture.ndim != 3 or picture.shape[2] != 3:
         raise ValueError(f"plot_heatmaps: image must be (H, W, 3), got shape {picture.shape}")
@@ -221,22 +226,22 @@ def plot_heatmaps(path, image, panels, gt_boxes=(), title=""):
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     extent = (0, width, height, 0)  # pixel i covers [i, i + 1): boxes land on pixel edges
     axes[0].imshow(picture, extent=extent, interpolation="antialiased")
-    axes[0].set_title("image", fontsize=10)
+    axes[0].set_title(f"image {Path(path).stem if name is None else name}", fontsize=10)
+    finite = np.concatenate([values[np.isfinite(values)] for values in maps]) if maps else np.zeros(0)
+    low = min(0.0, float(finite.min())) if finite.size else 0.0
+    high = float(finite.max()) if finite.size else 1.0
+    norm = Normalize(vmin=low, vmax=high if high > low else low + 1.0)  # one scale for every panel
     for ax, panel, values in zip(axes[1:], panels, maps, strict=False):
         ax.imshow(picture, extent=extent, interpolation="antialiased")
-        finite = values[np.isfinite(values)]
-        low = min(0.0, float(finite.min())) if finite.size else 0.0
-        high = float(finite.max()) if finite.size else 1.0
-        overlay = ax.imshow(values, extent=extent, interpolation="nearest", cmap=HEAT_CMAP,
-                            alpha=HEAT_ALPHA, vmin=low, vmax=high if high > low else low + 1.0)
-        # the scale at full strength, not faded by the overlay's alpha
-        # aspect (length / width) chosen so that the bar spans 90% of the image's height
-        scale = fig.colorbar(ScalarMappable(overlay.norm, overlay.cmap), ax=ax, fraction=0.05, pad=0.03,
-                             aspect=18 * height / width)
-        scale.ax.tick_params(labelsize=7)
+        ax.imshow(values, extent=extent, interpolation="nearest", cmap=HEAT_CMAP, alpha=HEAT_ALPHA, norm=norm)
         for x1, y1, x2, y2, score in panel.get("boxes", ()):
             _box(ax, (x1, y1, x2, y2), f"{float(score):.2f}", PRED_COLOR, at_top=False)
         ax.set_title(panel.get("title", ""), fontsize=10)
+    if maps:  # the scale at full strength, not faded by the overlay's alpha
+        scale = fig.colorbar(ScalarMappable(norm, colormaps[HEAT_CMAP]), ax=list(axes[1:count]),
+                             fraction=0.05 / min(len(maps), columns - 1 or 1), pad=0.02, aspect=25 * rows)
+        scale.set_label(scale_label, fontsize=8)
+        scale.ax.tick_params(labelsize=7)
     for ax in axes[:count]:
         for x1, y1, x2, y2, label in gt_boxes:
             _box(ax, (x1, y1, x2, y2), str(label), GT_COLOR, at_top=True)
@@ -318,11 +323,14 @@ def _points(history, key):
 
 
 def _box(ax, box, text, color, at_top):
-    """A rectangle on ``ax`` and its text in a tag of its colour: above its top-left corner
-    (``at_top``, ground truth) or inside its bottom-right corner (predictions), so that a
-    ground-truth box and a prediction on the same object do not hide each other's text."""
+    """A rectangle on ``ax`` and its text in a tag of its colour: inside its top-left corner
+    (``at_top``, ground truth: drawn above every prediction) or inside its bottom-right
+    corner (predictions), so that a ground-truth box and a prediction on the same object do
+    not hide each other's text, and a box at the image's edge keeps its text in view."""
     x1, y1, x2, y2 = (float(v) for v in box)
-    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=2))
-    x, y, ha = (x1, y1, "left") if at_top else (x2, y2, "right")
-    ax.text(x, y, text, fontsize=7, color="black", ha=ha, va="bottom", clip_on=True,
+    zorder = 4 if at_top else 3  # ground truth over predictions
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=2,
+                           zorder=zorder))
+    x, y, ha, va = (x1, y1, "left", "top") if at_top else (x2, y2, "right", "bottom")
+    ax.text(x, y, text, fontsize=7, color="black", ha=ha, va=va, clip_on=True, zorder=zorder + 2,
             bbox={"facecolor": color, "edgecolor": "none", "pad": 1.0, "alpha": 0.85})

@@ -50,6 +50,7 @@ def heatmaps(path, image, boxes, probs, classes, k=5.0, top=3, gt_boxes=(), per_
         panels.append({"title": f"{classes[c]}: score {image_scores[c]:.3g}", "map": maps[c],
                        "boxes": [(*b, s) for b, s in zip(kept.tolist(), scores.tolist(), strict=True)]})
     return plot_heatmaps(path, image, panels, gt_boxes=gt_boxes,
+                         scale_label=f"mean of p^{k:g} over covering patches",
                          title=f"mean of p^{k:g} over covering patches; boxes: best patches")
 
 

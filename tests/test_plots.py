@@ -76,24 +76,73 @@ def test_heatmap_colours_the_scored_region_and_only_it(tmp_path):
         assert np.abs(pixel_at(pixels, plain, x, y) - GRAY).max() <= 1, (x, y)
 
 
-def test_heatmap_a_colour_bar_per_panel_on_the_maps_range(tmp_path):
+def test_heatmap_one_labelled_colour_bar_on_the_scale_every_panel_shares(tmp_path):
+    """Issue 26, defect 8: panels compare only on one scale; the bar says what it measures;
+    the first panel names the image."""
     image = Image.fromarray(np.full((H, W, 3), GRAY, dtype=np.uint8))
-    path = tmp_path / "heat.png"
+    path = tmp_path / "000001.png"
     fig = plot_heatmaps(path, image,
                         [{"title": "car", "map": box_map(1.0), "boxes": []},
-                         {"title": "dog", "map": box_map(0.25), "boxes": []}], title="000001")
+                         {"title": "dog", "map": box_map(0.25), "boxes": []}], title="maps",
+                        scale_label="mean of p^5")
     panels = fig.axes[:3]
     bars = fig.axes[3:]
-    assert [ax.get_title() for ax in panels] == ["image", "car", "dog"]
-    assert fig.get_suptitle() == "000001"
-    assert len(bars) == 2
-    assert [tuple(np.round(ax.get_ylim(), 6)) for ax in bars] == [(0.0, 1.0), (0.0, 0.25)]
-    # the scale at full strength (not faded like the overlay): the colour map's own ends
+    assert [ax.get_title() for ax in panels] == ["image 000001", "car", "dog"]
+    assert fig.get_suptitle() == "maps"
+    assert len(bars) == 1
+    (bar,) = bars
+    assert tuple(np.round(bar.get_ylim(), 6)) == (0.0, 1.0)
+    assert bar.get_ylabel() == "mean of p^5"
+    # the same value has the same colour on both panels: dog's 0.25 is not drawn as hot as car's 1.0
     pixels = png_pixels(path)
     cmap = colormaps[HEAT_CMAP]
-    for ax, top in zip(bars, (1.0, 0.25), strict=True):
-        assert np.abs(pixel_at(pixels, ax, 0.5, 0.98 * top) - 255 * np.array(cmap(0.98)[:3])).max() <= 3
-        assert np.abs(pixel_at(pixels, ax, 0.5, 0.02 * top) - 255 * np.array(cmap(0.02)[:3])).max() <= 3
+    for ax, value in zip(panels[1:], (1.0, 0.25), strict=True):
+        expected = (1 - HEAT_ALPHA) * GRAY + HEAT_ALPHA * 255 * np.array(cmap(value)[:3])
+        assert np.abs(pixel_at(pixels, ax, 20.0, 10.0) - expected).max() <= 3, ax.get_title()
+    # the scale at full strength (not faded like the overlay): the colour map's own ends
+    for y in (0.98, 0.02):  # within the pixel the position falls in
+        near = 255 * np.array([cmap(v)[:3] for v in np.linspace(y - 0.02, y + 0.02, 81)])
+        assert np.abs(pixel_at(pixels, bar, 0.5, y) - near).max(axis=1).min() <= 3, y
+
+
+def test_heatmap_ground_truth_label_at_the_top_edge_stays_in_view_over_a_prediction(tmp_path):
+    """Issue 26, defect 8: a ground-truth box at the image's top edge kept its label above
+    the image (clipped) and a predicted box on it was drawn over it."""
+    image = np.full((H, W, 3), GRAY, dtype=np.uint8)
+    box = (0, 0, 40, 30)
+    fig = plot_heatmaps(tmp_path / "heat.png", image, [{"title": "car", "map": np.zeros((H, W)),
+                                                         "boxes": [(*box, 0.9)]}], gt_boxes=[(*box, "car")])
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[1]
+    (gt,) = [t for t in ax.texts if t.get_text() == "car"]
+    (pred,) = [t for t in ax.texts if t.get_text() == "0.90"]
+    inside = ax.get_window_extent(renderer)
+    label = gt.get_window_extent(renderer)
+    assert inside.x0 - 2 <= label.x0 and label.x1 <= inside.x1 + 2  # (its tag's padding may touch the edge)
+    assert inside.y0 - 2 <= label.y0 and label.y1 <= inside.y1 + 2
+    assert not label.overlaps(pred.get_window_extent(renderer))
+    predicted = [p for p in ax.patches if p.get_edgecolor()[:3] == to_rgb(PRED_COLOR)]
+    assert predicted and gt.get_zorder() > max(a.get_zorder() for a in [pred, *predicted])
+
+
+def test_plot_report_names_the_run_in_every_title(tmp_path):
+    report = Report(task="cls", metric="voc07", year=2007, split="test", competition="comp1")
+    report.results["car"] = ClassResult("car", 0.75, REC, PREC, tmp_path / "comp1_cls_test_car.txt")
+    from matplotlib.figure import Figure
+
+    titles = []
+    original = Figure.savefig
+
+    def record(fig, *args, **kwargs):
+        titles.append(fig.get_suptitle() or fig.axes[0].get_title())
+        return original(fig, *args, **kwargs)
+
+    Figure.savefig = record
+    try:
+        plot_report(report, tmp_path / "plots", run="update-fc67")
+    finally:
+        Figure.savefig = original
+    assert len(titles) == 2 and all(t.startswith("update-fc67: ") for t in titles), titles
 
 
 def test_heatmap_draws_ground_truth_on_every_panel_and_predictions_on_their_own(tmp_path):

@@ -171,20 +171,24 @@ def _detection(dataset, split, name, path):
     return rec, prec, len(det_ids)
 
 
-def plot_report(report, folder):
+def plot_report(report, folder, run=None):
     """In ``folder``: ``<task>_<class>_pr.png``, each class's precision/recall curve (raw and
     the interpolated precision the AP integrates, ``plot_pr_curve``), and
-    ``<task>_summary.png``, the APs as bars with their mean (``plot_ap_bars``). Returns the
-    paths written."""
+    ``<task>_summary.png``, the APs as bars with their mean (``plot_ap_bars``). ``run`` (a
+    variant, a run's name) begins every title, so that the plots of several runs can be told
+    apart outside their folder. Returns the paths written."""
     from minicnn.plots import plot_ap_bars, plot_pr_curve
 
     folder = Path(folder)
+    prefix = f"{run}: " if run else ""
     paths = []
     for name, r in report.results.items():
         paths.append(folder / f"{report.task}_{name}_pr.png")
-        plot_pr_curve(paths[-1], r.rec, r.prec, r.ap, title=f"{name}: AP {r.ap:.3f} ({report.metric})")
+        plot_pr_curve(paths[-1], r.rec, r.prec, r.ap,
+                      title=f"{prefix}{name}: AP {r.ap:.3f} ({report.metric})")
     paths.append(folder / f"{report.task}_summary.png")
     plot_ap_bars(paths[-1], {n: r.ap for n, r in report.results.items()},
-                 title=f"VOC{report.year} {report.split} {TASK_TITLES[report.task]} ({report.metric})",
+                 title=f"{prefix}VOC{report.year} {report.split} {TASK_TITLES[report.task]} "
+                       f"({report.metric})",
                  mean=report.map)
     return paths
