@@ -88,6 +88,7 @@ def read_config(path, quick=False) -> dict:
     for key in ("data", "sources", "runs"):
         if key not in config:
             raise InputError(f"{path}: no [{key}]")
+    _check_types(config, path)
     data = config["data"]
     if ("generated" in data) == ("voc" in data):
         raise InputError(f"{path}: [data] needs either generated = {{...}} or voc = \"VOCdevkit\"")
@@ -111,13 +112,69 @@ def read_config(path, quick=False) -> dict:
             run.pop("train", None)
         config["seeds"] = config.get("seeds", [0])[:2]
         config["bootstrap"] = 50
-    # every setting checked now, before any work
-    for name, run in ((r["name"], r) for r in config["runs"]):
-        transfer_settings(config, run, seed=0, where=f"{path}: run {name!r}")
-    for name, source in config["sources"].items():
-        if "weights" not in source:
-            _pretrain_settings(source, f"{path}: source {name!r}")
+    # every setting checked now, before any work; a bad value is named with the file
+    checks = [(f"run {r['name']!r}", lambda r=r: transfer_settings(config, r, seed=0))
+              for r in config["runs"]]
+    checks += [(f"source {name!r}", lambda s=s: _pretrain_settings(s, ""))
+               for name, s in config["sources"].items() if "weights" not in s]
+    if "generated" in data:
+        checks.append(("[data] generated", lambda: DataConfig(**_fields(DataConfig, data["generated"], ""))))
+    for where, check in checks:
+        try:
+            check()
+        except (InputError, TypeError, ValueError) as e:  # settings given values of the wrong type
+            raise InputError(f"{path}: {where}: {str(e).removeprefix(': ')}") from None
     return config
+
+
+def _check_types(config, path):
+    """Each table, array and value of the config has the type its readers expect, so that a
+    config of the wrong shape is refused naming its key, not met as a TypeError later."""
+    def need(value, kind, what):
+        kinds = {"table": dict, "array": list, "string": str, "integer": int}
+        if not isinstance(value, kinds[kind]) or (kind == "integer" and isinstance(value, bool)):
+            raise InputError(f"{path}: {what} must be a{'n' if kind[0] in 'ai' else ''} {kind}, "
+                             f"got {type(value).__name__}")
+
+    for key in ("data", "sources", "transfer", "paper", "report"):
+        if key in config:
+            need(config[key], "table", f"[{key}]")
+    data = config["data"]
+    if "generated" in data:
+        need(data["generated"], "table", "[data] generated")
+    if "voc" in data:
+        need(data["voc"], "string", "[data] voc")
+    if "year" in data:
+        need(data["year"], "integer", "[data] year")
+    if isinstance(config.get("transfer", {}).get("train", {}), dict) is False:
+        raise InputError(f"{path}: [transfer.train] must be a table")
+    for name, source in config["sources"].items():
+        need(source, "table", f"[sources.{name}]")
+        for key in SOURCE_INPUTS + ("weights",):
+            if key in source:
+                need(source[key], "string", f"[sources.{name}] {key}")
+    need(config["runs"], "array", "[[runs]]")
+    for run in config["runs"]:
+        need(run, "table", "each [[runs]]")
+        for key in ("name", "source"):
+            if key in run:
+                need(run[key], "string", f"[[runs]] {key}")
+        if "train" in run:
+            need(run["train"], "table", f"[[runs]] {run.get('name', '?')!r} train")
+    if "seeds" in config:
+        need(config["seeds"], "array", "seeds")
+        for seed in config["seeds"]:
+            need(seed, "integer", "each of seeds")
+            if seed < 0:
+                raise InputError(f"{path}: seeds must be integers >= 0, got {seed}")
+        if not config["seeds"]:
+            raise InputError(f"{path}: seeds is empty")
+    if "bootstrap" in config:
+        need(config["bootstrap"], "integer", "bootstrap")
+        if config["bootstrap"] < 1:
+            raise InputError(f"{path}: bootstrap must be an integer >= 1, got {config['bootstrap']}")
+    if "title" in config:
+        need(config["title"], "string", "title")
 
 
 def _check_report(report, path):

@@ -426,7 +426,7 @@ def read_yolo(images_dir, labels_dir, names, classes=VOC_CLASSES, explicit_class
     for entry in label_files:
         label_path = os.path.join(labels_dir, entry)
         stem = entry[: -len(".txt")]
-        lines = _label_lines(label_path, len(source_names))
+        lines = _label_lines(label_path, len(source_names), names)
         kept = [(n, c, v) for n, c, v in lines if index_class[c] is not None]
         conv.ignored += len(lines) - len(kept)
         if not kept:
@@ -451,7 +451,7 @@ def read_yolo(images_dir, labels_dir, names, classes=VOC_CLASSES, explicit_class
     return conv
 
 
-def _label_lines(path, n_names):
+def _label_lines(path, n_names, names_path="the names file"):
     """[(line number, class index, (cx, cy, w, h))] of a YOLO label file."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -468,7 +468,7 @@ def _label_lines(path, n_names):
                              f"fields ({line.strip()!r})")
         if not re.fullmatch(r"\d+", fields[0]) or int(fields[0]) >= n_names:
             raise InputError(f"{path}, line {n}: class {fields[0]!r} is not an index 0..{n_names - 1} of the "
-                             "names file")
+                             f"names file {names_path}")
         values = [_float(v) for v in fields[1:]]
         if any(v is None for v in values):
             raise InputError(f"{path}, line {n}: cx cy w h must be finite numbers, found "

@@ -18,7 +18,7 @@ import numpy as np
 
 from minicnn.atomic import write_text
 from minicnn.data.transforms import IMAGE_EXTENSIONS
-from minicnn.errors import InputError
+from minicnn.errors import InputError, shown
 
 
 @dataclass
@@ -112,7 +112,8 @@ def _read_list(root, list_file, classes, exclude, skip_bad, skipped):
                    None if _is_image(parts[-1]) else f"is not an image file ({', '.join(IMAGE_EXTENSIONS)})")
         if problem:
             if not skip_bad:
-                raise InputError(f"{where}: image {path} {problem}; --skip-bad skips it")
+                shown_path = shown(path, 200, quote=False)
+                raise InputError(f"{where}: image {shown_path} {problem}; --skip-bad skips it")
             skipped.append((path, f"named in {where}, {problem}"))
             continue
         entries.append((parts[0], path, where))

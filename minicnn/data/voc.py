@@ -37,7 +37,7 @@ from xml.parsers import expat
 
 import numpy as np
 
-from minicnn.errors import InputError
+from minicnn.errors import InputError, shown
 
 # The 20 classes in the devkit's order (VOCinit.m); class indices follow this order.
 VOC_CLASSES = (
@@ -262,7 +262,7 @@ def read_annotation(path, classes=VOC_CLASSES, clip_boxes=False) -> VOCAnnotatio
         except ValueError:
             value = float("nan")
         if not np.isfinite(value):
-            raise InputError(f"{where(child)}: <{tag}> is '{text}', not a number")
+            raise InputError(f"{where(child)}: <{tag}> is {shown(text)}, not a number")
         return cast(value)
 
     def flag(elem, tag):
@@ -279,7 +279,7 @@ def read_annotation(path, classes=VOC_CLASSES, clip_boxes=False) -> VOCAnnotatio
             raise InputError(f"{where(obj)}: <object> has no <name>")
         name = (name_elem.text or "").strip()
         if name not in classes:
-            raise InputError(f"{where(name_elem)}: unknown class '{name}' (the classes are "
+            raise InputError(f"{where(name_elem)}: unknown class {shown(name)} (the classes are "
                              f"{', '.join(sorted(classes))})")
         bndbox = obj.find("bndbox")
         if bndbox is None:
@@ -293,7 +293,7 @@ def read_annotation(path, classes=VOC_CLASSES, clip_boxes=False) -> VOCAnnotatio
         if actions_elem is not None:
             for a in actions_elem:
                 if a.tag not in VOC_ACTIONS:
-                    raise InputError(f"{where(a)}: unknown action '{a.tag}'")
+                    raise InputError(f"{where(a)}: unknown action {shown(a.tag)}")
             actions = frozenset(a.tag for a in actions_elem if (a.text or "").strip() == "1")
         objects.append(VOCObject(index=index, name=name, box=box, difficult=flag(obj, "difficult"),
                                  truncated=flag(obj, "truncated"), actions=actions))
@@ -394,7 +394,7 @@ def _read_labelled_set(path: Path, n_keys: int):
         if len(fields) != n_keys + 1 or not all(_is_int(f) for f in fields[1:]):
             expected = "<image id> <label>" if n_keys == 1 else "<image id> <object index> <label>"
             raise InputError(f"{path}, line {lineno}: expected '{expected}' with integer index and label, "
-                             f"found '{' '.join(fields)}'")
+                             f"found {shown(' '.join(fields))}")
         label = int(fields[-1])
         if label not in (1, -1, 0):
             raise InputError(f"{path}, line {lineno}: label {label} is not 1, -1 or 0")
@@ -420,4 +420,5 @@ def _check_same_keys(path: Path, listed, expected, expected_from: str):
 
 
 def _describe(key) -> str:
-    return f"person {key[1]} of image {key[0]}" if isinstance(key, tuple) else f"image {key}"
+    return f"person {key[1]} of image {shown(key[0], quote=False)}" if isinstance(key, tuple) \
+        else f"image {shown(key, quote=False)}"

@@ -21,7 +21,7 @@ import numpy as np
 
 from minicnn.atomic import write_text
 from minicnn.data.voc import numbered_fields
-from minicnn.errors import InputError
+from minicnn.errors import InputError, shown
 
 TASKS = ("cls", "det", "action")
 TASK_FOLDER = {"cls": "Main", "det": "Main", "action": "Action"}
@@ -50,7 +50,7 @@ def read_cls_results(path, image_ids=None):
     ids, scores, first = [], [], {}
     for lineno, fields in _records(path, "cls"):
         image_id = fields[0]
-        _record_key(path, lineno, image_id, f"image '{image_id}'", "image set", known, first)
+        _record_key(path, lineno, image_id, f"image {shown(image_id)}", "image set", known, first)
         ids.append(image_id)
         scores.append(_number(path, lineno, fields[1], "score"))
     return ids, np.array(scores, dtype=np.float64)
@@ -72,7 +72,7 @@ def read_det_results(path, image_ids=None):
     ids, scores, boxes = [], [], []
     for lineno, fields in _records(path, "det"):
         if known is not None and fields[0] not in known:
-            raise InputError(f"{path}, line {lineno}: image '{fields[0]}' is not in the image set")
+            raise InputError(f"{path}, line {lineno}: image {shown(fields[0])} is not in the image set")
         ids.append(fields[0])
         scores.append(_number(path, lineno, fields[1], "score"))
         boxes.append([_number(path, lineno, f, name, finite=True)
@@ -87,9 +87,10 @@ def read_action_results(path, persons=None):
     keys, scores, first = [], [], {}
     for lineno, fields in _records(path, "action"):
         if re.fullmatch(r"[+-]?\d+", fields[1]) is None:
-            raise InputError(f"{path}, line {lineno}: object index '{fields[1]}' is not an integer")
+            raise InputError(f"{path}, line {lineno}: object index {shown(fields[1])} is not an integer")
         key = (fields[0], int(fields[1]))
-        _record_key(path, lineno, key, f"person {key[1]} of image '{key[0]}'", "action set", known, first)
+        person = f"person {key[1]} of image {shown(key[0])}"
+        _record_key(path, lineno, key, person, "action set", known, first)
         keys.append(key)
         scores.append(_number(path, lineno, fields[2], "score"))
     return keys, np.array(scores, dtype=np.float64)
@@ -134,5 +135,5 @@ def _number(path, lineno, text, what, finite=False) -> float:
     """A score may be +-inf (it then ranks first or last); a box coordinate must be finite."""
     if _NUMBER.fullmatch(text) is None or (finite and not np.isfinite(float(text))):
         kind = "a finite number" if finite else "a number"
-        raise InputError(f"{path}, line {lineno}: {what} '{text}' is not {kind}")
+        raise InputError(f"{path}, line {lineno}: {what} {shown(text)} is not {kind}")
     return float(text)
