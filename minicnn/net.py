@@ -16,7 +16,7 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.atomic import atomic_open
-from minicnn.errors import InputError
+from minicnn.errors import InputError, shown
 from minicnn.layers import LAYER_TYPES, Layer, ParamDict
 
 ARCH_KEY = "__architecture__"
@@ -393,15 +393,16 @@ class Sequential(Container):
             arch = json.loads(str(arrays[ARCH_KEY]))
             specs = list(arch["layers"])
         except (ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{path}: {ARCH_KEY} is not a network architecture ({e})") from None
+            raise InputError(f"{path}: {ARCH_KEY} is not a network architecture "
+                             f"({shown(e, 200, quote=False)})") from None
         layers = [build_layer(spec, path, f"layer {i} of {ARCH_KEY}") for i, spec in enumerate(specs)]
         names = [spec["name"] for spec in specs]
         try:
             net = cls(layers, names, input_shape=arch.get("input_shape"), meta=arch.get("meta"))
             if net.input_shape:  # layers that do not fit together (an edited architecture)
                 net.shapes()
-        except ValueError as e:  # repeated layer names, shapes that do not chain
-            raise InputError(f"{path}: {e}") from None
+        except (ValueError, TypeError, OverflowError) as e:  # repeated names, shapes that do not chain
+            raise InputError(f"{path}: {shown(e, 300, quote=False)}") from None
         return net._load_into(path)
 
     load = _either(_load_new, _load_into)
@@ -552,8 +553,9 @@ def build_layer(spec, path, where):
         layer = kind(**config)
     except InputError:
         raise
-    except (TypeError, ValueError, KeyError) as e:
-        raise InputError(f"{path}: layer {name!r} ({kind_name}) has a bad config {config}: {e}") from None
+    except (TypeError, ValueError, KeyError, OverflowError) as e:  # (OverflowError: an infinite size)
+        raise InputError(f"{path}: layer {name!r} ({shown(kind_name)}) has a bad config "
+                         f"{shown(config, 200, quote=False)}: {shown(e, 200, quote=False)}") from None
     layer.frozen = spec.get("frozen", False)
     layer.lr_mult = spec.get("lr_mult", 1.0)
     return layer

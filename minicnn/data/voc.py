@@ -133,6 +133,9 @@ class VOCDataset:
                 raise InputError(f"{path}, line {lineno}: expected '<image id>' (or '<image id> <index>'), "
                                  f"found {len(fields)} fields")
             image_id = fields[0]
+            if not image_id.isprintable() or any(c in image_id for c in "/\\") or image_id in (".", ".."):
+                raise InputError(f"{path}, line {lineno}: image id {shown(image_id)} cannot name a file "
+                                 "(Annotations/<id>.xml, JPEGImages/<id>.jpg)")
             if image_id in first_line:
                 if task == "Main":
                     raise InputError(f"{path}, line {lineno}: image {image_id} listed twice "
