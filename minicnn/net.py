@@ -401,7 +401,7 @@ class Sequential(Container):
             net = cls(layers, names, input_shape=arch.get("input_shape"), meta=arch.get("meta"))
             if net.input_shape:  # layers that do not fit together (an edited architecture)
                 net.shapes()
-        except (ValueError, TypeError, OverflowError) as e:  # repeated names, shapes that do not chain
+        except (ValueError, TypeError, ArithmeticError) as e:  # repeated names, shapes that do not chain
             raise InputError(f"{path}: {shown(e, 300, quote=False)}") from None
         return net._load_into(path)
 
@@ -553,8 +553,8 @@ def build_layer(spec, path, where):
         layer = kind(**config)
     except InputError:
         raise
-    except (TypeError, ValueError, KeyError, OverflowError) as e:  # (OverflowError: an infinite size)
-        raise InputError(f"{path}: layer {name!r} ({shown(kind_name)}) has a bad config "
+    except (TypeError, ValueError, KeyError, ArithmeticError) as e:  # (a size 0 or infinite)
+        raise InputError(f"{path}: layer {name!r} ({shown(kind_name, quote=False)}) has a bad config "
                          f"{shown(config, 200, quote=False)}: {shown(e, 200, quote=False)}") from None
     layer.frozen = spec.get("frozen", False)
     layer.lr_mult = spec.get("lr_mult", 1.0)
