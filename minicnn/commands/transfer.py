@@ -72,8 +72,8 @@ def add_arguments(p):
     p.add_argument("--background", type=float, default=t.background_fraction,
                    help="fraction of background patches kept each epoch")
     p.add_argument("--balance", choices=BALANCES, default=t.balance,
-                   help="resample: a fresh draw of the background each epoch; weigh: every background patch, "
-                        "weighted by --background")
+                   help="resample: a fresh draw of the background each epoch; reweight: every "
+                        "background patch, weighted by --background")
     p.add_argument("-k", type=float, default=t.k,
                    help="power of the aggregation mean(p^k), > 0")
     p.add_argument("--stride", type=float, default=d.stride_fraction,
