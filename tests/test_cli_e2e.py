@@ -90,6 +90,21 @@ def test_each_command_once(world, tmp_path, capsys):
                  str(data / "VOCdevkit"), "--out", str(tmp_path / "loc"), "--backend", "numpy",
                  "--heatmaps", "1"]) == 0
     assert list((tmp_path / "loc" / "heatmaps").glob("*.png"))
+    for wnid in ("n02121808", "n02084071"):
+        (tmp_path / "wnids" / wnid).mkdir(parents=True)
+    assert main(["source-classes", "--from", str(tmp_path / "wnids"), "--random", "1",
+                 "--out", str(tmp_path / "classes.txt")]) == 0
+    assert len((tmp_path / "classes.txt").read_text().split()) == 1
+    yolo = tmp_path / "yolo"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    shutil.copy(data / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000001.jpg", yolo / "images" / "a.jpg")
+    (yolo / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (yolo / "obj.names").write_text("car\n")
+    assert main(["convert", "yolo", "--images", str(yolo / "images"), "--labels", str(yolo / "labels"),
+                 "--names", str(yolo / "obj.names"), "--out", str(tmp_path / "yv"), "--year", "2020",
+                 "--set", "test", "--classes", "car"]) == 0
+    assert (tmp_path / "yv" / "VOC2020" / "ImageSets" / "Main" / "test.txt").read_text().split() == ["a"]
 
 
 # --- the refusals of the issue -------------------------------------------------------------------
