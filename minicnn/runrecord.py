@@ -44,7 +44,7 @@ from datetime import datetime
 
 from minicnn import distributed
 from minicnn.atomic import write_json
-from minicnn.errors import InputError
+from minicnn.errors import InputError, shown
 
 RECORD_NAME = "run.json"
 LOG_NAME = "log.txt"
@@ -124,6 +124,12 @@ def _differences(old, new, prefix=""):
     return [f"{prefix[:-1] if prefix.endswith('.') else prefix}: {json.dumps(old)} -> {json.dumps(new)}"]
 
 
+def _which(old) -> str:
+    """'a run of `minicnn NAME` (started TIME)' of a record read back."""
+    return (f"a run of `minicnn {shown(old.get('name', '?'), quote=False)}` (started "
+            f"{shown(old.get('started', '?'), quote=False)})")
+
+
 class RunRecord:
     """The record of one run of ``minicnn <command>`` in ``out_dir`` (see the module
     docstring). ``settings``: every setting of the run (a JSON-able dict or a dataclass,
@@ -152,8 +158,7 @@ class RunRecord:
         if old is not None and not resume and old.get("name") != command:
             self._refuse_another_commands_run(command)
         if old is not None and not resume:
-            raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}` (started "
-                             f"{old.get('started', '?')}); pass --resume to continue it or --fresh "
+            raise InputError(f"{self.dir} holds {_which(old)}; pass --resume to continue it or --fresh "
                              "to start over")
         if old is not None:
             self._check_same(old, command, settings, hashes, may_change)
@@ -186,6 +191,21 @@ class RunRecord:
                              "over") from None
         if not isinstance(old, dict) or "settings" not in old:
             raise InputError(f"{self.path}: not a run record (no settings); pass --fresh to start over")
+        # each entry of the type the record is written with: a record edited by hand or damaged
+        # is refused here, not met as a TypeError half-way through the resume
+        shapes = {"name": str, "settings": dict, "inputs": dict, "data": dict, "seconds": dict,
+                  "resumed": list, "skipped": list, "command": list, "started": str}
+        for key, kind in shapes.items():
+            if key in old and not isinstance(old[key], kind):
+                raise InputError(f"{self.path}: not a run record ('{key}' is not a JSON "
+                                 f"{'object' if kind is dict else 'array' if kind is list else 'string'}); "
+                                 "pass --fresh to start over")
+        bad = [s for s in old.get("skipped", []) if not isinstance(s, dict)]
+        bad += [d for d in old.get("inputs", {}).values() if not isinstance(d, str)]
+        if bad or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                          for v in old.get("seconds", {}).values()):
+            raise InputError(f"{self.path}: not a run record (a damaged 'skipped', 'inputs' or 'seconds' "
+                             "entry); pass --fresh to start over")
         return old
 
     def _refuse_another_commands_run(self, command):
@@ -196,17 +216,17 @@ class RunRecord:
         except InputError:  # an unreadable record: --fresh is how to start over
             return
         if old is not None and old.get("name") != command:
-            raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}` (started "
-                             f"{old.get('started', '?')}), which a run of `minicnn {command}` never replaces "
-                             "(nor with --fresh): name another folder")
+            raise InputError(f"{self.dir} holds {_which(old)}, which a run of `minicnn {command}` never "
+                             "replaces (nor with --fresh): name another folder")
 
     def _check_same(self, old, command, settings, hashes, may_change):
         if old.get("name") != command:
-            raise InputError(f"{self.dir} holds a run of `minicnn {old.get('name', '?')}`, not of "
-                             f"`minicnn {command}`; --resume continues a run of the same command: name "
-                             "another folder")
+            ran = shown(old.get("name", "?"), quote=False)
+            raise InputError(f"{self.dir} holds a run of `minicnn {ran}`, not of `minicnn {command}`; "
+                             "--resume continues a run of the same command: name another folder")
         # a resumed run may go on for more epochs; every other setting must be the run's
-        problems = [f"setting {d}" for d in _differences(old.get("settings", {}), settings)
+        differences = _differences(old.get("settings", {}), settings)
+        problems = [f"setting {shown(d, 300, quote=False)}" for d in differences
                     if d.split(":")[0].split(".")[-1] not in may_change]
         recorded = old.get("inputs", {})
         for path, digest in hashes.items():
@@ -215,7 +235,8 @@ class RunRecord:
             elif recorded[path] != digest:
                 problems.append(f"input {path} has changed (sha256 {recorded[path][:12]}... -> "
                                 f"{digest[:12]}...)")
-        problems += [f"input {path} of the run is not given" for path in recorded if path not in hashes]
+        problems += [f"input {shown(path, 200, quote=False)} of the run is not given"
+                     for path in recorded if path not in hashes]
         if problems:
             raise InputError(f"cannot resume the run in {self.dir}: {'; '.join(problems)} "
                              "(use the run's settings and inputs, or --fresh to start over)")

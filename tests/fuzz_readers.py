@@ -78,11 +78,46 @@ def mutated(draw, valid: bytes):
     return bytes(data)
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6)
+
+
+@st.composite
+def json_mutated(draw, document):
+    """A JSON ``document`` with one to three values (or keys) replaced by any JSON value,
+    so that the mutations reach the reader's checks of types and values, past the parser."""
+    import copy
+
+    document = copy.deepcopy(document)
+    for _ in range(draw(st.integers(1, 3))):
+        node, path = document, []
+        while isinstance(node, (dict, list)) and node and draw(st.integers(0, 3)):
+            key = draw(st.sampled_from(sorted(node, key=str) if isinstance(node, dict) else range(len(node))))
+            path.append((node, key))
+            node = node[key]
+        if not path:
+            document = draw(JSON_VALUES)
+            continue
+        parent, key = path[-1]
+        if isinstance(parent, dict) and draw(st.booleans()) and draw(st.booleans()):
+            del parent[key]  # a key missing
+        else:
+            parent[key] = draw(JSON_VALUES)
+    return json.dumps(document, allow_nan=True).encode()
+
+
 def inputs(valid: bytes):
-    """The strategy of one reader's inputs: mostly the valid file mutated, some random bytes
-    and random text."""
-    return st.one_of(mutated(valid), mutated(valid), mutated(valid), st.binary(max_size=512),
-                     st.text(max_size=256).map(lambda t: t.encode("utf-8", "surrogatepass")))
+    """The strategy of one reader's inputs: mostly the valid file mutated (bytes, and for a
+    JSON file its values), some random bytes and random text."""
+    bytewise = [mutated(valid), mutated(valid), mutated(valid), st.binary(max_size=512),
+                st.text(max_size=256).map(lambda t: t.encode("utf-8", "surrogatepass"))]
+    try:
+        document = json.loads(valid)
+    except ValueError:
+        return st.one_of(*bytewise)
+    return st.one_of(*bytewise, json_mutated(document), json_mutated(document), json_mutated(document))
 
 
 # --- the property ------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from xml.sax.saxutils import escape
 from minicnn.atomic import atomic_open, write_text
 from minicnn.data.transforms import IMAGE_EXTENSIONS
 from minicnn.data.voc import VOC_CLASSES
-from minicnn.errors import InputError
+from minicnn.errors import InputError, shown
 
 # COCO's name -> VOC's name, for the six VOC classes COCO names otherwise
 COCO_TO_VOC = {"airplane": "aeroplane", "motorcycle": "motorbike", "couch": "sofa",
@@ -285,7 +285,7 @@ def read_coco(images_dir, annotations, classes=VOC_CLASSES, explicit_classes=Fal
         what = f"{path}: image #{k + 1}"
         if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
             raise InputError(f"{what} needs an 'id' and a string 'file_name'")
-        what = f"{path}: image {img['id']} ({img['file_name']})"
+        what = f"{path}: image {shown(img['id'], quote=False)} ({shown(img['file_name'], 100, quote=False)})"
         w, h = img.get("width"), img.get("height")
         if not (_whole(w) and _whole(h) and w > 0 and h > 0):
             raise InputError(f"{what}: width and height must be positive integers, got {w!r} x {h!r}")
@@ -296,11 +296,11 @@ def read_coco(images_dir, annotations, classes=VOC_CLASSES, explicit_classes=Fal
             raise InputError(f"{path}: image #{k + 1}: id {img['id']!r} is not a number or a "
                              "string") from None
         if img["id"] in images:
-            raise InputError(f"{path}: image id {img['id']} is given twice")
+            raise InputError(f"{path}: image id {shown(img['id'], quote=False)} is given twice")
         stem = _image_id(img["file_name"], what)
         if stem in by_stem:
-            raise InputError(f"{what}: image id {stem} (the file name's stem) is also that of image "
-                             f"{by_stem[stem]}")
+            raise InputError(f"{what}: image id {shown(stem, quote=False)} (the file name's stem) is also "
+                             f"that of image {shown(by_stem[stem], quote=False)}")
         by_stem[stem] = img["id"]
         images[img["id"]] = {"id": stem, "file": img["file_name"], "width": w, "height": h, "objects": []}
 
@@ -308,11 +308,16 @@ def read_coco(images_dir, annotations, classes=VOC_CLASSES, explicit_classes=Fal
     for k, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
             raise InputError(f"{path}: annotation #{k + 1} is not a JSON object")
-        what = f"{path}: annotation {ann['id']}" if "id" in ann else f"{path}: annotation #{k + 1} (no id)"
+        what = (f"{path}: annotation {shown(ann['id'], quote=False)}" if "id" in ann
+                else f"{path}: annotation #{k + 1} (no id)")
         for key in ("image_id", "category_id", "bbox"):
             if key not in ann:
                 raise InputError(f"{what} has no '{key}'")
-        if ann["category_id"] not in category_class:
+        try:
+            known = ann["category_id"] in category_class
+        except TypeError:  # a list or an object: not an id
+            known = False
+        if not known:
             raise InputError(f"{what}: unknown category id {ann['category_id']!r} (not in 'categories')")
         try:
             image = images.get(ann["image_id"])
@@ -342,7 +347,7 @@ def read_coco(images_dir, annotations, classes=VOC_CLASSES, explicit_classes=Fal
             conv.left_out += 1
             continue
         file = os.path.join(images_dir, image["file"])
-        what = f"{path}: image {by_stem[image['id']]}"
+        what = f"{path}: image {shown(by_stem[image['id']], quote=False)}"
         w, h, depth, reencode = _inspect(file, what)
         if (w, h) != (image["width"], image["height"]):
             raise InputError(f"{what}: {file} is {w}x{h} (in display orientation) but the annotation file "
