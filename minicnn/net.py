@@ -553,6 +553,9 @@ def build_layer(spec, path, where):
         layer = kind(**config)
     except InputError:
         raise
+    except MemoryError:  # sizes no parameters of the file can have
+        raise InputError(f"{path}: layer {name!r} ({shown(kind_name, quote=False)}) has sizes too large to "
+                         f"build: {shown(config, 200, quote=False)}") from None
     except (TypeError, ValueError, KeyError, ArithmeticError) as e:  # (a size 0 or infinite)
         raise InputError(f"{path}: layer {name!r} ({shown(kind_name, quote=False)}) has a bad config "
                          f"{shown(config, 200, quote=False)}: {shown(e, 200, quote=False)}") from None
