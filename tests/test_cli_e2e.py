@@ -122,6 +122,16 @@ def test_a_jpeg_truncated_after_its_header_is_refused_before_the_run(world, tmp_
     record = json.loads((tmp_path / "t" / "run.json").read_text())
     assert [s["item"] for s in record["skipped"]] == [str(image)]
     assert record["data"]["images"]["train"] + record["data"]["images"]["val"] == 7
+    # localize decodes its images before its run too
+    test_image = voc / "VOC2007" / "JPEGImages" / f"{first_test_id(voc)}.jpg"
+    test_image.write_bytes(test_image.read_bytes()[:1500])
+    localize = ["localize", "--weights", str(tmp_path / "t" / "transfer.npz"), "--voc", str(voc),
+                "--out", str(tmp_path / "loc"), "--backend", "numpy"]
+    refused(capsys, tmp_path, localize, test_image.name, "truncated")
+
+
+def first_test_id(voc):
+    return (voc / "VOC2007" / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
 
 
 def test_classes_the_tree_lacks_are_refused_before_work(world, tmp_path, capsys):

@@ -92,7 +92,7 @@ def run(args):
     else:
         ids = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
         paths = list(args.images)
-    bad = scan_images(paths)
+    bad = scan_images(paths, decode=True)  # decoded: a file cut after its header stops no run half-way
     if bad:
         raise InputError(describe_bad(bad, remedy="fix or remove them"))
     record = open_run(args.out, "localize", {k: v for k, v in vars(args).items() if not k.startswith("_")},
