@@ -134,6 +134,7 @@ def run(args):
     from minicnn.errors import InputError
     from minicnn.report import ap_table
     from minicnn.runrecord import open_run
+    from minicnn.transfer.patchset import check_classes
     from minicnn.transfer.pipeline import Transfer, load_source
 
     settings = settings_from_args(args)  # every setting checked before any work
@@ -149,6 +150,10 @@ def run(args):
     said, started = [], time.perf_counter()
     run = Transfer(args.voc, args.year, source, args.out, settings, classes=classes,
                    cache_root=args.cache, log=said.append, skip_bad=args.skip_bad, clip_boxes=args.clip_boxes)
+    # refused before the record: a class the user named that no training patch shows (or no
+    # learnable class at all, or a validation part without positives)
+    check_classes(run.patches, run.classes, settings.train_split, settings.test_split, named=bool(classes),
+                  refuse=True)
     run.check_cache_space()
     record = open_run(args.out, "transfer", everything, inputs=[args.weights], resume=args.resume,
                       fresh=args.fresh, outputs=("checkpoint.npz", "transfer.npz"))

@@ -240,29 +240,33 @@ class PatchRenderer:
         return out
 
 
-def check_classes(patches: PatchSet, classes, train_split, test_split, named=True) -> list[str]:
-    """Check the classes against the patches before any work. A class with no positive
-    training patch cannot be learnt (its AP would be noise): refused when the user ``named``
-    the classes (--classes), a warning when they are the tree's own; no positive training
-    patch at all, or a validation part with no positive of any class (no validation mAP could
-    drive the schedule), is refused. Returns the warnings, among them the classes without a
-    positive test item: their AP is left out of the mean, and the report says so."""
+def check_classes(patches: PatchSet, classes, train_split, test_split, named=False,
+                  refuse=False) -> list[str]:
+    """The classes checked against the patches, before any work. Returns warnings: classes
+    with no positive training patch (they cannot be learnt: their AP would be noise), a
+    validation part with no positive of any class (no validation mAP can drive the
+    schedule), classes without a positive test item (their AP is left out of the mean, and
+    the report says so). With ``refuse`` (the command line) the first two are refused
+    instead: an unlearnable class when the user ``named`` the classes (--classes), or when
+    no class at all can be learnt."""
     from minicnn.errors import InputError
 
     warnings = []
     train = patches.patch_labels[patches.patches_of("train")]
     missing = [name for c, name in enumerate(classes) if not (train == c).any()]
-    if missing and (named or len(missing) == len(classes)):
-        raise InputError(f"{len(missing)} of {len(classes)} classes have no positive training patch in "
-                         f"the training part of {train_split} (no non-difficult object of theirs in its "
-                         f"images): {', '.join(missing)}; --classes must name classes the tree holds")
     if missing:
-        warnings.append(f"{len(missing)} of {len(classes)} classes have no positive training patch in the "
-                        f"training part of {train_split} ({', '.join(missing)}): they cannot be learnt")
+        text = (f"{len(missing)} of {len(classes)} classes have no positive training patch in the training "
+                f"part of {train_split} (no non-difficult object of theirs in its images, or none a patch "
+                f"covers): {', '.join(missing)}")
+        if refuse and (named or len(missing) == len(classes)):
+            raise InputError(f"{text}; --classes must name classes the tree holds" if named else text)
+        warnings.append(f"{text}: they cannot be learnt")
     val = patches.items["val"]
     if val.truth is not None and len(val.keys) and not (val.truth == 1).any():
-        raise InputError(f"the validation part of {train_split} ({len(val.keys)} images) holds no positive "
-                         "of any class: raise --val-fraction, or set it to 0 to train without validation")
+        text = f"the validation part of {train_split} ({len(val.keys)} images) holds no positive of any class"
+        if refuse:
+            raise InputError(f"{text}: raise --val-fraction, or set it to 0 to train without validation")
+        warnings.append(f"{text}: the validation mAP is undefined")
     test = patches.items["test"].truth
     absent = [] if test is None else [name for c, name in enumerate(classes) if not (test[:, c] == 1).any()]
     if absent:

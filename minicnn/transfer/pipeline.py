@@ -169,7 +169,6 @@ class Transfer:
     def __init__(self, voc_root, year, source: Sequential, out_dir, settings: TransferSettings,
                  classes=None, cache_root=None, log=print, skip_bad=False, clip_boxes=False):
         self.settings, self.log, self.out = settings, log, os.fspath(out_dir)
-        named = bool(classes)  # the user's classes (refused if one cannot be learnt), not the tree's
         s = settings
         if s.crop_on_device and backend.get_backend().name != "cuda":  # before any work
             raise InputError("--crop-on-device crops on the GPU: it needs --backend cuda")
@@ -203,7 +202,7 @@ class Transfer:
             width, height = (int(v) for v in sizes[np.argmax(counts)])
             self.log(f"patch sampler: {describe_sampler(width, height, s.scales, s.stride_fraction)}")
         self.log(f"patches of {s.train_split}+{s.test_split}: {self.patches.describe(self.background)}")
-        for warning in check_classes(self.patches, self.classes, s.train_split, s.test_split, named=named):
+        for warning in check_classes(self.patches, self.classes, s.train_split, s.test_split):
             self.log(f"warning: {warning}")
         backend.seed(s.train.seed)
         self.net = build_network(source, len(self.classes) + 1, s)
