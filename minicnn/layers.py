@@ -22,7 +22,7 @@ from minicnn.ops import linear as linear_op
 from minicnn.ops import lrn as lrn_op
 from minicnn.ops import max_pool2d as pool_op
 from minicnn.ops import relu as relu_op
-from minicnn.ops.im2col import conv_output_size, pair
+from minicnn.ops.im2col import pair, quad
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -133,26 +133,39 @@ class Layer:
 
 
 class Conv2D(Layer):
-    """Convolution, ``minicnn.ops.conv2d``: weight (O, C/groups, kh, kw), bias (O,)."""
+    """Convolution, ``minicnn.ops.conv2d``: weight (O, C/groups, kh, kw), bias (O,).
+
+    ``padding``: one number, (height, width) for both sides alike, or (top, left, bottom,
+    right) when the sides differ (ONNX's begin/end pads, TensorFlow's SAME); ``dilation``
+    spaces the kernel's taps. ``groups == in_channels`` is a depthwise convolution."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1,
-                 bias=True, dtype=np.float32):
+                 bias=True, dtype=np.float32, dilation=1):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2D: in_channels {in_channels} and out_channels {out_channels} "
                              f"must both be divisible by groups {groups}")
         self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
+        self.kernel_size, self.stride, self.dilation = pair(kernel_size), pair(stride), pair(dilation)
+        self.pads = quad(padding)
+        if min(self.pads) < 0 or min(self.stride) < 1 or min(self.dilation) < 1:
+            raise ValueError(f"Conv2D: padding {self.pads} must be >= 0, stride {self.stride} and "
+                             f"dilation {self.dilation} >= 1")
+        # (ph, pw) when both sides are alike, as before per-side padding existed
+        self.padding = self.pads[:2] if self.pads[:2] == self.pads[2:] else self.pads
         self.dtype = _check_dtype(dtype)
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw
         self._make_params((out_channels, in_channels // groups, kh, kw), fan_in, bias)
 
     def config(self):
-        return dict(in_channels=self.in_channels, out_channels=self.out_channels,
-                    kernel_size=list(self.kernel_size), stride=list(self.stride),
-                    padding=list(self.padding), groups=self.groups, bias="bias" in self.params,
-                    dtype=self.dtype.name)
+        config = dict(in_channels=self.in_channels, out_channels=self.out_channels,
+                      kernel_size=list(self.kernel_size), stride=list(self.stride),
+                      padding=list(self.padding), groups=self.groups, bias="bias" in self.params,
+                      dtype=self.dtype.name)
+        if self.dilation != (1, 1):  # left out otherwise: files readable by earlier versions
+            config["dilation"] = list(self.dilation)
+        return config
 
     def _describe_expected(self):
         return f"(N, {self.in_channels}, H, W), dtype {self.dtype}"
@@ -161,9 +174,9 @@ class Conv2D(Layer):
         if len(in_shape) != 3 or in_shape[0] != self.in_channels:
             raise ValueError(f"layer {self.name!r} (Conv2D) takes samples of shape "
                              f"({self.in_channels}, H, W), gets {tuple(in_shape)}")
-        _, H, W = in_shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (self.out_channels, conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw))
+        shape = (1, *in_shape)
+        return (self.out_channels, *conv_op.output_size(shape, (self.out_channels, 1, *self.kernel_size),
+                                                         self.stride, self.pads, self.dilation))
 
     def macs(self, in_shape):
         O, OH, OW = self.output_shape(in_shape)
@@ -184,13 +197,15 @@ class Conv2D(Layer):
         reuse = train and not self.frozen and keep_for_backward
         self._kept = self.__dict__.setdefault("_kept_for_backward", {}) if reuse else None
         return conv_op.conv2d_forward(x, self.params["weight"], self.params.get("bias"),
-                                      self.stride, self.padding, self.groups, keep=self._kept)
+                                      self.stride, self.pads, self.groups, keep=self._kept,
+                                      dilation=self.dilation)
 
     def backward(self, dy):
         (x,) = self._saved_tensors()
         dx, dw, db = conv_op.conv2d_backward(
-            dy, x, self.params["weight"], self.stride, self.padding, self.groups,
-            need_dx=self.need_input_grad, need_dw=not self.frozen, kept=self._kept)
+            dy, x, self.params["weight"], self.stride, self.pads, self.groups,
+            need_dx=self.need_input_grad, need_dw=not self.frozen, kept=self._kept,
+            dilation=self.dilation)
         if not self.frozen:
             self.grads["weight"] = dw
             if "bias" in self.params:

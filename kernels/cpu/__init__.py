@@ -20,6 +20,11 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 from minicnn.kernels.cpu.avg_pool2d import avg_pool_backward, avg_pool_forward
 from minicnn.kernels.cpu.conv2d import cnhw_to_nchw, nchw_to_cnhw
+from minicnn.kernels.cpu.depthwise_conv2d import (
+    depthwise_backward_input,
+    depthwise_backward_weight,
+    depthwise_forward,
+)
 from minicnn.kernels.cpu.dropout import dropout_apply
 from minicnn.kernels.cpu.gemm import gemm, gemm_batched
 from minicnn.kernels.cpu.im2col import col2im, im2col
@@ -40,6 +45,9 @@ __all__ = [
     "avg_pool_forward",
     "cnhw_to_nchw",
     "col2im",
+    "depthwise_backward_input",
+    "depthwise_backward_weight",
+    "depthwise_forward",
     "dropout_apply",
     "gemm",
     "gemm_batched",

@@ -7,6 +7,11 @@ its ``xp`` code on CuPy, with GEMMs in cuBLAS through ``cupy.matmul``.
 """
 
 from minicnn.kernels.cuda.avg_pool2d import avg_pool_backward, avg_pool_forward
+from minicnn.kernels.cuda.depthwise_conv2d import (
+    depthwise_backward_input,
+    depthwise_backward_weight,
+    depthwise_forward,
+)
 from minicnn.kernels.cuda.dropout import dropout_apply
 from minicnn.kernels.cuda.im2col import col2im, im2col
 from minicnn.kernels.cuda.lrn import lrn_backward, lrn_forward
@@ -25,6 +30,9 @@ __all__ = [
     "avg_pool_backward",
     "avg_pool_forward",
     "col2im",
+    "depthwise_backward_input",
+    "depthwise_backward_weight",
+    "depthwise_forward",
     "dropout_apply",
     "im2col",
     "lrn_backward",
