@@ -19,7 +19,7 @@ STATE_KEY = "__training_state__"
 
 def save_checkpoint(path, net, opt=None, state=None):
     """``state``: a JSON-able dict (epoch, history, generator state, ...)."""
-    arrays = {name: backend.to_numpy(p) for name, p, _ in net.named_params()}
+    arrays = {name: backend.to_numpy(p) for name, p in net.named_arrays().items()}
     arrays[ARCH_KEY] = np.array(json.dumps(net.architecture()))
     if opt is not None:
         for key, value in opt.state_dict().items():

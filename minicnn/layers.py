@@ -15,6 +15,8 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.ops import avg_pool2d as avg_op
+from minicnn.ops import batch_norm as bn_op
+from minicnn.ops import clip as clip_op
 from minicnn.ops import conv2d as conv_op
 from minicnn.ops import dropout as dropout_op
 from minicnn.ops import flatten as flatten_op
@@ -60,6 +62,9 @@ class Layer:
     def __init__(self):
         self.name = type(self).__name__.lower()
         self.params = ParamDict(self)
+        # arrays that are saved, loaded and moved with the parameters but never trained
+        # (batch normalisation's running statistics)
+        self.buffers = ParamDict(self)
         self.grads: dict = {}
         self.frozen = False
         self.lr_mult = 1.0
@@ -418,6 +423,110 @@ class AvgPool2D(_Pool2D):
         return avg_op.avg_pool_backward(dy, shape, *self._geometry(), self.count_include_pad)
 
 
+class Clip(Layer):
+    """min(max(x, min), max), ``minicnn.ops.clip``; ``Clip(0, 6)`` is ReLU6. A bound given
+    as None is open."""
+
+    def __init__(self, min=None, max=None):  # noqa: A002 - ONNX's and PyTorch's names
+        super().__init__()
+        self.min = None if min is None else float(min)
+        self.max = None if max is None else float(max)
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"Clip: min {self.min} is above max {self.max}")
+
+    def config(self):
+        return dict(min=self.min, max=self.max)
+
+    def _bounds(self):
+        return (-np.inf if self.min is None else self.min), (np.inf if self.max is None else self.max)
+
+    def forward(self, x, train=True, keep_for_backward=True):
+        y = clip_op.clip_forward(x, *self._bounds())
+        self._save(keep_for_backward, y)
+        return y
+
+    def backward(self, dy):
+        (y,) = self._saved_tensors()
+        return clip_op.clip_backward(y, dy, *self._bounds())
+
+
+class BatchNorm2D(Layer):
+    """Batch normalisation of (N, C, H, W) per channel, ``minicnn.ops.batch_norm``: weight
+    (gamma) and bias (beta), (C,); running_mean and running_var, buffers (saved, never
+    trained). Training mode normalises by the batch's statistics and updates the running
+    ones with ``momentum`` (PyTorch's convention and defaults); evaluation mode, and a frozen
+    layer, by the running ones."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        if self.num_features < 1 or not self.eps > 0 or not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"BatchNorm2D: num_features {num_features} must be >= 1, eps {eps} > 0 "
+                             f"and momentum {momentum} in [0, 1]")
+        self.dtype = _check_dtype(dtype)
+        C = self.num_features
+        self.params = ParamDict(self, weight=backend.asarray(np.ones(C, self.dtype)),
+                                bias=backend.asarray(np.zeros(C, self.dtype)))
+        self.buffers = ParamDict(self, running_mean=backend.asarray(np.zeros(C, self.dtype)),
+                                 running_var=backend.asarray(np.ones(C, self.dtype)))
+
+    def config(self):
+        return dict(num_features=self.num_features, eps=self.eps, momentum=self.momentum,
+                    dtype=self.dtype.name)
+
+    def _describe_expected(self):
+        return f"(N, {self.num_features}, H, W), dtype {self.dtype}"
+
+    def output_shape(self, in_shape):
+        if len(in_shape) != 3 or in_shape[0] != self.num_features:
+            raise ValueError(f"layer {self.name!r} (BatchNorm2D) takes samples of shape "
+                             f"({self.num_features}, H, W), gets {tuple(in_shape)}")
+        return tuple(in_shape)
+
+    def macs(self, in_shape):
+        return int(np.prod(in_shape))
+
+    def scale_shift(self):
+        """(s, t) of the evaluation map y = x s + t, per channel."""
+        xp = backend.array_module(self.params["weight"])
+        inv_std = 1.0 / xp.sqrt(self.buffers["running_var"] + self.eps)
+        scale = self.params["weight"] * inv_std
+        return scale, self.params["bias"] - self.buffers["running_mean"] * scale
+
+    def forward(self, x, train=True, keep_for_backward=True):
+        self._check_input(x, 4, self.num_features)
+        gamma, beta = self.params["weight"], self.params["bias"]
+        if not train:
+            self._save(keep_for_backward, x, False)
+            return bn_op.channel_affine(x, *self.scale_shift())
+        M = x.size // x.shape[1]
+        if M < 2:
+            raise ValueError(f"layer {self.name!r} (BatchNorm2D): training needs more than one value "
+                             f"per channel, got input {tuple(x.shape)}")
+        mean, var = bn_op.batch_moments(x)
+        y, xhat, inv_std = bn_op.batch_norm_forward(x, gamma, beta, mean, var, self.eps)
+        m = self.momentum
+        self.buffers["running_mean"] = (1 - m) * self.buffers["running_mean"] + m * mean
+        self.buffers["running_var"] = (1 - m) * self.buffers["running_var"] + m * var * (M / (M - 1))
+        self._save(keep_for_backward, xhat, inv_std, True)
+        return y
+
+    def backward(self, dy):
+        saved = self._saved_tensors()
+        if saved[-1]:
+            xhat, inv_std, _ = saved
+        else:  # evaluation: the running statistics, constants of x
+            x, _ = saved
+            mean, var = self.buffers["running_mean"], self.buffers["running_var"]
+            _, xhat, inv_std = bn_op.batch_norm_forward(x, self.params["weight"], self.params["bias"],
+                                                        mean, var, self.eps)
+        dx, dgamma, dbeta = bn_op.batch_norm_backward(dy, xhat, self.params["weight"], inv_std,
+                                                      batch_stats=saved[-1], need_dx=self.need_input_grad)
+        if not self.frozen:
+            self.grads["weight"], self.grads["bias"] = dgamma, dbeta
+        return dx
+
+
 def __getattr__(name):
     # the containers live in minicnn.net (they hold layers of this module); L.Join works too
     if name in ("Join", "Sequential"):
@@ -427,4 +536,4 @@ def __getattr__(name):
 
 
 LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, Linear, MaxPool2D, AvgPool2D, ReLU, LRN, Dropout,
-                                             Flatten)}
+                                             Flatten, Clip, BatchNorm2D)}

@@ -207,6 +207,12 @@ class Sequential(Container):
         return [(f"{path}.{k}", p, layer.grads.get(k))
                 for path, layer in self.named_layers() for k, p in layer.params.items()]
 
+    def named_arrays(self):
+        """{name: array} of what a network file holds: every parameter (as named_params) and
+        every buffer (batch normalisation's running statistics: ``bn1.running_mean``)."""
+        return {f"{path}.{k}": a for path, layer in self.named_layers()
+                for store in (layer.params, layer.buffers) for k, a in store.items()}
+
     def trainable_layers(self):
         return [layer for layer in self.leaves() if layer.trainable()]
 
@@ -228,8 +234,9 @@ class Sequential(Container):
             return a if backend.array_module(a) is xp else xp.asarray(backend.to_numpy(a))
 
         for layer in self.leaves():
-            for key, p in layer.params.items():
-                dict.__setitem__(layer.params, key, move(p))  # same shape and dtype: no re-check
+            for store in (layer.params, layer.buffers):
+                for key, p in store.items():
+                    dict.__setitem__(store, key, move(p))  # same shape and dtype: no re-check
             layer.grads = {key: move(g) for key, g in layer.grads.items() if g is not None}
         return self
 
@@ -341,7 +348,7 @@ class Sequential(Container):
 
     def save(self, path):
         """Write the architecture and every parameter to ``path`` (.npz), atomically."""
-        arrays = {name: backend.to_numpy(p) for name, p, _ in self.named_params()}
+        arrays = {name: backend.to_numpy(p) for name, p in self.named_arrays().items()}
         arrays[ARCH_KEY] = np.array(json.dumps(self.architecture()))
         atomic_savez(path, arrays)
 
@@ -357,7 +364,7 @@ class Sequential(Container):
         dtype. Weights that do not fit (a missing or unexpected name when ``strict``, another
         shape, a non-floating dtype) raise InputError naming ``source`` and the parameter;
         every array is checked before any is copied."""
-        expected = {name: p for name, p, _ in self.named_params()}
+        expected = self.named_arrays()
         if strict:
             missing = [n for n in expected if n not in arrays]
             extra = [n for n in arrays if n not in expected]
@@ -380,7 +387,8 @@ class Sequential(Container):
         for name, value in arrays.items():
             if name in expected:
                 layer_name, key = name.rsplit(".", 1)
-                self[layer_name].params[key] = value
+                layer = self[layer_name]
+                (layer.params if key in layer.params else layer.buffers)[key] = value
 
     def _load_new(cls, path):
         """Build the network stored in ``path`` and load its parameters."""
@@ -578,4 +586,6 @@ def clone_layer(layer, params=True):
         for old, new in zip(leaves, copies, strict=True):
             for key, value in old.params.items():
                 new.params[key] = value.copy()
+            for key, value in old.buffers.items():
+                new.buffers[key] = value.copy()
     return clone

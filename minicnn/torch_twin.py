@@ -31,8 +31,20 @@ def torch_model(net):
         # the layer's own precision: a float64 net's twin is a float64 oracle
         dtype = getattr(torch, str(getattr(layer, "dtype", "float32")))
         if isinstance(layer, L.Conv2D):
+            symmetric = layer.pads[:2] == layer.pads[2:]
             m = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                          layer.padding, groups=layer.groups, bias="bias" in layer.params, dtype=dtype)
+                          layer.pads[:2] if symmetric else 0, dilation=layer.dilation, groups=layer.groups,
+                          bias="bias" in layer.params, dtype=dtype)
+            if not symmetric:  # nn.ZeroPad2d takes (left, right, top, bottom)
+                top, left, bottom, right = layer.pads
+                conv = m
+                m = nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), conv)
+                m.weight, m.bias = conv.weight, conv.bias
+        elif isinstance(layer, L.BatchNorm2D):
+            m = nn.BatchNorm2d(layer.num_features, layer.eps, layer.momentum, dtype=dtype)
+        elif isinstance(layer, L.Clip):
+            m = nn.Hardtanh(-float("inf") if layer.min is None else layer.min,
+                            float("inf") if layer.max is None else layer.max)
         elif isinstance(layer, L.Linear):
             m = nn.Linear(layer.in_features, layer.out_features, bias="bias" in layer.params, dtype=dtype)
         elif isinstance(layer, L.ReLU):
@@ -52,7 +64,7 @@ def torch_model(net):
             raise ValueError(f"bench: no PyTorch equivalent for layer {layer.name!r} "
                              f"({type(layer).__name__})")
         with torch.no_grad():
-            for key, value in layer.params.items():
+            for key, value in (*layer.params.items(), *layer.buffers.items()):
                 getattr(m, key).copy_(torch.from_numpy(mc.to_numpy(value)))
         return m
 

@@ -19,6 +19,8 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 from minicnn.kernels.cpu.avg_pool2d import avg_pool_backward, avg_pool_forward
+from minicnn.kernels.cpu.batch_norm import channel_affine
+from minicnn.kernels.cpu.clip import clip_backward, clip_forward
 from minicnn.kernels.cpu.conv2d import cnhw_to_nchw, nchw_to_cnhw
 from minicnn.kernels.cpu.depthwise_conv2d import (
     depthwise_backward_input,
@@ -45,6 +47,9 @@ __all__ = [
     "avg_pool_forward",
     "cnhw_to_nchw",
     "col2im",
+    "channel_affine",
+    "clip_backward",
+    "clip_forward",
     "depthwise_backward_input",
     "depthwise_backward_weight",
     "depthwise_forward",

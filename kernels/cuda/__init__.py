@@ -7,6 +7,8 @@ its ``xp`` code on CuPy, with GEMMs in cuBLAS through ``cupy.matmul``.
 """
 
 from minicnn.kernels.cuda.avg_pool2d import avg_pool_backward, avg_pool_forward
+from minicnn.kernels.cuda.batch_norm import channel_affine
+from minicnn.kernels.cuda.clip import clip_backward, clip_forward
 from minicnn.kernels.cuda.depthwise_conv2d import (
     depthwise_backward_input,
     depthwise_backward_weight,
@@ -30,6 +32,9 @@ __all__ = [
     "avg_pool_backward",
     "avg_pool_forward",
     "col2im",
+    "channel_affine",
+    "clip_backward",
+    "clip_forward",
     "depthwise_backward_input",
     "depthwise_backward_weight",
     "depthwise_forward",
