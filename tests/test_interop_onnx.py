@@ -276,15 +276,25 @@ def test_lrn_with_a_large_alpha_equals_onnxruntime(rng, tmp_path):
 
 def refusal(rng, case):
     g = Graph(rng, channels=4)
-    if case == "dilation":
+    if case == "pool dilation":
+        g.op("MaxPool", kernel_shape=[2, 2], dilations=[2, 2])
+        return g, "maxpool_0", "MaxPool", "dilations"
+    if case == "empty output":
         g.conv(4, 3)
         g.nodes[-1].attribute.append(helper.make_attribute("dilations", [2, 2]))
-        return g, "conv_0", "Conv", "dilations"
-    if case == "asymmetric conv pads":
-        g.conv(4, 3)
-        del g.nodes[-1].attribute[:]
-        g.nodes[-1].attribute.extend([helper.make_attribute("pads", [1, 1, 0, 0])])
-        return g, "conv_0", "Conv", "asymmetric pads"
+        return g, "conv_0", "Conv", "empty"
+    if case == "concat on axis 2":
+        g.op("Relu", name="r1")
+        g.nodes.append(helper.make_node("Concat", ["r1_out", "data"], ["cat"], name="join", axis=2))
+        g.last = "cat"
+        return g, "join", "Concat", "axis 2"
+    if case == "batch norm in training mode":
+        c = [g.const(f"bn_{k}", np.ones(4, np.float32)) for k in "sbmv"]
+        g.op("BatchNormalization", *c, name="bn", training_mode=1)
+        return g, "bn", "BatchNormalization", "training mode"
+    if case == "flatten of the batch":
+        g.op("Flatten", axis=0, name="flat")
+        return g, "flat", "Flatten", "batch would not stay"
     if case == "asymmetric avg pads":
         g.op("AveragePool", kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1], count_include_pad=1)
         return g, "averagepool_0", "AveragePool", "count_include_pad"
@@ -297,11 +307,12 @@ def refusal(rng, case):
     if case == "even lrn":
         g.op("LRN", size=4)
         return g, "lrn_0", "LRN", "even"
-    if case == "branch":
+    if case == "merge of a branch and a constant":
         g.op("Relu", name="r1")
         g.nodes.append(helper.make_node("Add", ["r1_out", "data"], ["sum"], name="join"))
-        g.last = "sum"
-        return g, "join", "Add", "sequential networks only"
+        g.nodes.append(helper.make_node("Concat", ["sum", "r1_out"], ["cat"], name="cat", axis=1))
+        g.last = "cat"
+        return g, "cat", "Concat", "do not all start from one tensor"
     if case == "transA":
         g.op("Flatten")
         g.op("Gemm", g.const("w", np.ones((100, 64), np.float32)), transA=1, name="fc")
@@ -318,9 +329,10 @@ def refusal(rng, case):
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["dilation", "asymmetric conv pads", "asymmetric avg pads", "unsupported op",
-                                  "softmax inside", "even lrn", "branch", "transA", "shape-based reshape",
-                                  "pytorch's shape-based reshape"])
+@pytest.mark.parametrize("case", ["pool dilation", "empty output", "asymmetric avg pads", "unsupported op",
+                                  "softmax inside", "even lrn", "merge of a branch and a constant", "transA",
+                                  "shape-based reshape", "pytorch's shape-based reshape", "concat on axis 2",
+                                  "batch norm in training mode", "flatten of the batch"])
 def test_what_minicnn_cannot_compute_exactly_is_refused_by_node_and_op(rng, tmp_path, case):
     g, node, op, reason = refusal(rng, case)
     path = tmp_path / "bad.onnx"

@@ -2,7 +2,8 @@
 
 Names follow :func:`minicnn.models.alexnet`: every Conv2D or Linear opens a new stage k
 (conv1..conv5, then fc6, fc7, fc8 counting on), and the layers after it take the stage's
-number: relu{k}, norm{k} (LRN), pool{k} (either pooling), drop{k}; a flatten is
+number: relu{k}, norm{k} (LRN), pool{k} (either pooling), drop{k}, bn{k}, clip{k}, a join
+concat{k} or sum{k} (its branches' layers after it, in the same namespace); a flatten is
 ``flatten``. A second layer of one kind in one stage gets a letter (pool5b). So an imported
 AlexNet, CaffeNet (pool before norm) or torchvision AlexNet has exactly the names that
 :func:`minicnn.models.transfer_net` copies (up to drop7).
@@ -24,7 +25,8 @@ from minicnn.errors import InputError
 from minicnn.net import Sequential
 
 _PREFIX = {L.Conv2D: "conv", L.Linear: "fc", L.ReLU: "relu", L.LRN: "norm",
-           L.MaxPool2D: "pool", L.AvgPool2D: "pool", L.Dropout: "drop"}
+           L.MaxPool2D: "pool", L.AvgPool2D: "pool", L.Dropout: "drop", L.BatchNorm2D: "bn",
+           L.Clip: "clip"}
 
 # published checksums of well-known weight files (sha1, as their publishers give them)
 KNOWN_SHA1 = {
@@ -40,6 +42,8 @@ def positional_names(layers) -> list[str]:
             stage += 1
         if kind is L.Flatten:
             base = "flatten"
+        elif kind is L.Join:  # a join after stage k: concat{k} or sum{k}
+            base = f"{layer.mode}{stage}"
         elif kind in _PREFIX:
             base = f"{_PREFIX[kind]}{stage}"
         else:
@@ -116,7 +120,7 @@ def preprocessing_meta(channel_order, mean, std, input_shape, classes):
         if key == "std" and any(v <= 0 for v in value):
             raise InputError(f"std must be positive, got {value}")
         meta[key] = value
-    if input_shape:
+    if input_shape and len(input_shape) == 3:  # an image; not a feature vector
         meta["input_size"] = int(input_shape[-1]) if input_shape[-1] == input_shape[-2] else \
             [int(input_shape[-2]), int(input_shape[-1])]
     if classes is not None:

@@ -1,7 +1,11 @@
 """:class:`minicnn.Sequential` -> ONNX (opset 13 unless asked for 14..21), one node per
-layer, named as the layer.
+layer, named by its dotted path (``fire2.expand3x3``).
 
-    Conv2D    -> Conv (kernel_shape, strides, pads, group)
+    Conv2D    -> Conv (kernel_shape, strides, pads (begin, end), dilations, group)
+    BatchNorm2D -> BatchNormalization (epsilon, momentum = 1 - minicnn's; evaluation mode)
+    Clip      -> Clip (min and max as inputs; an open bound left out)
+    Join      -> its branches from one tensor, then Concat (axis 1) or Add (Sum for three
+                 or more branches); blocks (nested Sequentials) are inlined
     Linear    -> Gemm (transB=1: the weight is stored (out, in), as minicnn keeps it)
     ReLU      -> Relu          LRN -> LRN (size, alpha, beta, bias = k: the same convention)
     MaxPool2D -> MaxPool (pads, ceil_mode)
@@ -33,7 +37,9 @@ OPSETS = range(13, 22)
 
 
 def _pads(padding):
-    return [int(padding[0]), int(padding[1]), int(padding[0]), int(padding[1])]
+    from minicnn.ops.im2col import quad
+
+    return [int(p) for p in quad(padding)]
 
 
 def to_onnx(net, path, opset=OPSET):
@@ -56,18 +62,53 @@ def to_onnx(net, path, opset=OPSET):
     if shape is None and net.meta.get("input_size") is not None:
         size = net.meta["input_size"]
         shape = (3, *(size if isinstance(size, list) else (size, size)))
-    current = "input"
-    for i, (name, layer) in enumerate(zip(net.names, net.layers, strict=True)):
-        out = "logits" if i == len(net.layers) - 1 else f"{name}.out"
-        params = {k: backend.to_numpy(v) for k, v in layer.params.items()}
+
+    def chain(seq, current, prefix, out_name=None):
+        """Nodes of ``seq``'s layers from tensor ``current``; the last writes ``out_name`` if given."""
+        for i, (name, layer) in enumerate(zip(seq.names, seq.layers, strict=True)):
+            path = prefix + name
+            last = i == len(seq.layers) - 1
+            out = out_name if last and out_name else f"{path}.out"
+            current = emit(path, layer, current, out)
+        return current
+
+    def emit(name, layer, current, out):
+        from minicnn.net import Join, Sequential
+
+        if isinstance(layer, Sequential):
+            return chain(layer, current, f"{name}.", out)
+        if isinstance(layer, Join):
+            # branch layers live in the namespace of the Sequential holding the Join
+            prefix = name.rsplit(".", 1)[0] + "." if "." in name else ""
+            ends = [current if b is None or not b.layers else chain(b, current, prefix)
+                    for b in layer.branches]
+            if len(ends) == 1:
+                nodes.append(helper.make_node("Identity", ends, [out], name=name))
+            elif layer.mode == "concat":
+                nodes.append(helper.make_node("Concat", ends, [out], name=name, axis=1))
+            else:
+                nodes.append(helper.make_node("Add" if len(ends) == 2 else "Sum", ends, [out], name=name))
+            return out
+        params = {k: backend.to_numpy(v) for k, v in (*layer.params.items(), *layer.buffers.items())}
         if isinstance(layer, L.Conv2D):
             inputs = [current, init(f"{name}.weight", params["weight"])]
             if "bias" in params:
                 inputs.append(init(f"{name}.bias", params["bias"]))
             nodes.append(helper.make_node("Conv", inputs, [out], name=name,
                                           kernel_shape=list(layer.kernel_size),
-                                          strides=list(layer.stride), pads=_pads(layer.padding),
-                                          dilations=[1, 1], group=layer.groups))
+                                          strides=list(layer.stride), pads=_pads(layer.pads),
+                                          dilations=list(layer.dilation), group=layer.groups))
+        elif isinstance(layer, L.BatchNorm2D):
+            inputs = [current] + [init(f"{name}.{k}", params[k])
+                                  for k in ("weight", "bias", "running_mean", "running_var")]
+            nodes.append(helper.make_node("BatchNormalization", inputs, [out], name=name, epsilon=layer.eps,
+                                          momentum=1.0 - layer.momentum))
+        elif isinstance(layer, L.Clip):
+            inputs = [current, "" if layer.min is None else init(f"{name}.min", np.array(layer.min)),
+                      "" if layer.max is None else init(f"{name}.max", np.array(layer.max))]
+            while inputs[-1] == "":
+                inputs.pop()
+            nodes.append(helper.make_node("Clip", inputs, [out], name=name))
         elif isinstance(layer, L.Linear):
             inputs = [current, init(f"{name}.weight", params["weight"])]
             if "bias" in params:
@@ -99,7 +140,10 @@ def to_onnx(net, path, opset=OPSET):
             nodes.append(helper.make_node("Flatten", [current], [out], name=name, axis=1))
         else:
             raise InputError(f"layer {name!r} ({type(layer).__name__}) has no ONNX translation")
-        current = out
+        return out
+
+    if net.layers:
+        chain(net, "input", "", "logits")
     if not nodes:
         raise InputError("to_onnx: the network has no layers")
     in_dims = ["N", *(shape if shape else (3, "H", "W"))]

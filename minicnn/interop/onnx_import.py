@@ -1,17 +1,25 @@
-"""ONNX -> :class:`minicnn.Sequential`: a chain of Conv, Relu, LRN, pools, Gemm/MatMul and
-their reshapes, translated node by node with nothing approximated.
+"""ONNX -> :class:`minicnn.Sequential`: Conv, Relu, Clip, LRN, BatchNormalization, pools,
+Gemm/MatMul and their reshapes, translated node by node with nothing approximated; a graph
+that splits and rejoins (Concat along channels, Add of two branches) becomes a
+:class:`minicnn.Join`.
 
 Constant work is done first: initializers, ``Constant`` and ``ConstantOfShape`` nodes and
 every node whose inputs are all constant (the reshapes of a shape tensor, casts, ...) are
-evaluated with NumPy. What is left must be a chain from the one graph input to the one
-graph output. Each node becomes a layer (or nothing: Identity, a 1x1 stride-1 average pool,
-a flatten of what is already flat), and a trailing Softmax is dropped so that the network
-outputs logits. Any other operator, or an attribute value minicnn cannot honour (dilation,
-padding it cannot express, an even LRN size, whose window ONNX centres differently), stops
-the import with an :class:`InputError` naming the node, its operator and the reason.
+evaluated with NumPy. What is left is walked from the one graph input to the graph output:
+a tensor read by one node continues the chain; a tensor read by several opens a join, whose
+branches run from it to the node that merges them (a Concat on axis 1, an Add or Sum of
+activations), each branch walked the same way (so joins nest). Each node becomes a layer
+(or nothing: Identity, a 1x1 stride-1 average pool, a flatten of what is already flat), a
+BatchNormalization right after a convolution is folded into its weights and bias (else it
+is a BatchNorm2D layer), and a trailing Softmax is dropped so that the network outputs
+logits. The input may have any rank >= 2 (the first axis is the batch). A second graph
+output that is a Dropout's mask is left out with a note. Any other operator, or an
+attribute value minicnn cannot honour (a pool's dilation, padding a pool cannot express, an
+even LRN size, whose window ONNX centres differently), stops the import with an
+:class:`InputError` naming the node, its operator and the reason.
 
 A file written by :func:`minicnn.interop.to_onnx` carries the network's architecture in
-its metadata; its layer names, frozen flags and meta are taken from there, so that
+its metadata; its layer names, blocks, frozen flags and meta are taken from there, so that
 ``from_onnx(to_onnx(net))`` is the same network.
 """
 
@@ -29,8 +37,10 @@ from minicnn.interop.onnx_fold import Node, decimal, fold
 
 OPSETS = range(7, 22)
 ARCH_KEY = "minicnn.architecture"
-SUPPORTED = ("Conv, Relu, LRN, MaxPool, AveragePool, GlobalAveragePool, Gemm, MatMul (+ Add), "
-             "Flatten, Reshape, Dropout, Identity, a trailing Softmax")
+SUPPORTED = ("Conv, Relu, Clip, LRN, BatchNormalization, MaxPool, AveragePool, GlobalAveragePool, Gemm, "
+             "MatMul (+ Add), Concat and Add/Sum of branches, Flatten, Reshape, Dropout, Identity, "
+             "a trailing Softmax")
+JOIN = "join"
 
 
 def require_onnx():
@@ -44,52 +54,133 @@ def require_onnx():
 
 
 class _Builder:
-    """Layer specs in order, with the current activation shape (C, H, W) or (features,)."""
+    """Layer specs of one chain in order, with the current activation shape of one sample
+    ((C, H, W), (features,), ...). A join's spec holds a builder per branch (None: identity)."""
 
-    def __init__(self, shape, dtype):
-        self.specs, self.shape, self.dtype, self.notes = [], shape, dtype, []
+    def __init__(self, shape, dtype, notes=None):
+        self.specs, self.shape, self.dtype = [], shape, dtype
+        self.notes = [] if notes is None else notes
         self.softmax_dropped = False
 
-    def add(self, n, kind, args, params=None):
-        spec = {"kind": kind, "args": args, "params": params or {}, "node": n}
+    def branch(self):
+        return _Builder(self.shape, self.dtype, self.notes)
+
+    def add(self, n, kind, args, params=None, buffers=None):
+        spec = {"kind": kind, "args": args, "params": params or {}, "buffers": buffers or {}, "node": n}
         layer = self.make(spec)
         if self.shape is not None:
             try:
                 self.shape = layer.output_shape(self.shape)
-            except ValueError as e:
+            except (ValueError, TypeError) as e:
                 n.fail(f"input shape {self.shape}: {e}")
+            if min(self.shape, default=1) < 1:
+                n.fail(f"its output {self.shape} is empty (the input is smaller than the window)")
         self.specs.append(spec)
+
+    def add_join(self, n, mode, branches):
+        shapes = [self.shape if b is None else b.shape for b in branches]
+        if mode == "sum" and len(set(shapes)) > 1:
+            n.fail(f"adds branches of different shapes {shapes} (minicnn adds equal shapes, no broadcasting)")
+        if mode == "concat":
+            if len({s[1:] for s in shapes}) > 1 or len({len(s) for s in shapes}) > 1:
+                n.fail(f"concatenates branches that differ beyond the channels: {shapes}")
+        self.specs.append({"kind": JOIN, "mode": mode, "branches": branches, "node": n})
+        self.shape = shapes[0] if mode == "sum" else (sum(s[0] for s in shapes),) + tuple(shapes[0][1:])
 
     def make(self, spec):
         args = dict(spec["args"])
-        if spec["kind"] in (L.Conv2D, L.Linear):
+        if spec["kind"] in (L.Conv2D, L.Linear, L.BatchNorm2D):
             args["dtype"] = self.dtype
+        if spec["kind"] in (L.Conv2D, L.Linear):
             args["bias"] = "bias" in spec["params"]
         return spec["kind"](**args)
 
+    def has_joins(self):
+        return any(spec["kind"] == JOIN for spec in self.specs)
+
     def layers(self):
+        """The layers (a Join with its branches, named for now by their position; see
+        :func:`_name_namespace`)."""
+        from minicnn.net import Join, Sequential
+
         out = []
         for spec in self.specs:
+            if spec["kind"] == JOIN:
+                branches = []
+                for b in spec["branches"]:
+                    layers = None if b is None else b.layers()
+                    branches.append(None if layers is None else Sequential(
+                        layers, [f"{id(layer)}" for layer in layers]))
+                out.append(Join(branches, spec["mode"]))
+                continue
             layer = self.make(spec)
             for key, value in spec["params"].items():
-                layer.params[key] = value.astype(self.dtype)
+                layer.params[key] = np.asarray(value).astype(self.dtype)
+            for key, value in spec["buffers"].items():
+                layer.buffers[key] = np.asarray(value).astype(self.dtype)
             out.append(layer)
         return out
 
 
+def _namespace(layers):
+    """The layers in the order of their namespace: each Join followed by its branches' layers."""
+    for layer in layers:
+        yield layer
+        if isinstance(layer, L.Join):
+            for branch in layer.branches:
+                if branch is not None:
+                    yield from _namespace(branch.layers)
+
+
+def _name_branches(layers, names: dict):
+    """Give every branch layer its name from ``names`` ({id(layer): name})."""
+    for layer in layers:
+        if isinstance(layer, L.Join):
+            for branch in layer.branches:
+                if branch is not None:
+                    _name_branches(branch.layers, names)
+                    branch.names = [names[id(x)] for x in branch.layers]
+                    for x in branch.layers:
+                        x.name = names[id(x)]
+
+
+def _pads(n: Node, shape, kernel, strides, dilations):
+    """(top, left, bottom, right) of the node: its pads, or what its auto_pad asks for on this
+    input: SAME_UPPER / SAME_LOWER give ceil(size / stride) outputs, the odd pad after
+    (UPPER, TensorFlow's SAME) or before (LOWER); VALID none."""
+    auto = n.attr("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto in ("NOTSET", ""):
+        pads = list(n.attr("pads") or [0, 0, 0, 0])
+        if len(pads) != 4:
+            n.fail(f"pads {pads} are not the 4 of a 2-D window")
+        if min(pads) < 0:
+            n.fail(f"negative pads {pads} are not supported")
+        return pads
+    if auto == "VALID":
+        return [0, 0, 0, 0]
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        n.fail(f"auto_pad {auto!r} is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+    begin, end = [], []
+    for size, k, s, d in zip(shape, kernel, strides, dilations, strict=True):
+        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        begin.append(small if auto == "SAME_UPPER" else large)
+        end.append(large if auto == "SAME_UPPER" else small)
+    return begin + end
+
+
 def _pool_geometry(n: Node, shape, kind):
-    if n.attr("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
-        n.fail(f"auto_pad {n.attr('auto_pad')!r} is not supported (give explicit pads)")
     kernel = list(n.attr("kernel_shape") or [])
     if len(kernel) != 2:
         n.fail(f"kernel_shape {kernel} is not 2-D")
     strides = list(n.attr("strides") or [1, 1])
-    pads = list(n.attr("pads") or [0, 0, 0, 0])
     if any(d != 1 for d in n.attr("dilations") or [1, 1]):
         n.fail(f"dilations {n.attr('dilations')} are not supported (minicnn pools are not dilated)")
     ceil = bool(n.attr("ceil_mode", 0))
     if shape is None or len(shape) != 3:
         n.fail(f"needs a known (C, H, W) input, got {shape}")
+    pads = _pads(n, shape[1:], kernel, strides, [1, 1])
     # ONNX's output size; minicnn's pads are symmetric, so find a (padding, ceil_mode) of
     # minicnn with the same windows: same starts (the leading pad) and the same count.
     begin, end = pads[:2], pads[2:]
@@ -131,21 +222,23 @@ def _conv(b: _Builder, n: Node, consts):
         n.fail("the weight is not a constant")
     if w.ndim != 4:
         n.fail(f"weight of shape {w.shape}: only 2-D convolutions are supported")
-    if n.attr("auto_pad", "NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
-        n.fail(f"auto_pad {n.attr('auto_pad')!r} is not supported (give explicit pads)")
-    if any(d != 1 for d in n.attr("dilations") or [1, 1]):
-        n.fail(f"dilations {n.attr('dilations')} are not supported")
+    if b.shape is None or len(b.shape) != 3:
+        n.fail(f"needs a known (C, H, W) input, got {b.shape}")
     kernel = list(n.attr("kernel_shape") or w.shape[2:])
     if tuple(kernel) != tuple(w.shape[2:]):
         n.fail(f"kernel_shape {kernel} does not match the weight {w.shape}")
-    pads = list(n.attr("pads") or [0, 0, 0, 0])
-    if pads[:2] != pads[2:]:
-        n.fail(f"asymmetric pads {pads} are not supported (minicnn pads both sides alike)")
+    strides = list(n.attr("strides") or [1, 1])
+    dilations = list(n.attr("dilations") or [1, 1])
+    if len(strides) != 2 or len(dilations) != 2 or min(strides + dilations) < 1:
+        n.fail(f"strides {strides} and dilations {dilations} must be two positive numbers")
+    pads = _pads(n, b.shape[1:], kernel, strides, dilations)
     groups = int(n.attr("group", 1))
     channels = w.shape[1] * groups
-    if b.shape is not None and b.shape[0] != channels:
+    if b.shape[0] != channels:
         n.fail(f"weight {w.shape} with group {groups} expects {channels} input channels, "
                f"got {b.shape[0]}")
+    if w.shape[0] % groups:
+        n.fail(f"{w.shape[0]} output channels do not divide into {groups} groups")
     params = {"weight": w}
     if len(n.node.input) > 2 and n.node.input[2]:
         bias = consts.get(n.node.input[2])
@@ -153,8 +246,59 @@ def _conv(b: _Builder, n: Node, consts):
             n.fail("the bias is not a constant of one value per output channel")
         params["bias"] = bias.reshape(-1)
     b.add(n, L.Conv2D, dict(in_channels=channels, out_channels=w.shape[0], kernel_size=kernel,
-                            stride=list(n.attr("strides") or [1, 1]), padding=pads[:2],
-                            groups=groups), params)
+                            stride=strides, padding=pads, dilation=dilations, groups=groups), params)
+
+
+def _batch_norm(b: _Builder, n: Node, consts, fold):
+    """A BatchNormalization in evaluation mode: folded into the convolution just before it
+    (w' = w s, b' = (b - mean) s + beta with s = gamma / sqrt(var + eps), in float64, rounded
+    once), else a BatchNorm2D layer with the running statistics."""
+    if n.attr("training_mode", 0) or len([o for o in n.node.output if o]) > 1:
+        n.fail("training mode (the batch's statistics, updated running statistics as outputs) is not "
+               "supported: export the network in evaluation mode")
+    if n.attr("spatial", 1) != 1:
+        n.fail("spatial=0 (statistics per pixel) is not supported")
+    values = [consts.get(x) for x in n.node.input[1:5]]
+    if len(values) != 4 or any(v is None for v in values):
+        n.fail("scale, B, mean and var must be constants")
+    if b.shape is None or len(b.shape) != 3:
+        n.fail(f"needs an (N, C, H, W) input, got a sample of shape {b.shape}")
+    C = b.shape[0]
+    if any(v.size != C for v in values):
+        n.fail(f"scale, B, mean and var must hold one value per channel ({C}), got sizes "
+               f"{[int(v.size) for v in values]}")
+    gamma, beta, mean, var = (v.reshape(-1).astype(np.float64) for v in values)
+    eps = float(n.attr("epsilon", 1e-5))
+    last = b.specs[-1] if b.specs else None
+    if fold and last is not None and last["kind"] is L.Conv2D:
+        s = gamma / np.sqrt(var + eps)
+        bias = last["params"].get("bias")
+        bias = np.zeros(C) if bias is None else np.asarray(bias, np.float64)
+        last["params"]["weight"] = np.asarray(last["params"]["weight"], np.float64) * s.reshape(-1, 1, 1, 1)
+        last["params"]["bias"] = (bias - mean) * s + beta
+        b.notes.append(f"{n.label}: folded into the convolution before it")
+        return
+    momentum = float(n.attr("momentum", 0.9))  # ONNX's: running = running * momentum + batch * (1 - momentum)
+    b.add(n, L.BatchNorm2D, dict(num_features=C, eps=eps, momentum=decimal(1.0 - momentum)),
+          params={"weight": gamma, "bias": beta}, buffers={"running_mean": mean, "running_var": var})
+
+
+def _clip(b: _Builder, n: Node, consts):
+    lo, hi = n.attr("min"), n.attr("max")  # before opset 11: attributes
+    for i, name in ((1, "min"), (2, "max")):
+        if len(n.node.input) > i and n.node.input[i]:
+            value = consts.get(n.node.input[i])
+            if value is None or value.size != 1:
+                n.fail(f"{name} must be a constant scalar")
+            if i == 1:
+                lo = decimal(float(value.reshape(-1)[0]))
+            else:
+                hi = decimal(float(value.reshape(-1)[0]))
+    lo = None if lo is None or lo <= np.finfo(np.float32).min else float(lo)
+    hi = None if hi is None or hi >= np.finfo(np.float32).max else float(hi)
+    if lo is not None and hi is not None and lo > hi:
+        n.fail(f"min {lo} above max {hi} (ONNX then gives max everywhere; not a layer minicnn has)")
+    b.add(n, L.Clip, dict(min=lo, max=hi))
 
 
 def _features(b: _Builder, n: Node):
@@ -234,12 +378,30 @@ def _dropout(b: _Builder, n: Node, consts):
     b.add(n, L.Dropout, dict(p=float(ratio)))
 
 
+def _flatten(b: _Builder, n: Node, keep_trivial):
+    rank = None if b.shape is None else len(b.shape) + 1
+    axis = int(n.attr("axis", 1))
+    if rank is not None:
+        axis = axis + rank if axis < 0 else axis
+        if axis <= 0 or axis > rank or any(d != 1 for d in b.shape[: axis - 1]):
+            n.fail(f"axis {n.attr('axis', 1)} on a sample of shape {b.shape}: the batch would not stay "
+                   "the first axis (only a flatten to (N, features) is supported)")
+    elif axis != 1:
+        n.fail(f"axis {axis} on an input of unknown shape")
+    if b.shape is None or len(b.shape) != 1 or keep_trivial:
+        b.add(n, L.Flatten, {})
+
+
 def _translate(b: _Builder, n: Node, consts, const_inputs, is_last, keep_trivial):
     op = n.op
     if op == "Conv":
         _conv(b, n, consts)
     elif op == "Relu":
         b.add(n, L.ReLU, {})
+    elif op == "Clip":
+        _clip(b, n, consts)
+    elif op == "BatchNormalization":
+        _batch_norm(b, n, consts, fold=not keep_trivial)
     elif op == "LRN":
         size = int(n.attr("size"))
         if size % 2 == 0:
@@ -271,11 +433,11 @@ def _translate(b: _Builder, n: Node, consts, const_inputs, is_last, keep_trivial
         _matmul(b, n, consts)
     elif op == "Add" and const_inputs:
         _add(b, n, consts, const_inputs[0])
+    elif op in ("Add", "Sum", "Concat"):
+        n.fail("merges branches that do not all start from one tensor before it (minicnn joins "
+               "branches of one input)")
     elif op == "Flatten":
-        if n.attr("axis", 1) != 1:
-            n.fail(f"axis {n.attr('axis')} is not supported (only axis=1, the batch kept)")
-        if b.shape is None or len(b.shape) != 1 or keep_trivial:
-            b.add(n, L.Flatten, {})
+        _flatten(b, n, keep_trivial)
     elif op == "Reshape":
         _reshape(b, n, consts)
     elif op == "Dropout":
@@ -317,18 +479,23 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
     graph = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in consts]
-    if len(inputs) != 1 or len(graph.output) != 1:
-        raise InputError(f"{path}: expects one input and one output, the graph has inputs "
+    if len(inputs) != 1 or not graph.output:
+        raise InputError(f"{path}: expects one input and an output, the graph has inputs "
                          f"{[i.name for i in inputs]} and outputs {[o.name for o in graph.output]}")
     dims = _value_shape(inputs[0])
-    if len(dims) != 4:
-        raise InputError(f"{path}: input {inputs[0].name!r} has shape {dims}, not (N, C, H, W)")
+    if len(dims) < 2:
+        raise InputError(f"{path}: input {inputs[0].name!r} has shape {dims}: minicnn needs a batch axis "
+                         "and at least one more (rank >= 2)")
     if input_size is not None:
+        if len(dims) != 4:
+            raise InputError(f"{path}: input_size is for an (N, C, H, W) input, {inputs[0].name!r} has "
+                             f"shape {dims}")
         size = (input_size, input_size) if np.isscalar(input_size) else tuple(input_size)
         dims[2:] = [int(s) for s in size]
     if not all(dims[1:]):
-        raise InputError(f"{path}: input {inputs[0].name!r} has shape {dims}: give the input size "
-                         "(input_size=, or --input-size) to fix its height and width")
+        what = "the input size (input_size=, or --input-size) to fix its height and width" \
+            if len(dims) == 4 and dims[1] else "a file with its sizes fixed"
+        raise InputError(f"{path}: input {inputs[0].name!r} has shape {dims}: give {what}")
     shape = tuple(dims[1:])
     stored = _stored_architecture(model, path)
 
@@ -352,51 +519,157 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
             consts.update(zip(n.node.output, folded, strict=False))
         else:
             live.append(n)
-    used = {x for n in live for x in n.node.input} | {o.name for o in graph.output}
-    consumers: dict = {}
-    for x in [x for n in live for x in n.node.input] + [o.name for o in graph.output]:
-        consumers[x] = consumers.get(x, 0) + 1
-    builder = _Builder(shape, np.dtype(dtype))
-    current = inputs[0].name
-    for i, n in enumerate(live):
-        activations = [x for x in n.node.input if x and x not in consts]
-        if activations != [current]:
-            n.fail(f"reads {activations or 'only constants'}, not the output {current!r} of the layer "
-                   "before: minicnn imports sequential networks only")
+    notes = []
+    walk = _Walk(live, consts, stored is not None, graph.output[0].name)
+    for extra in graph.output[1:]:
+        producer = walk.producer.get(extra.name)
+        if producer is None or producer.op != "Dropout" or list(producer.node.output).index(extra.name) != 1:
+            raise InputError(f"{path}: graph output {extra.name!r} is not what a trained network needs (only "
+                             "a second output that is a Dropout's mask is left out); minicnn networks have "
+                             "one output")
+        notes.append(f"graph output {extra.name!r}, the mask of {producer.label}, left out (a trained "
+                     "network does not need it)")
+    used = {x for n in live for x in n.node.input} | {graph.output[0].name}
+    for n in live:
         extra = [o for o in n.node.output[1:] if o and o in used]
         if extra:
             n.fail(f"its second output {extra[0]!r} (a mask or indices) is used: not supported")
-        if consumers.get(n.node.output[0], 0) > 1:
-            for m in live:  # PyTorch's Shape -> Gather -> Concat -> Reshape: name the Shape
-                if m.op == "Shape" and n.node.output[0] in m.node.input:
-                    m.fail("a shape read at run time is not supported: export with a fixed reshape "
-                           "(torch.flatten, or a constant shape)")
-            n.fail("its output feeds more than one node: minicnn imports sequential networks only")
-        const_inputs = [x for x in n.node.input if x and x in consts]
-        _translate(builder, n, consts, const_inputs,  # last but for Identity nodes
-                   is_last=all(m.op == "Identity" for m in live[i + 1 :]), keep_trivial=stored is not None)
-        current = n.node.output[0]
-    if current != graph.output[0].name:
-        raise InputError(f"{path}: the chain of nodes ends at {current!r}, not at the graph output "
-                         f"{graph.output[0].name!r}")
+    builder = _Builder(shape, np.dtype(dtype), notes)
+    walk.chain(builder, inputs[0].name, graph.output[0].name, top=True)
     layers = builder.layers()
     meta = layout.preprocessing_meta(channel_order or "RGB", mean, std, shape, classes)
-    names = None
-    if stored is not None:
-        given = {"channel_order": channel_order, "mean": mean, "std": std, "classes": classes}
-        names = _apply_stored(stored, layers, meta, {k for k, v in given.items() if v is not None}, path)
     meta.update(source_format="onnx", source=facts["name"], source_sha256=facts["sha256"],
                 source_sha1=facts["sha1"], opset=int(opset), producer=model.producer_name,
-                output="logits", softmax_dropped=builder.softmax_dropped)
+                output="logits", softmax_dropped=walk.softmax_dropped)
+    if stored is not None:
+        given = {"channel_order": channel_order, "mean": mean, "std": std, "classes": classes}
+        return _apply_stored(stored, layers, shape, meta, {k for k, v in given.items() if v is not None},
+                             builder.notes, np.dtype(dtype), path)
     meta["import_notes"] = list(meta.get("import_notes", [])) + builder.notes
+    names = None
+    if builder.has_joins():
+        layers = layout.add_hidden_dropouts(layers, meta["import_notes"])
+        order = list(_namespace(layers))
+        names = dict(zip((id(x) for x in order), layout.positional_names(order), strict=True))
+        _name_branches(layers, names)
+        names = [names[id(x)] for x in layers]
     net = layout.build_network(layers, shape, meta, names=names)
     if classes is not None:
         layout.check_classes(net, net.meta)
-    if stored is not None:
-        for spec, layer in zip(stored["layers"], net.layers, strict=True):
-            layer.frozen = bool(spec.get("frozen", False))
-            layer.lr_mult = float(spec.get("lr_mult", 1.0))
     return net
+
+
+class _Walk:
+    """The live nodes as a graph, walked from the input into a builder (module docstring)."""
+
+    def __init__(self, live, consts, keep_trivial, output):
+        self.live, self.consts, self.keep_trivial, self.output = live, consts, keep_trivial, output
+        self.order = {id(n): i for i, n in enumerate(live)}
+        self.producer = {o: n for n in live for o in n.node.output if o}
+        self.readers: dict = {}
+        for n in live:
+            for x in self.activations(n):
+                self.readers.setdefault(x, []).append(n)
+        self.softmax_dropped = False
+        self.done: set = set()
+
+    def activations(self, n):
+        return [x for x in n.node.input if x and x not in self.consts]
+
+    def reach(self, n):
+        """ids of the nodes reachable from n, n included."""
+        seen, todo = set(), [n]
+        while todo:
+            m = todo.pop()
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            for o in m.node.output:
+                todo.extend(self.readers.get(o, []))
+        return seen
+
+    def chain(self, b: _Builder, t, stop, first=None, top=False):
+        """Translate the nodes from tensor ``t`` to tensor ``stop`` into ``b`` (``first``: the
+        reader of t this branch starts with)."""
+        while t != stop:
+            readers = [first] if first is not None else self.readers.get(t, [])
+            first = None
+            if not readers:
+                where = "the graph output" if stop == self.output else f"{stop!r}, which its join reads"
+                raise InputError(f"the nodes from the input end at {t!r}, never reaching {where}")
+            if len(readers) > 1:
+                t = self.join(b, t, readers)
+                continue
+            n = readers[0]
+            if id(n) in self.done:
+                n.fail("is reached twice: the graph is not one minicnn can express")
+            self.done.add(id(n))
+            acts = self.activations(n)
+            if len(acts) > 1 and n.op in ("Add", "Sum", "Concat"):
+                n.fail("merges branches that do not all start from one tensor before it (minicnn joins "
+                       "branches of one input)")
+            if acts != [t]:
+                n.fail(f"reads {acts or 'only constants'}, not only {t!r}: not a graph minicnn can express")
+            if n.op == "Shape":
+                n.fail("a shape read at run time is not supported: export with a fixed reshape "
+                       "(torch.flatten, or a constant shape)")
+            const_inputs = [x for x in n.node.input if x and x in self.consts]
+            is_last = top and all(m.op == "Identity" for m in self.live[self.order[id(n)] + 1:])
+            _translate(b, n, self.consts, const_inputs, is_last, self.keep_trivial)
+            if n.op == "Softmax":
+                self.softmax_dropped = True
+            t = n.node.output[0]
+
+    def join(self, b: _Builder, t, readers):
+        """Translate the join of the branches that start at the readers of ``t``; returns the
+        merge's output."""
+        for m in readers:  # PyTorch's Shape -> Gather -> Concat -> Reshape: name the Shape
+            if m.op == "Shape":
+                m.fail("a shape read at run time is not supported: export with a fixed reshape "
+                       "(torch.flatten, or a constant shape)")
+        reach = [self.reach(m) for m in readers]
+        common = set.intersection(*reach)
+        merge = min((m for m in self.live if id(m) in common), key=lambda m: self.order[id(m)], default=None)
+        if merge is None:
+            raise InputError(f"tensor {t!r} feeds {len(readers)} nodes whose branches never merge: "
+                             "minicnn networks have one output")
+        if merge.op == "Concat":
+            rank = None if b.shape is None else len(b.shape) + 1
+            axis = int(merge.attr("axis", 1))
+            if rank is not None and axis < 0:
+                axis += rank
+            if axis != 1:
+                merge.fail(f"concatenates along axis {merge.attr('axis')}: minicnn joins along the "
+                           "channels (axis 1) only")
+            mode = "concat"
+        elif merge.op in ("Add", "Sum"):
+            mode = "sum"
+        else:
+            merge.fail("the branches of tensor " f"{t!r} meet here: minicnn joins branches only by Concat "
+                       "(axis 1) or Add/Sum")
+        inputs = [x for x in merge.node.input if x]
+        if any(x in self.consts for x in inputs):
+            merge.fail("joins branches with a constant: not supported")
+        starts, branches = {}, []
+        for x in inputs:
+            if x == t:
+                branches.append(None)
+                continue
+            producer = self.producer.get(x)
+            owners = [i for i in range(len(readers)) if producer is not None and id(producer) in reach[i]]
+            if len(owners) != 1 or owners[0] in starts.values():
+                merge.fail(f"its input {x!r} is not the end of one branch from {t!r}: not a join minicnn "
+                           "can express")
+            starts[x] = owners[0]
+            sub = b.branch()
+            self.chain(sub, t, x, first=readers[owners[0]])
+            branches.append(sub)
+        if len(starts) + inputs.count(t) != len(readers):
+            merge.fail(f"the {len(readers)} readers of {t!r} do not each start one of its "
+                       f"{len(inputs)} inputs: not a join minicnn can express")
+        self.done.add(id(merge))
+        b.add_join(merge, mode, branches)
+        return merge.node.output[0]
 
 
 def _stored_architecture(model, path):
@@ -409,15 +682,69 @@ def _stored_architecture(model, path):
         raise InputError(f"{path}: its {ARCH_KEY} metadata is not JSON") from None
 
 
-def _apply_stored(stored, layers, meta, given, path):
-    """Names (and meta) of a minicnn-written file, after checking they describe these layers."""
-    specs = stored.get("layers", [])
-    kinds = [type(layer).__name__ for layer in layers]
-    if [s["type"] for s in specs] != kinds:
-        raise InputError(f"{path}: the graph's layers {kinds} do not match its {ARCH_KEY} metadata "
-                         f"{[s['type'] for s in specs]}")
+def _skeleton(layers):
+    """What an import can see of a network's structure: leaf types in order and each Join's
+    mode and branches (blocks inlined: the graph does not keep them)."""
+    out = []
+    for layer in layers:
+        if isinstance(layer, L.Sequential):
+            out += _skeleton(layer.layers)
+        elif isinstance(layer, L.Join):
+            out.append((layer.mode, [None if b is None else _skeleton(b.layers) for b in layer.branches]))
+        else:
+            out.append(type(layer).__name__)
+    return out
+
+
+def _with_dtype(spec, dtype):
+    spec = dict(spec)
+    config = dict(spec.get("config") or {})
+    if "dtype" in config:
+        config["dtype"] = dtype.name
+    for key in ("layers",):
+        if key in config:
+            config[key] = [_with_dtype(s, dtype) for s in config[key]]
+    if "branches" in config:
+        config["branches"] = [None if b is None else {"layers": [_with_dtype(s, dtype) for s in b["layers"]]}
+                              for b in config["branches"]]
+    spec["config"] = config
+    return spec
+
+
+def _apply_stored(stored, layers, shape, meta, given, notes, dtype, path):
+    """The network a minicnn-written file describes (names, blocks, frozen flags, meta), built
+    from its architecture and holding the weights of the graph, after checking that the two
+    describe the same layers."""
+    from minicnn.net import Sequential, build_layer
+
+    try:
+        specs = [_with_dtype(spec, dtype) for spec in stored.get("layers", [])]
+        built = [build_layer(spec, path, f"layer {i} of {ARCH_KEY}") for i, spec in enumerate(specs)]
+        net = Sequential(built, [spec["name"] for spec in specs])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"{path}: its {ARCH_KEY} metadata is not a network architecture ({e})") from None
+    if _skeleton(layers) != _skeleton(net.layers):
+        raise InputError(f"{path}: the graph's layers {_skeleton(layers)} do not match its {ARCH_KEY} "
+                         f"metadata {_skeleton(net.layers)}")
+    imported = Sequential(layers, [str(i) for i in range(len(layers))])
+    for (_, src), (name, dst) in zip(imported.named_layers(), net.named_layers(), strict=True):
+        for store, target in ((src.params, dst.params), (src.buffers, dst.buffers)):
+            if set(store) != set(target):
+                raise InputError(f"{path}: layer {name!r} holds {sorted(store)} in the graph, "
+                                 f"{sorted(target)} in its {ARCH_KEY} metadata")
+            for key, value in store.items():
+                try:
+                    target[key] = value
+                except ValueError as e:
+                    raise InputError(f"{path}: layer {name!r}: {e}") from None
     base = dict(stored.get("meta") or {})
     base.update({k: v for k, v in meta.items() if k not in base or k in given or k == "input_size"})
-    meta.clear()
-    meta.update(base)
-    return [s["name"] for s in specs]
+    base["import_notes"] = list(base.get("import_notes", [])) + notes
+    net.input_shape, net.meta = tuple(shape), base
+    try:
+        net.shapes()
+    except ValueError as e:
+        raise InputError(f"{path}: {e}") from None
+    if "classes" in given:
+        layout.check_classes(net, net.meta)
+    return net
