@@ -357,11 +357,11 @@ def test_a_softmax_followed_only_by_identities_is_the_trailing_softmax(rng, tmp_
     x = rng.standard_normal((2, 4, 4, 4)).astype(np.float32)
     np.testing.assert_array_equal(net.forward(x, train=False), x.reshape(2, 64))  # logits, not probabilities
 
-def test_an_opset_outside_7_to_21_is_refused(rng, tmp_path):
+def test_an_opset_outside_7_to_28_is_refused(rng, tmp_path):
     g = Graph(rng).op("Relu")
     model = g.model([1, 3, 4, 4], opset=13, output_shape=[None] * 4)
     model.opset_import[0].version = 6
-    with pytest.raises(InputError, match="opset 6 is outside the supported 7..21"):
+    with pytest.raises(InputError, match="opset 6 is outside the supported 7..28"):
         interop.from_onnx(save(model, tmp_path))
 
 

@@ -35,7 +35,12 @@ from minicnn.errors import InputError
 from minicnn.interop import layout
 from minicnn.interop.onnx_fold import Node, decimal, fold
 
-OPSETS = range(7, 22)
+# Every operator read here has its last version at opset 25 or before (onnx 1.23's schemas),
+# and its versions after 21 only admit new tensor types; 26..28 changed none of them.
+OPSETS = range(7, 29)
+TRANSLATED = {"Conv", "Relu", "Clip", "LRN", "BatchNormalization", "MaxPool", "AveragePool",
+              "GlobalAveragePool", "Gemm", "MatMul", "Add", "Sum", "Concat", "Flatten", "Reshape", "Dropout",
+              "Identity", "Softmax", "Shape"}  # a Shape is refused where it is read, saying why
 ARCH_KEY = "minicnn.architecture"
 SUPPORTED = ("Conv, Relu, Clip, LRN, BatchNormalization, MaxPool, AveragePool, GlobalAveragePool, Gemm, "
              "MatMul (+ Add), Concat and Add/Sum of branches, Flatten, Reshape, Dropout, Identity, "
@@ -482,6 +487,11 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
     if len(inputs) != 1 or not graph.output:
         raise InputError(f"{path}: expects one input and an output, the graph has inputs "
                          f"{[i.name for i in inputs]} and outputs {[o.name for o in graph.output]}")
+    elem = inputs[0].type.tensor_type.elem_type
+    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
+        raise InputError(f"{path}: input {inputs[0].name!r} is of type "
+                         f"{onnx.TensorProto.DataType.Name(elem)}: minicnn networks take float32 (or "
+                         "float64) arrays")
     dims = _value_shape(inputs[0])
     if len(dims) < 2:
         raise InputError(f"{path}: input {inputs[0].name!r} has shape {dims}: minicnn needs a batch axis "
@@ -519,14 +529,17 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
             consts.update(zip(n.node.output, folded, strict=False))
         else:
             live.append(n)
+    for n in live:
+        if n.op not in TRANSLATED:
+            n.fail(f"operator not supported by minicnn (supported: {SUPPORTED})")
     notes = []
     walk = _Walk(live, consts, stored is not None, graph.output[0].name)
     for extra in graph.output[1:]:
         producer = walk.producer.get(extra.name)
         if producer is None or producer.op != "Dropout" or list(producer.node.output).index(extra.name) != 1:
-            raise InputError(f"{path}: graph output {extra.name!r} is not what a trained network needs (only "
-                             "a second output that is a Dropout's mask is left out); minicnn networks have "
-                             "one output")
+            made = "" if producer is None else f", written by {producer.label},"
+            raise InputError(f"{path}: graph output {extra.name!r}{made} is not what a trained network needs "
+                             "(only a Dropout's mask is left out); minicnn networks have one output")
         notes.append(f"graph output {extra.name!r}, the mask of {producer.label}, left out (a trained "
                      "network does not need it)")
     used = {x for n in live for x in n.node.input} | {graph.output[0].name}
@@ -605,6 +618,8 @@ class _Walk:
                 n.fail("is reached twice: the graph is not one minicnn can express")
             self.done.add(id(n))
             acts = self.activations(n)
+            if n.op in ("Concat", "Sum") and any(x in self.consts for x in n.node.input if x):
+                n.fail("joins the activations with a constant: not supported (minicnn joins branches)")
             if len(acts) > 1 and n.op in ("Add", "Sum", "Concat"):
                 n.fail("merges branches that do not all start from one tensor before it (minicnn joins "
                        "branches of one input)")
