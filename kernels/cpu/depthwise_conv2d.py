@@ -37,8 +37,12 @@ def _forward(x, w, bias, use_bias, sh, sw, ph, pw, dh, dw, y):
                     wij = w[o, 0, i, j]
                     lo, hi = valid_range(j * dw - pw, sw, W, OW)
                     off = j * dw - pw
-                    for q in range(lo, hi):
-                        row[q] += wij * src[q * sw + off]
+                    if sw == 1:  # contiguous: vectorised
+                        for q in range(lo, hi):
+                            row[q] += wij * src[q + off]
+                    else:
+                        for q in range(lo, hi):
+                            row[q] += wij * src[q * sw + off]
             if use_bias:
                 for q in range(OW):
                     row[q] += bias[o]
