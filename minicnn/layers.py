@@ -262,17 +262,20 @@ class Linear(Layer):
 
 class _Pool2D(Layer):
     """The window geometry pooling layers share: kernel, stride (default: the kernel),
-    padding of at most half the kernel, PyTorch's output sizes in floor and ceil mode."""
+    padding of at most half the kernel (one number, (height, width), or (top, left, bottom,
+    right) when the sides differ: TensorFlow's SAME), PyTorch's output sizes in floor and
+    ceil mode."""
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
         self.kernel_size = pair(kernel_size)
         self.stride = pair(stride) if stride is not None else self.kernel_size
-        self.padding = pair(padding)
+        self.pads = quad(padding)
+        self.padding = self.pads[:2] if self.pads[:2] == self.pads[2:] else self.pads
         self.ceil_mode = bool(ceil_mode)
-        if any(p > k / 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
-            raise ValueError(f"{type(self).__name__}: padding {self.padding} must be at most half the "
-                             f"kernel {self.kernel_size}")
+        if min(self.pads) < 0 or any(p > k / 2 for p, k in zip(self.pads, self.kernel_size * 2, strict=True)):
+            raise ValueError(f"{type(self).__name__}: padding {self.padding} must be at least 0 and at most "
+                             f"half the kernel {self.kernel_size}")
 
     def config(self):
         return dict(kernel_size=list(self.kernel_size), stride=list(self.stride),
@@ -283,13 +286,14 @@ class _Pool2D(Layer):
 
     def output_shape(self, in_shape):
         C, H, W = in_shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (C, pool_op.pool_output_size(H, kh, sh, ph, self.ceil_mode),
-                pool_op.pool_output_size(W, kw, sw, pw, self.ceil_mode))
+        (kh, kw), (sh, sw), (pt, pl, pb, pr) = self.kernel_size, self.stride, self.pads
+        return (C, pool_op.pool_output_size(H, kh, sh, pt, self.ceil_mode, pb),
+                pool_op.pool_output_size(W, kw, sw, pl, self.ceil_mode, pr))
 
     def _geometry(self):
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return kh, kw, sh, sw, ph, pw
+        """kh, kw, sh, sw and the padding before; the padding after enters by the output size."""
+        (kh, kw), (sh, sw), (pt, pl, _, _) = self.kernel_size, self.stride, self.pads
+        return kh, kw, sh, sw, pt, pl
 
     def _output_size(self, x):
         self._check_input(x, 4)
@@ -405,6 +409,10 @@ class AvgPool2D(_Pool2D):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
+        if self.count_include_pad and self.pads[:2] != self.pads[2:]:
+            # the divisor clips a window to the input padded alike on both sides
+            raise ValueError(f"AvgPool2D: padding {self.padding} that differs per side needs "
+                             "count_include_pad=False")
 
     def config(self):
         return dict(super().config(), count_include_pad=self.count_include_pad)

@@ -51,6 +51,9 @@ def torch_model(net):
             m = nn.ReLU()
         elif isinstance(layer, L.LRN):
             m = nn.LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
+        elif isinstance(layer, (L.MaxPool2D, L.AvgPool2D)) and layer.pads[:2] != layer.pads[2:]:
+            raise ValueError(f"bench: no PyTorch equivalent for layer {layer.name!r} "
+                             f"({type(layer).__name__} padded differently per side)")
         elif isinstance(layer, L.MaxPool2D):
             m = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
         elif isinstance(layer, L.AvgPool2D):

@@ -217,8 +217,17 @@ def _pool_geometry(n: Node, shape, kind):
             if kind is L.AvgPool2D:
                 args["count_include_pad"] = count_include_pad
             return args
+    fits = all(p <= k / 2 for p, k in zip(pads, kernel * 2, strict=True))
+    if begin != end and fits:  # padding per side (TensorFlow's SAME), as ONNX counts the windows
+        ours = [pool_output_size(size, k, s, b, ceil, e)
+                for size, k, s, b, e in zip(shape[1:], kernel, strides, begin, end, strict=True)]
+        if ours == onnx_out:
+            args = dict(kernel_size=kernel, stride=strides, padding=pads, ceil_mode=ceil)
+            if kind is L.AvgPool2D:
+                args["count_include_pad"] = False
+            return args
     n.fail(f"pads {pads} (ceil_mode {int(ceil)}) on input {tuple(shape)} give windows that minicnn's "
-           "symmetric padding (at most half the kernel) cannot express")
+           "padding (at most half the kernel) cannot express")
 
 
 def _conv(b: _Builder, n: Node, consts):

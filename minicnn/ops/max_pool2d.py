@@ -21,10 +21,15 @@ import math
 from minicnn.backend import array_module, hot_path
 
 
-def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
-    span = size + 2 * padding - kernel
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool,
+                     padding_after: int | None = None) -> int:
+    """Windows along one axis of ``size``, padded by ``padding`` before and ``padding_after``
+    (default: the same) after; in ceil mode the last window must start inside the input or
+    the padding before it (PyTorch's rule, ONNX's too)."""
+    after = padding if padding_after is None else padding_after
+    span = size + padding + after - kernel
     if span < 0:
-        raise ValueError(f"pooling window {kernel} larger than padded input {size + 2 * padding}")
+        raise ValueError(f"pooling window {kernel} larger than padded input {size + padding + after}")
     if not ceil_mode:
         return span // stride + 1
     out = math.ceil(span / stride) + 1
