@@ -285,3 +285,16 @@ def test_export_of_branching_networks_runs_in_onnxruntime_and_imports_back(rng, 
     assert back.architecture()["layers"] == net.architecture()["layers"]
     np.testing.assert_allclose(back.forward(x, train=False), y, rtol=1e-6, atol=1e-6)
     assert back["fire2.e1"].frozen and back["fire2.bn"].buffers["running_var"].shape == (4,)
+
+
+def test_a_zero_pad_is_folded_into_the_convolution_after_it(rng, tmp_path):
+    g = G(rng)
+    g.inits.append(numpy_helper.from_array(np.array([0, 0, 0, 1, 0, 0, 2, 1], np.int64), "pads"))
+    x = g.conv(g.node("Pad", ["data", "pads"], "pad"), 3, 4, 3, "conv", pads=[1, 0, 1, 0])
+    net = check(g.model([1, 3, 6, 5], x), tmp_path, (2, 3, 6, 5), rng)
+    assert net.layers[0].pads == (1, 1, 3, 1) and len(net.layers) == 1
+    g = G(rng)
+    g.inits.append(numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"))
+    x = g.node("MaxPool", [g.node("Pad", ["data", "pads"], "pad")], kernel_shape=[2, 2])
+    with pytest.raises(InputError, match=r"node pad \(Pad\): a zero Pad is supported only right before"):
+        import_model(g.model([1, 3, 6, 5], x), tmp_path)

@@ -93,7 +93,7 @@ class MobileNet(nn.Module):
             unit = getattr(self, name)
             k = unit["conv"].kernel_size[0]
             pads = []
-            for size in (x.shape[3], x.shape[2]):  # TensorFlow's SAME, worked from the input
+            for size in (int(x.shape[3]), int(x.shape[2])):  # TensorFlow's SAME, from the input
                 out = -(-size // s)
                 total = max((out - 1) * s + k - size, 0)
                 pads += [total // 2, total - total // 2]
@@ -128,13 +128,14 @@ class GoogLeNet(nn.Module):
             cin = w[0] + w[2] + w[4] + w[5]
         self.fc = nn.Linear(cin, classes)
 
+    def lrn(self, x):
+        return F.local_response_norm(x, 5, 1e-4, 0.75, 1.0)
+
     def forward(self, x):
         def pool(x):
             return F.max_pool2d(x, 3, 2, ceil_mode=True)
 
-        def lrn(x):
-            return F.local_response_norm(x, 5, 1e-4, 0.75, 1.0)
-
+        lrn = self.lrn
         x = lrn(pool(F.relu(self.conv1(x))))
         x = pool(lrn(F.relu(self.conv2(F.relu(self.reduce(x))))))
         for key, block in self.blocks.items():

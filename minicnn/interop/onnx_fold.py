@@ -84,6 +84,17 @@ def fold(n: Node, args, numpy_helper, onnx):
         if op == "Div" and np.issubdtype(a[0].dtype, np.integer):
             out = np.trunc(out).astype(a[0].dtype)
         return [out.astype(np.result_type(a[0], a[1]), copy=False)]
+    if op == "Shape":  # of a constant (PyTorch's F.pad sizes its pads so, unfolded)
+        shape = np.array(a[0].shape, dtype=np.int64)
+        return [shape[n.attr("start", 0):n.attr("end", None)]]
+    if op == "Slice":  # inputs from opset 10 (PyTorch's F.pad computes its pads with one)
+        starts, ends = (a[1], a[2]) if len(a) > 2 else (n.attr("starts"), n.attr("ends"))
+        axes = a[3] if len(a) > 3 else n.attr("axes", list(range(len(starts))))
+        steps = a[4] if len(a) > 4 else [1] * len(starts)
+        index = [slice(None)] * a[0].ndim
+        for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+            index[int(axis)] = slice(int(start), int(end), int(step))
+        return [a[0][tuple(index)]]
     if op == "Flatten":
         axis = n.attr("axis", 1)
         return [a[0].reshape(int(np.prod(a[0].shape[:axis])), -1)]

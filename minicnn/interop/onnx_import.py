@@ -40,11 +40,11 @@ from minicnn.interop.onnx_fold import Node, decimal, fold
 OPSETS = range(7, 29)
 TRANSLATED = {"Conv", "Relu", "Clip", "LRN", "BatchNormalization", "MaxPool", "AveragePool",
               "GlobalAveragePool", "Gemm", "MatMul", "Add", "Sum", "Concat", "Flatten", "Reshape", "Dropout",
-              "Identity", "Softmax", "Shape"}  # a Shape is refused where it is read, saying why
+              "Identity", "Softmax", "Pad", "Shape"}  # a Shape is refused where it is read, saying why
 ARCH_KEY = "minicnn.architecture"
-SUPPORTED = ("Conv, Relu, Clip, LRN, BatchNormalization, MaxPool, AveragePool, GlobalAveragePool, Gemm, "
-             "MatMul (+ Add), Concat and Add/Sum of branches, Flatten, Reshape, Dropout, Identity, "
-             "a trailing Softmax")
+SUPPORTED = ("Conv (a zero Pad before it folded in), Relu, Clip, LRN, BatchNormalization, MaxPool, "
+             "AveragePool, GlobalAveragePool, Gemm, MatMul (+ Add), Concat and Add/Sum of branches, Flatten, "
+             "Reshape, Dropout, Identity, a trailing Softmax")
 JOIN = "join"
 
 
@@ -66,11 +66,19 @@ class _Builder:
         self.specs, self.shape, self.dtype = [], shape, dtype
         self.notes = [] if notes is None else notes
         self.softmax_dropped = False
+        # a zero Pad waiting for the convolution it is folded into: (node, (t, l, b, r), shape before)
+        self.pad = None
+
+    def check_no_pad(self):
+        if self.pad is not None:
+            self.pad[0].fail("a zero Pad is supported only right before a convolution (folded into its "
+                             "padding)")
 
     def branch(self):
         return _Builder(self.shape, self.dtype, self.notes)
 
     def add(self, n, kind, args, params=None, buffers=None):
+        self.check_no_pad()
         spec = {"kind": kind, "args": args, "params": params or {}, "buffers": buffers or {}, "node": n}
         layer = self.make(spec)
         if self.shape is not None:
@@ -83,6 +91,10 @@ class _Builder:
         self.specs.append(spec)
 
     def add_join(self, n, mode, branches):
+        self.check_no_pad()
+        for branch in branches:
+            if branch is not None:
+                branch.check_no_pad()
         shapes = [self.shape if b is None else b.shape for b in branches]
         if mode == "sum" and len(set(shapes)) > 1:
             n.fail(f"adds branches of different shapes {shapes} (minicnn adds equal shapes, no broadcasting)")
@@ -246,6 +258,10 @@ def _conv(b: _Builder, n: Node, consts):
     if len(strides) != 2 or len(dilations) != 2 or min(strides + dilations) < 1:
         n.fail(f"strides {strides} and dilations {dilations} must be two positive numbers")
     pads = _pads(n, b.shape[1:], kernel, strides, dilations)
+    if b.pad is not None:  # the zero Pad before, folded in
+        pads = [p + q for p, q in zip(pads, b.pad[1], strict=True)]
+        b.notes.append(f"{b.pad[0].label}: folded into the padding of {n.label}")
+        b.shape, b.pad = b.pad[2], None
     groups = int(n.attr("group", 1))
     channels = w.shape[1] * groups
     if b.shape[0] != channels:
@@ -392,6 +408,35 @@ def _dropout(b: _Builder, n: Node, consts):
     b.add(n, L.Dropout, dict(p=float(ratio)))
 
 
+def _pad(b: _Builder, n: Node, consts):
+    """A zero Pad of the height and width (PyTorch's F.pad before a convolution, TensorFlow's
+    explicit SAME), kept for the convolution after it."""
+    mode = n.attr("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    pads, value = n.attr("pads"), n.attr("value", 0.0)
+    inputs = list(n.node.input)
+    if len(inputs) > 1 and inputs[1]:
+        pads = consts.get(inputs[1])
+        if pads is None:
+            n.fail("the pads are not a constant")
+    if len(inputs) > 2 and inputs[2]:
+        value = consts.get(inputs[2])
+        value = None if value is None else float(np.asarray(value).reshape(-1)[0])
+    if len(inputs) > 3 and inputs[3]:
+        n.fail("pads on chosen axes (the axes input) are not supported")
+    pads = [int(p) for p in (pads if pads is not None else [])]
+    if mode != "constant" or value != 0.0:
+        n.fail(f"mode {mode!r} with value {value}: only a zero (constant) pad is supported")
+    if b.shape is None or len(b.shape) != 3 or len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) \
+            or min(pads) < 0:
+        n.fail(f"pads {pads} on a sample of shape {b.shape}: only non-negative pads of the height and width "
+               "of (N, C, H, W) are supported")
+    b.check_no_pad()
+    top, left, bottom, right = pads[2], pads[3], pads[6], pads[7]
+    b.pad = (n, (top, left, bottom, right), b.shape)
+    b.shape = (b.shape[0], b.shape[1] + top + bottom, b.shape[2] + left + right)
+
+
 def _flatten(b: _Builder, n: Node, keep_trivial):
     rank = None if b.shape is None else len(b.shape) + 1
     axis = int(n.attr("axis", 1))
@@ -414,6 +459,8 @@ def _translate(b: _Builder, n: Node, consts, const_inputs, is_last, keep_trivial
         b.add(n, L.ReLU, {})
     elif op == "Clip":
         _clip(b, n, consts)
+    elif op == "Pad":
+        _pad(b, n, consts)
     elif op == "BatchNormalization":
         _batch_norm(b, n, consts, fold=not keep_trivial)
     elif op == "LRN":
@@ -558,6 +605,7 @@ def from_onnx(path, *, channel_order=None, mean=None, std=None, classes=None, in
             n.fail(f"its second output {extra[0]!r} (a mask or indices) is used: not supported")
     builder = _Builder(shape, np.dtype(dtype), notes)
     walk.chain(builder, inputs[0].name, graph.output[0].name, top=True)
+    builder.check_no_pad()
     layers = builder.layers()
     meta = layout.preprocessing_meta(channel_order or "RGB", mean, std, shape, classes)
     meta.update(source_format="onnx", source=facts["name"], source_sha256=facts["sha256"],
@@ -647,6 +695,7 @@ class _Walk:
     def join(self, b: _Builder, t, readers):
         """Translate the join of the branches that start at the readers of ``t``; returns the
         merge's output."""
+        b.check_no_pad()
         for m in readers:  # PyTorch's Shape -> Gather -> Concat -> Reshape: name the Shape
             if m.op == "Shape":
                 m.fail("a shape read at run time is not supported: export with a fixed reshape "
@@ -687,6 +736,7 @@ class _Walk:
             starts[x] = owners[0]
             sub = b.branch()
             self.chain(sub, t, x, first=readers[owners[0]])
+            sub.check_no_pad()
             branches.append(sub)
         if len(starts) + inputs.count(t) != len(readers):
             merge.fail(f"the {len(readers)} readers of {t!r} do not each start one of its "
