@@ -6,7 +6,9 @@ either storage format (``layer`` or the V1 ``layers`` of the 2014 BVLC files;
 (:mod:`minicnn.interop.deep_compression`). The net starts at its input (``input`` +
 ``input_dim``/``input_shape``, or an ``Input`` layer) and is built of Convolution, ReLU, LRN
 (ACROSS_CHANNELS), Pooling (MAX, AVE), InnerProduct, Dropout and Flatten, Concat (channels)
-and Eltwise (SUM), with an optional trailing Softmax, which is dropped (logits out).
+and Eltwise (SUM), BatchNorm (its stored statistics) with the Scale after it (one
+:class:`minicnn.layers.BatchNorm2D`), with an optional trailing Softmax, which is dropped
+(logits out).
 
 The graph: a layer whose top is its bottom (in place, as ReLU and Dropout usually are)
 writes a new version of that blob; a Split layer's tops are its bottom; a blob version read
@@ -38,7 +40,10 @@ Caffe and minicnn agree on the rest:
   minicnn's ceil mode; AVE divides by the window clipped to the padded input, which is
   :class:`minicnn.layers.AvgPool2D` with ``count_include_pad``;
 - Concat along channels (axis 1) and Eltwise SUM with unit coefficients are the Join's
-  "concat" and "sum".
+  "concat" and "sum";
+- BatchNorm stores the running mean and variance times a factor (its third blob, 0 meaning
+  none): y = (x - mean) / sqrt(var + eps), BatchNorm2D's evaluation with weight 1 and bias 0;
+  the Scale layer that follows (per channel, ``bias_term``) gives its weight and bias.
 
 Caffe models take BGR images with the mean subtracted, in the 0-255 scale: meta
 ``channel_order`` is "BGR" and a mean file (``.binaryproto`` or ``.npy``, 3 x H x W)
@@ -68,7 +73,7 @@ V1_TYPES = {"CONVOLUTION": "Convolution", "RELU": "ReLU", "LRN": "LRN", "POOLING
             "SOFTMAX_LOSS": "SoftmaxWithLoss", "ACCURACY": "Accuracy", "SPLIT": "Split",
             "CONCAT": "Concat", "ELTWISE": "Eltwise"}
 SUPPORTED = ("Input, Convolution, ReLU, LRN, Pooling, InnerProduct, Dropout, Flatten, Concat, Eltwise SUM, "
-             "Split, a trailing Softmax")
+             "BatchNorm (+ Scale), Split, a trailing Softmax")
 JOINS = ("Concat", "Eltwise")
 
 
@@ -275,10 +280,50 @@ def _pooling(chain, layer):
     chain.add(layer, kind(kernel, stride=stride, padding=pad, ceil_mode=ceil))
 
 
+def _batch_norm(chain, layer):
+    p = layer.param("batch_norm_param")
+    if p.HasField("use_global_stats") and not p.use_global_stats:
+        layer.fail("use_global_stats false normalises by each batch's statistics; a trained network "
+                   "uses its stored ones")
+    if len(chain.shape) != 3:
+        layer.fail(f"needs a (C, H, W) input, got {chain.shape}")
+    C = chain.shape[0]
+    bn = L.BatchNorm2D(C, eps=float(p.eps), dtype=chain.dtype)
+
+    def assign(mean, var, factor):
+        f = 0.0 if factor[0] == 0 else 1.0 / float(factor[0])
+        bn.buffers["running_mean"], bn.buffers["running_var"] = mean * f, var * f
+
+    chain.add(layer, bn)
+    chain.with_blobs.append((layer, assign, [(C,), (C,), (1,)], False))
+
+
+def _scale(chain, layer):
+    p = layer.param("scale_param")
+    before = chain.layers[-1] if chain.layers else None
+    if not isinstance(before, L.BatchNorm2D) or getattr(before, "scaled", False):
+        layer.fail("a Scale is supported only right after a BatchNorm (its weight and bias)")
+    if p.axis != 1 or p.num_axes != 1:
+        layer.fail(f"axis {p.axis}, num_axes {p.num_axes}: only one factor per channel is supported")
+    before.scaled = True
+    C = before.num_features
+
+    def assign(gamma, beta=None):
+        before.params["weight"] = gamma
+        if beta is not None:
+            before.params["bias"] = beta
+
+    chain.with_blobs.append((layer, assign, [(C,)] + ([(C,)] if p.bias_term else []), False))
+
+
 def _translate(chain, layer, is_last):
     t = layer.type
     if t == "Convolution":
         _convolution(chain, layer)
+    elif t == "BatchNorm":
+        _batch_norm(chain, layer)
+    elif t == "Scale":
+        _scale(chain, layer)
     elif t == "InnerProduct":
         _inner_product(chain, layer)
     elif t == "ReLU":
@@ -738,7 +783,10 @@ def _deep_compression_blobs(with_blobs, path):
     """The blobs of a Deep Compression file, as :func:`_stored_blobs` gives a caffemodel's;
     the file stores the layers in prototxt order, each with its bias."""
     order = sorted(with_blobs, key=lambda entry: entry[0].index)
-    for layer, _, shapes, _ in order:
+    for layer, target, shapes, _ in order:
+        if callable(target):
+            layer.fail(f"{os.path.basename(path)} (Deep Compression) stores convolutions and inner "
+                       "products only")
         if len(shapes) != 2:
             layer.fail(f"has no bias: {os.path.basename(path)} (Deep Compression) stores a bias per layer")
     arrays = deep_compression.read(path, [(layer.name, layer.type, shapes[0], shapes[1][0])
@@ -760,9 +808,16 @@ def _load_blobs(with_blobs, stored, source):
         if len(blobs) != len(shapes):
             layer.fail(f"the caffemodel has {len(blobs)} blobs, the layer needs {len(shapes)} "
                        f"(weight{' and bias' if len(shapes) == 2 else ''})")
-        for key, (data, _), expected in zip(("weight", "bias"), blobs, shapes, strict=False):
+        keys = ("weight", "bias") if not callable(target) else ("mean", "variance", "factor") \
+            if layer.type == "BatchNorm" else ("scale", "bias")
+        values = []
+        for key, (data, _), expected in zip(keys, blobs, shapes, strict=False):
             need = int(np.prod(expected))
             if data.size != need:
                 layer.fail(f"blob {key} holds {data.size} values, the layer needs {expected} = {need}")
             value = data.reshape(expected)
-            target.params[key] = value.T if transposed and key == "weight" else value
+            values.append(value)
+            if not callable(target):
+                target.params[key] = value.T if transposed and key == "weight" else value
+        if callable(target):  # BatchNorm's statistics, Scale's factors (stored by the layer taking them)
+            target(*values)
