@@ -230,4 +230,11 @@ def standard_cases(rng=None):
         ("dropout", L.Dropout(0.5), kinkless_input((4, 9), rng)),
         ("linear", L.Linear(6, 4, dtype=f64), kinkless_input((3, 6), rng)),
         ("flatten", L.Flatten(), kinkless_input((2, 3, 2, 2), rng)),
+        # (later additions at the end: the inputs above draw from rng what they drew before)
+        ("conv2d dilated, padded per side", L.Conv2D(2, 3, 3, stride=2, padding=(0, 1, 1, 0), dilation=2,
+                                                     dtype=f64), kinkless_input((2, 2, 7, 6), rng)),
+        ("conv2d depthwise", L.Conv2D(3, 6, 3, padding=1, groups=3, dtype=f64),
+         kinkless_input((2, 3, 4, 5), rng)),
+        ("batch_norm training", L.BatchNorm2D(3, dtype=f64), kinkless_input((2, 3, 3, 2), rng)),
+        ("clip (relu6)", L.Clip(0.0, 6.0), kinkless_input((3, 7), rng) * 10),
     ]
