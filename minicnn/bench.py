@@ -196,7 +196,7 @@ class Torch:
 
 
 def conv_algorithms(net, backend: str) -> dict:
-    """{convolution layer: "im2col" or "winograd F(m x m, r x r)"}, as run on ``backend``."""
+    """{convolution layer: "im2col", "depthwise" or "winograd F(m x m, r x r)"}, as run on ``backend``."""
     from minicnn.ops import conv2d
 
     previous = mc.get_backend().name
@@ -205,11 +205,13 @@ def conv_algorithms(net, backend: str) -> dict:
         algorithms = {}
         for name, layer in net.named_layers():
             if isinstance(layer, mc.layers.Conv2D):
-                m = conv2d.winograd_tile(layer.params["weight"].shape, layer.stride)
+                shape = layer.params["weight"].shape
+                m = conv2d.winograd_tile(shape, layer.stride, layer.pads, layer.dilation, layer.groups)
                 stride = layer.stride[0]
                 r = -(-layer.kernel_size[0] // stride)
                 via = f" after space-to-depth (stride {stride})" if stride > 1 else ""
-                algorithms[name] = f"winograd F({m}x{m}, {r}x{r}){via}" if m else "im2col"
+                algorithms[name] = f"winograd F({m}x{m}, {r}x{r}){via}" if m else \
+                    "depthwise" if conv2d.is_depthwise(shape, layer.groups) else "im2col"
         return algorithms
     finally:
         mc.set_backend(previous)
