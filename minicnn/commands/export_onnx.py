@@ -38,7 +38,7 @@ def run(args) -> int:
         print("onnxruntime not installed: the export was checked by onnx.checker only")
         return 0
     x = np.random.default_rng(0).uniform(-1, 1, (2, *net.input_shape)).astype(np.float32)
-    for layer in net.layers:
+    for _, layer in net.named_layers():  # the leaves: a block holds its layers' weights
         if "weight" in layer.params:
             dtype = layer.params["weight"].dtype
             break
