@@ -301,12 +301,13 @@ def test_a_zero_pad_is_folded_into_the_convolution_after_it(rng, tmp_path):
 
 
 def test_cli_round_trip_of_a_float64_network_of_blocks(tmp_path, capsys):
-    """export-onnx of a network whose top-level layers are all blocks (MobileNet), in float64,
+    """export-onnx of a network whose top-level layer is a block (a MobileNet), in float64,
     checked by onnxruntime; import-weights brings back the same architecture."""
     from minicnn import model_zoo
     from minicnn.cli import main
 
-    net = model_zoo.mobilenet_v1(width=0.25, num_classes=3, input_size=32, dtype=np.float64)
+    body = model_zoo.mobilenet_v1(width=0.25, num_classes=3, input_size=32, dtype=np.float64)
+    net = mc.Sequential([body], names=["mobilenet"], input_shape=body.input_shape)
     net.save(tmp_path / "m.npz")
     assert main(["export-onnx", "--weights", str(tmp_path / "m.npz"), "--out", str(tmp_path / "m.onnx")]) == 0
     difference = float(capsys.readouterr().out.split("max relative difference")[1].split()[0])
@@ -314,4 +315,4 @@ def test_cli_round_trip_of_a_float64_network_of_blocks(tmp_path, capsys):
     assert main(["import-weights", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "back.npz")]) == 0
     back = mc.Sequential.load(tmp_path / "back.npz")
     assert [s["name"] for s in back.architecture()["layers"]] == net.names
-    assert back["conv_3_depthwise.conv"].groups == back["conv_3_depthwise.conv"].in_channels
+    assert back["mobilenet.conv_3_depthwise.conv"].groups == 32
