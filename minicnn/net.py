@@ -87,7 +87,7 @@ class Container(Layer):
     def __init__(self):
         # not Layer.__init__: frozen and lr_mult are views of the leaves here
         self.name = type(self).__name__.lower()
-        self.params = ParamDict(self)
+        self.params, self.buffers = ParamDict(self), ParamDict(self)
         self.grads: dict = {}
         self.need_input_grad = True
         self._saved = None
