@@ -316,3 +316,25 @@ def test_cli_round_trip_of_a_float64_network_of_blocks(tmp_path, capsys):
     back = mc.Sequential.load(tmp_path / "back.npz")
     assert [s["name"] for s in back.architecture()["layers"]] == net.names
     assert back["mobilenet.conv_3_depthwise.conv"].groups == 32
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_squeezenet_exports_and_imports_back(rng, tmp_path, version):
+    """mc.models.squeezenet (fire modules: Joins in blocks) through to_onnx, onnxruntime and back."""
+    net = mc.models.squeezenet(version, num_classes=7, input_size=64)
+    for _, layer in net.named_layers():
+        if "bias" in layer.params:
+            layer.params["bias"] = rng.uniform(-0.1, 0.1, layer.params["bias"].shape)
+    model = interop.to_onnx(net, tmp_path / "sq.onnx")
+    assert [n.op_type for n in model.graph.node].count("Concat") == 8
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    y = net.forward(x, train=False)
+    assert relative_error(ort_run(model, x), y) < RTOL
+    back = interop.from_onnx(tmp_path / "sq.onnx")
+    assert back.architecture()["layers"] == net.architecture()["layers"]
+    np.testing.assert_allclose(back.forward(x, train=False), y, rtol=1e-6, atol=1e-6)
+    model.ClearField("metadata_props")  # a foreign file of the same graph: joins by position
+    onnx.save(model, str(tmp_path / "foreign.onnx"))
+    foreign = interop.from_onnx(tmp_path / "foreign.onnx")
+    assert sum(isinstance(layer, L.Join) for layer in foreign.layers) == 8
+    np.testing.assert_allclose(foreign.forward(x, train=False), y, rtol=1e-5, atol=1e-6)
