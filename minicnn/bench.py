@@ -43,7 +43,7 @@ import minicnn as mc
 from minicnn.bench_report import environment, print_header, print_memory, print_run, ratios, write_json
 from minicnn.torch_twin import torch_model
 
-MODELS = ("small", "alexnet", "squeezenet")
+MODELS = ("small", "alexnet", "squeezenet", "resnet18", "mobilenet_v1")
 # The SGD step runs in full, but with a learning rate small enough that the weights stay
 # in range over the benchmark: random labels at a training rate make AlexNet diverge,
 # and inf/NaN or denormal numbers would change the speed of the arithmetic.
@@ -54,12 +54,17 @@ LEARNING_RATE = 1e-5
 
 def build_model(name: str):
     """The benchmarked networks: AlexNet (227, groups 2, 1000 classes), SqueezeNet v1.0 (227,
-    1000 classes: fire modules, the join layer) and the demo's small AlexNet for 32-pixel
-    images (10 classes)."""
+    1000 classes: fire modules, the join layer), ResNet-18 and MobileNet v1 (224, 1000
+    classes: residual sums, batch normalisation, depthwise convolutions) and the demo's small
+    AlexNet for 32-pixel images (10 classes)."""
     if name == "alexnet":
         return mc.models.alexnet(num_classes=1000, input_size=227, groups=2)
     if name == "squeezenet":
         return mc.models.squeezenet("1.0", num_classes=1000)
+    if name in ("resnet18", "mobilenet_v1"):  # 224 pixels, 1000 classes (minicnn.model_zoo)
+        from minicnn import model_zoo
+
+        return getattr(model_zoo, name)()
     if name == "small":
         return mc.models.small_alexnet(num_classes=10, input_size=32)
     raise ValueError(f"bench: unknown model {name!r}; choose from {', '.join(MODELS)}")

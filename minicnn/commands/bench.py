@@ -16,9 +16,10 @@ import os
 
 
 def add_arguments(p):
-    p.add_argument("--model", action="append", choices=("small", "alexnet", "squeezenet"), default=None,
+    p.add_argument("--model", action="append",
+                   choices=("small", "alexnet", "squeezenet", "resnet18", "mobilenet_v1"), default=None,
                    help="model to run (repeatable; default: small, then alexnet; squeezenet: v1.0, "
-                        "1000 classes, 227 pixels)")
+                        "1000 classes, 227 pixels; resnet18, mobilenet_v1: 1000 classes, 224 pixels)")
     p.add_argument("--batch", type=int, action="append", default=None,
                    help="batch size (repeatable; default 32 and 128 for small, 32 for alexnet)")
     p.add_argument("--backends", nargs="+", default=["numpy", "cpu"], choices=("numpy", "cpu", "cuda"),
