@@ -338,3 +338,21 @@ def test_squeezenet_exports_and_imports_back(rng, tmp_path, version):
     foreign = interop.from_onnx(tmp_path / "foreign.onnx")
     assert sum(isinstance(layer, L.Join) for layer in foreign.layers) == 8
     np.testing.assert_allclose(foreign.forward(x, train=False), y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("opset,keepdims", [(13, 1), (18, 0)])
+def test_reduce_mean_over_height_and_width_is_a_global_average_pool(rng, tmp_path, opset, keepdims):
+    """PyTorch's dynamo exporter writes adaptive_avg_pool2d(x, 1) as ReduceMean (axes an input
+    from opset 18)."""
+    g = G(rng)
+    if opset >= 18:
+        g.inits.append(numpy_helper.from_array(np.array([-1, -2], np.int64), "axes"))
+        y = g.node("ReduceMean", [g.node("Relu", ["data"]), "axes"], "mean", keepdims=keepdims)
+    else:
+        y = g.node("ReduceMean", [g.node("Relu", ["data"])], "mean", axes=[2, 3], keepdims=keepdims)
+    net = check(g.model([1, 3, 5, 4], y, opset=opset), tmp_path, (2, 3, 5, 4), rng)
+    assert net.output_shape(net.input_shape) == ((3,) if not keepdims else (3, 1, 1))
+    g = G(rng)
+    y = g.node("ReduceMean", ["data"], "mean", axes=[1], keepdims=1)
+    with pytest.raises(InputError, match=r"node mean \(ReduceMean\): a mean over axes \[1\]"):
+        import_model(g.model([1, 3, 5, 4], y), tmp_path)

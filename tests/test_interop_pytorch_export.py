@@ -25,7 +25,7 @@ class GoogLeNetWithoutLRN(GoogLeNet):
         return x
 
 
-def export(module, size, path, fold):
+def export(module, size, path, fold, dynamo=False):
     module.eval()
     for m in module.modules():  # batch-norm statistics off their start, so that folding shows
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -35,9 +35,13 @@ def export(module, size, path, fold):
                 m.weight.uniform_(0.5, 1.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, torch.zeros(1, 3, size, size), str(path), dynamo=False, opset_version=13,
-                          do_constant_folding=fold, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+        if dynamo:  # the exporter PyTorch uses by default today (it needs onnxscript)
+            torch.onnx.export(module, (torch.zeros(1, 3, size, size),), str(path), dynamo=True,
+                              input_names=["input"], output_names=["logits"], verbose=False)
+        else:
+            torch.onnx.export(module, torch.zeros(1, 3, size, size), str(path), dynamo=False,
+                              opset_version=13, do_constant_folding=fold, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
 
 
 @pytest.mark.parametrize("fold", [True, False])
@@ -64,3 +68,21 @@ def test_pytorch_exports_import_and_equal_onnxruntime(family, fold, tmp_path, rn
     assert len(joins) == {"resnet18": 8, "mobilenet_v1": 0, "googlenet": 9}[family]
     if family == "mobilenet_v1":
         assert "Pad" in ops and kinds.count("Clip") == 27
+
+
+@pytest.mark.parametrize("family", ["resnet18", "mobilenet_v1", "googlenet"])
+def test_dynamo_exports_import_and_equal_onnxruntime(family, tmp_path, rng):
+    """torch.onnx.export(dynamo=True): opset 18+, ReduceMean for the global average pool, batch
+    normalisation and F.pad folded into the convolutions by its optimiser."""
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    module, size = {"resnet18": (lambda: ResNet(Basic, (2, 2, 2, 2), 10), 32),
+                    "mobilenet_v1": (lambda: MobileNet(0.25, 10), 32),
+                    "googlenet": (lambda: GoogLeNetWithoutLRN(10), 64)}[family]
+    path = tmp_path / f"{family}.onnx"
+    export(module(), size, path, True, dynamo=True)
+    net = interop.from_onnx(path)
+    x = rng.standard_normal((1, 3, size, size)).astype(np.float32)  # the export fixed the batch at 1
+    name = onnx.load(str(path)).graph.input[0].name
+    expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+    assert float(np.abs(net.forward(x, train=False) - expected).max() / np.abs(expected).max()) < 1e-4

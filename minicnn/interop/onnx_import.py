@@ -39,12 +39,13 @@ from minicnn.interop.onnx_fold import Node, decimal, fold
 # and its versions after 21 only admit new tensor types; 26..28 changed none of them.
 OPSETS = range(7, 29)
 TRANSLATED = {"Conv", "Relu", "Clip", "LRN", "BatchNormalization", "MaxPool", "AveragePool",
-              "GlobalAveragePool", "Gemm", "MatMul", "Add", "Sum", "Concat", "Flatten", "Reshape", "Dropout",
-              "Identity", "Softmax", "Pad", "Shape"}  # a Shape is refused where it is read, saying why
+              "GlobalAveragePool", "ReduceMean", "Gemm", "MatMul", "Add", "Sum", "Concat", "Flatten",
+              "Reshape", "Dropout", "Identity", "Softmax", "Pad",
+              "Shape"}  # a Shape is refused where it is read, saying why
 ARCH_KEY = "minicnn.architecture"
 SUPPORTED = ("Conv (a zero Pad before it folded in), Relu, Clip, LRN, BatchNormalization, MaxPool, "
-             "AveragePool, GlobalAveragePool, Gemm, MatMul (+ Add), Concat and Add/Sum of branches, Flatten, "
-             "Reshape, Dropout, Identity, a trailing Softmax")
+             "AveragePool, GlobalAveragePool (or ReduceMean over H and W), Gemm, MatMul (+ Add), Concat and "
+             "Add/Sum of branches, Flatten, Reshape, Dropout, Identity, a trailing Softmax")
 JOIN = "join"
 
 
@@ -437,6 +438,15 @@ def _pad(b: _Builder, n: Node, consts):
     b.shape = (b.shape[0], b.shape[1] + top + bottom, b.shape[2] + left + right)
 
 
+def _global_average(b: _Builder, n: Node, keep_trivial):
+    if b.shape is None or len(b.shape) != 3:
+        n.fail(f"needs a known (C, H, W) input, got {b.shape}")
+    if b.shape[1:] == (1, 1) and not keep_trivial:
+        b.notes.append(f"{n.label}: a global average pool of a 1x1 map is the identity; left out")
+        return
+    b.add(n, L.AvgPool2D, dict(kernel_size=list(b.shape[1:]), stride=[1, 1]))
+
+
 def _flatten(b: _Builder, n: Node, keep_trivial):
     rank = None if b.shape is None else len(b.shape) + 1
     axis = int(n.attr("axis", 1))
@@ -482,12 +492,22 @@ def _translate(b: _Builder, n: Node, consts, const_inputs, is_last, keep_trivial
             return
         b.add(n, L.AvgPool2D, args)
     elif op == "GlobalAveragePool":
-        if b.shape is None or len(b.shape) != 3:
-            n.fail(f"needs a known (C, H, W) input, got {b.shape}")
-        if b.shape[1:] == (1, 1) and not keep_trivial:
-            b.notes.append(f"{n.label}: a global average pool of a 1x1 map is the identity; left out")
-            return
-        b.add(n, L.AvgPool2D, dict(kernel_size=list(b.shape[1:]), stride=[1, 1]))
+        _global_average(b, n, keep_trivial)
+    elif op == "ReduceMean":  # PyTorch's exporter writes adaptive_avg_pool2d(x, 1) so
+        axes = n.attr("axes")
+        if len(n.node.input) > 1 and n.node.input[1]:  # an input from opset 18
+            axes = consts.get(n.node.input[1])
+            if axes is None:
+                n.fail("the axes are not a constant")
+        rank = None if b.shape is None else len(b.shape) + 1
+        axes = [] if axes is None else axes
+        axes = sorted(int(a) + (rank or 0) if int(a) < 0 else int(a) for a in axes)
+        if rank != 4 or axes != [2, 3]:
+            n.fail(f"a mean over axes {axes} of a sample of shape {b.shape}: only the mean over the height "
+                   "and width of (N, C, H, W) (a global average pool) is supported")
+        _global_average(b, n, keep_trivial)
+        if not n.attr("keepdims", 1):
+            b.add(n, L.Flatten, {})
     elif op == "Gemm":
         _gemm(b, n, consts)
     elif op == "MatMul":
