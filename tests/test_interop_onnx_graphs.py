@@ -356,3 +356,17 @@ def test_reduce_mean_over_height_and_width_is_a_global_average_pool(rng, tmp_pat
     y = g.node("ReduceMean", ["data"], "mean", axes=[1], keepdims=1)
     with pytest.raises(InputError, match=r"node mean \(ReduceMean\): a mean over axes \[1\]"):
         import_model(g.model([1, 3, 5, 4], y), tmp_path)
+
+
+def test_batch_norm_of_features_folds_into_the_gemm_before_it(rng, tmp_path):
+    g = G(rng)
+    h = g.node("Gemm", ["data", g.const(rng.standard_normal((6, 10)))], "fc", transB=1)
+    stats = (rng.uniform(0.5, 2, 6), rng.standard_normal(6), rng.standard_normal(6), rng.uniform(0.5, 2, 6))
+    h = g.node("BatchNormalization", [h, *(g.const(v) for v in stats)], "bn")
+    net = check(g.model([1, 10], g.node("Relu", [h])), tmp_path, (4, 10), rng)
+    assert [type(layer).__name__ for layer in net.layers] == ["Linear", "ReLU"]
+    g = G(rng)
+    ones = [g.const(np.ones(10)) for _ in range(4)]
+    h = g.node("BatchNormalization", [g.node("Relu", ["data"]), *ones], "bn")
+    with pytest.raises(InputError, match=r"node bn \(BatchNormalization\): a batch normalisation of feat"):
+        import_model(g.model([1, 10], h), tmp_path)

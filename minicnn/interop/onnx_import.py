@@ -281,9 +281,10 @@ def _conv(b: _Builder, n: Node, consts):
 
 
 def _batch_norm(b: _Builder, n: Node, consts, fold):
-    """A BatchNormalization in evaluation mode: folded into the convolution just before it
-    (w' = w s, b' = (b - mean) s + beta with s = gamma / sqrt(var + eps), in float64, rounded
-    once), else a BatchNorm2D layer with the running statistics."""
+    """A BatchNormalization in evaluation mode: folded into the convolution (or, on features,
+    the Gemm or MatMul) just before it (w' = w s, b' = (b - mean) s + beta per output, with
+    s = gamma / sqrt(var + eps), in float64, rounded once), else a BatchNorm2D layer with the
+    running statistics."""
     if n.attr("training_mode", 0) or len([o for o in n.node.output if o]) > 1:
         n.fail("training mode (the batch's statistics, updated running statistics as outputs) is not "
                "supported: export the network in evaluation mode")
@@ -292,8 +293,8 @@ def _batch_norm(b: _Builder, n: Node, consts, fold):
     values = [consts.get(x) for x in n.node.input[1:5]]
     if len(values) != 4 or any(v is None for v in values):
         n.fail("scale, B, mean and var must be constants")
-    if b.shape is None or len(b.shape) != 3:
-        n.fail(f"needs an (N, C, H, W) input, got a sample of shape {b.shape}")
+    if b.shape is None or len(b.shape) not in (1, 3):
+        n.fail(f"needs an (N, C, H, W) or (N, features) input, got a sample of shape {b.shape}")
     C = b.shape[0]
     if any(v.size != C for v in values):
         n.fail(f"scale, B, mean and var must hold one value per channel ({C}), got sizes "
@@ -301,14 +302,19 @@ def _batch_norm(b: _Builder, n: Node, consts, fold):
     gamma, beta, mean, var = (v.reshape(-1).astype(np.float64) for v in values)
     eps = float(n.attr("epsilon", 1e-5))
     last = b.specs[-1] if b.specs else None
-    if fold and last is not None and last["kind"] is L.Conv2D:
+    if fold and last is not None and last["kind"] in (L.Conv2D, L.Linear):
         s = gamma / np.sqrt(var + eps)
         bias = last["params"].get("bias")
         bias = np.zeros(C) if bias is None else np.asarray(bias, np.float64)
-        last["params"]["weight"] = np.asarray(last["params"]["weight"], np.float64) * s.reshape(-1, 1, 1, 1)
+        weight = np.asarray(last["params"]["weight"], np.float64)
+        last["params"]["weight"] = weight * s.reshape((-1,) + (1,) * (weight.ndim - 1))
         last["params"]["bias"] = (bias - mean) * s + beta
-        b.notes.append(f"{n.label}: folded into the convolution before it")
+        b.notes.append(f"{n.label}: folded into the {'convolution' if last['kind'] is L.Conv2D else 'layer'} "
+                       "before it")
         return
+    if len(b.shape) != 3:
+        n.fail("a batch normalisation of features is supported only right after a Gemm or MatMul "
+               "(folded into it)")
     momentum = float(n.attr("momentum", 0.9))  # ONNX's: running = running * momentum + batch * (1 - momentum)
     b.add(n, L.BatchNorm2D, dict(num_features=C, eps=eps, momentum=decimal(1.0 - momentum)),
           params={"weight": gamma, "bias": beta}, buffers={"running_mean": mean, "running_var": var})
