@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -20,58 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_interop_caffe import caffemodel  # noqa: E402  (the tests' protobuf writer)
+from test_interop_caffe_bn import random_blobs  # noqa: E402
 
 import minicnn as mc  # noqa: E402
 from minicnn import interop, model_zoo  # noqa: E402
-from minicnn.interop import caffe_schema  # noqa: E402
-
-
-def random_blobs(prototxt: Path, rng):
-    """[(layer, type, [arrays])] for every layer that takes blobs, shaped by walking the
-    prototxt's blob shapes (Caffe's rounding up for pooling)."""
-    net = caffe_schema.parse_prototxt(prototxt.read_text(), str(prototxt))
-    shapes = {net.input[0]: tuple(net.input_dim[1:])} if len(net.input) else {}
-    out = []
-    for layer in net.layer:
-        if layer.type == "Input":
-            shapes[layer.top[0]] = tuple(layer.input_param.shape[0].dim[1:])
-            continue
-        x = shapes[layer.bottom[0]]
-        if layer.type == "Convolution":
-            p = layer.convolution_param
-            k, s, pad = p.kernel_size[0], (p.stride or [1])[0], (p.pad or [0])[0]
-            w = rng.standard_normal((p.num_output, x[0] // p.group, k, k)) * math.sqrt(2 / (x[0] * k * k))
-            out.append((layer.name, "Convolution", [w] + ([rng.uniform(-0.1, 0.1, p.num_output)]
-                                                          if p.bias_term else [])))
-            size = [(d + 2 * pad - k) // s + 1 for d in x[1:]]
-            y = (p.num_output, *size)
-        elif layer.type == "BatchNorm":
-            f = rng.uniform(1, 10)
-            out.append((layer.name, "BatchNorm", [rng.standard_normal(x[0]) * 0.1 * f,
-                                                  rng.uniform(0.5, 2, x[0]) * f, np.array([f])]))
-            y = x
-        elif layer.type == "Scale":
-            out.append((layer.name, "Scale", [rng.uniform(0.5, 1.5, x[0]), rng.standard_normal(x[0]) * 0.1]))
-            y = x
-        elif layer.type == "Pooling":
-            p = layer.pooling_param
-            size = [int(math.ceil((d + 2 * p.pad - p.kernel_size) / p.stride)) + 1 for d in x[1:]]
-            size = [o - 1 if p.pad and (o - 1) * p.stride >= d + p.pad else o
-                    for o, d in zip(size, x[1:], strict=True)]
-            y = (x[0], *size)
-        elif layer.type == "InnerProduct":
-            n, o = int(np.prod(x)), layer.inner_product_param.num_output
-            out.append((layer.name, "InnerProduct", [rng.standard_normal((o, n)) * math.sqrt(1 / n),
-                                                     rng.uniform(-0.1, 0.1, o)]))
-            y = (o,)
-        elif layer.type == "Concat":
-            parts = [shapes[b] for b in layer.bottom]
-            y = (sum(p[0] for p in parts), *parts[0][1:])
-        else:
-            y = x
-        for t in layer.top:
-            shapes[t] = y
-    return out
 
 
 def check(prototxt: Path, rng, zoo=None):
@@ -81,7 +32,7 @@ def check(prototxt: Path, rng, zoo=None):
 
     with tempfile.TemporaryDirectory() as d:
         model = Path(d) / "random.caffemodel"
-        model.write_bytes(caffemodel(random_blobs(prototxt, rng), v1=False))
+        model.write_bytes(caffemodel(random_blobs(prototxt.read_text(), rng), v1=False))
         net = interop.from_caffe(prototxt, model, dtype=np.float64)
     kinds = collections.Counter(type(layer).__name__ for _, layer in net.named_layers())
     joins = sum(1 for _ in _joins(net))

@@ -1,15 +1,21 @@
 """Caffe's BatchNorm + Scale (ResNet-50's deploy layout, KaimingHe/deep-residual-networks):
 a residual network of bias-free convolutions, BatchNorm (statistics times a stored factor)
 and Scale layers in place, Eltwise SUM with identity and projection shortcuts, against
-PyTorch float64 on the same blobs; refusals naming the layer."""
+PyTorch float64 on the same blobs; ResNet-50's whole deploy graph, written here in its
+layout and names, imported with random blobs; refusals naming the layer."""
+
+import collections
+import math
 
 import numpy as np
 import pytest
 from test_interop_caffe import caffemodel, write
 
+import minicnn as mc
 from minicnn import interop
 from minicnn import layers as L
 from minicnn.errors import InputError
+from minicnn.interop import caffe_schema
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -114,3 +120,117 @@ def test_refusals_name_the_layer(rng, tmp_path, case):
     proto, model = write(tmp_path, text, caffemodel(stored, v1=False))
     with pytest.raises(InputError, match=match):
         interop.from_caffe(proto, model)
+
+
+# --- ResNet-50's deploy prototxt, in its layout and names --------------------------------------
+def resnet50_prototxt(size):
+    """KaimingHe's ResNet-50-deploy.prototxt for a size x size input (pool5's window the final
+    map: 7 at 224): conv1 (7x7/2, with bias), pool1 (3x3/2, rounded up), stages res2..res5 of
+    3, 4, 6, 3 bottlenecks (branch2a 1x1 with the stride, 2b 3x3, 2c 1x1; branch1 the
+    projection of each stage's first block), BatchNorm + Scale after every convolution."""
+    def layer(name, kind, bottom, top, body=""):
+        return f'layer {{ bottom: "{bottom}" top: "{top}" name: "{name}" type: "{kind}" {body} }}\n'
+
+    def conv(name, bottom, cout, k, stride, pad, bn, bias=False):
+        text = layer(name, "Convolution", bottom, name, f"convolution_param {{ num_output: {cout} "
+                     f"kernel_size: {k} pad: {pad} stride: {stride} {'' if bias else 'bias_term: false'} }}")
+        text += layer(f"bn{bn}", "BatchNorm", name, name, "batch_norm_param { use_global_stats: true }")
+        return text + layer(f"scale{bn}", "Scale", name, name, "scale_param { bias_term: true }")
+
+    text = ('name: "ResNet-50"\ninput: "data"\ninput_dim: 1\ninput_dim: 3\n'
+            f"input_dim: {size}\ninput_dim: {size}\n")
+    text += conv("conv1", "data", 64, 7, 2, 3, "_conv1", bias=True)
+    text += layer("conv1_relu", "ReLU", "conv1", "conv1")
+    text += layer("pool1", "Pooling", "conv1", "pool1",
+                  "pooling_param { kernel_size: 3 stride: 2 pool: MAX }")
+    bottom = "pool1"
+    for stage, (width, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True), 2):
+        for i in range(blocks):
+            b = f"{stage}{chr(ord('a') + i)}"
+            stride = 2 if i == 0 and stage > 2 else 1
+            shortcut = bottom
+            if i == 0:
+                text += conv(f"res{b}_branch1", bottom, width * 4, 1, stride, 0, f"{b}_branch1")
+                shortcut = f"res{b}_branch1"
+            text += conv(f"res{b}_branch2a", bottom, width, 1, stride, 0, f"{b}_branch2a")
+            text += layer(f"res{b}_branch2a_relu", "ReLU", f"res{b}_branch2a", f"res{b}_branch2a")
+            text += conv(f"res{b}_branch2b", f"res{b}_branch2a", width, 3, 1, 1, f"{b}_branch2b")
+            text += layer(f"res{b}_branch2b_relu", "ReLU", f"res{b}_branch2b", f"res{b}_branch2b")
+            text += conv(f"res{b}_branch2c", f"res{b}_branch2b", width * 4, 1, 1, 0, f"{b}_branch2c")
+            text += f'layer {{ bottom: "{shortcut}" bottom: "res{b}_branch2c" top: "res{b}" name: "res{b}" ' \
+                    'type: "Eltwise" }\n'
+            text += layer(f"res{b}_relu", "ReLU", f"res{b}", f"res{b}")
+            bottom = f"res{b}"
+    text += layer("pool5", "Pooling", bottom, "pool5",
+                  f"pooling_param {{ kernel_size: {size // 32} stride: 1 pool: AVE }}")
+    text += layer("fc1000", "InnerProduct", "pool5", "fc1000", "inner_product_param { num_output: 1000 }")
+    return text + layer("prob", "Softmax", "fc1000", "prob")
+
+
+def random_blobs(prototxt_text, rng):
+    """[(layer, type, [arrays])] for every layer of a deploy prototxt that takes blobs, shaped
+    by walking its blobs' shapes (Caffe's rounding up for pooling)."""
+    net = caffe_schema.parse_prototxt(prototxt_text, "deploy.prototxt")
+    shapes = {net.input[0]: tuple(net.input_dim[1:])} if len(net.input) else {}
+    out = []
+    for layer in net.layer:
+        if layer.type == "Input":
+            shapes[layer.top[0]] = tuple(layer.input_param.shape[0].dim[1:])
+            continue
+        x = shapes[layer.bottom[0]]
+        y = x
+        if layer.type == "Convolution":
+            p = layer.convolution_param
+            k, stride, pad = p.kernel_size[0], (p.stride or [1])[0], (p.pad or [0])[0]
+            w = rng.standard_normal((p.num_output, x[0] // p.group, k, k)) * math.sqrt(2 / (x[0] * k * k))
+            out.append((layer.name, "Convolution",
+                        [w] + ([rng.uniform(-0.1, 0.1, p.num_output)] if p.bias_term else [])))
+            y = (p.num_output, *[(d + 2 * pad - k) // stride + 1 for d in x[1:]])
+        elif layer.type == "BatchNorm":
+            f = rng.uniform(1, 10)
+            out.append((layer.name, "BatchNorm", [rng.standard_normal(x[0]) * 0.1 * f,
+                                                  rng.uniform(0.5, 2, x[0]) * f, np.array([f])]))
+        elif layer.type == "Scale":
+            out.append((layer.name, "Scale", [rng.uniform(0.5, 1.5, x[0]), rng.standard_normal(x[0]) * 0.1]))
+        elif layer.type == "Pooling":
+            p = layer.pooling_param
+            size = [int(math.ceil((d + 2 * p.pad - p.kernel_size) / p.stride)) + 1 for d in x[1:]]
+            y = (x[0], *[o - 1 if p.pad and (o - 1) * p.stride >= d + p.pad else o
+                         for o, d in zip(size, x[1:], strict=True)])
+        elif layer.type == "InnerProduct":
+            n, o = int(np.prod(x)), layer.inner_product_param.num_output
+            out.append((layer.name, "InnerProduct", [rng.standard_normal((o, n)) * math.sqrt(1 / n),
+                                                     rng.uniform(-0.1, 0.1, o)]))
+            y = (o,)
+        elif layer.type == "Concat":
+            parts = [shapes[b] for b in layer.bottom]
+            y = (sum(part[0] for part in parts), *parts[0][1:])
+        for t in layer.top:
+            shapes[t] = y
+    return out
+
+
+def test_resnet50_deploy_graph_imports_exactly(rng, tmp_path):
+    text = resnet50_prototxt(64)
+    proto, model = write(tmp_path, text, caffemodel(random_blobs(text, rng), v1=False))
+    net = interop.from_caffe(proto, model, dtype=np.float64)
+    kinds = collections.Counter(type(layer).__name__ for _, layer in net.named_layers())
+    assert kinds["Conv2D"] == 53 and kinds["BatchNorm2D"] == 53 and kinds["ReLU"] == 49
+    assert sum(p.size for _, p, _ in net.named_params()) == 25_557_032 + 64  # torchvision's + conv1's bias
+
+    def joins(seq):
+        return [layer for _, layer in seq.namespace() if isinstance(layer, L.Join)] + \
+            [j for _, layer in seq.namespace() if isinstance(layer, L.Sequential) for j in joins(layer)]
+
+    found = joins(net)
+    assert len(found) == 16 and all(j.mode == "sum" for j in found)
+    assert sum(j.branches[0] is None or j.branches[1] is None for j in found) == 12  # identity shortcuts
+    from minicnn.torch_twin import torch_model
+
+    x = rng.standard_normal((1, 3, 64, 64))
+    twin = torch_model(net).double().eval()
+    with torch.no_grad():
+        expected = twin(torch.tensor(x)).numpy()
+    y = net.forward(x, train=False)
+    assert float(np.abs(y - expected).max() / np.abs(expected).max()) < 1e-10
+    assert mc.to_numpy(y).shape == (1, 1000)
