@@ -33,6 +33,9 @@ def main():
 
     from minicnn.torch_twin import torch_model
 
+    # the cpu kernels first: they choose Numba's workqueue threading layer, which
+    # numba.set_num_threads would otherwise fix to its default (OpenMP, whose idle threads spin)
+    mc.backend.backend_named("cpu")
     print(f"threads {set_threads(args.threads)}, batch {args.batch}, 224x224, float32, "
           f"torch {torch.__version__}, {os.cpu_count()} CPUs")
     for name in args.models:
@@ -62,8 +65,12 @@ def bench(name, args, torch, torch_model):
             f()
             times.append(time.perf_counter() - start)
     ours_rate, theirs_rate = (args.batch / statistics.median(runs[k][1]) for k in sorted(runs)[::-1])
-    print(f"{name:<14} minicnn cpu {ours_rate:8.1f} img/s   PyTorch CPU {theirs_rate:8.1f} img/s   "
-          f"ratio {ours_rate / theirs_rate:.2f}   max rel. output difference {diff:.1e}")
+    import numba
+
+    print(f"{name:<14} minicnn cpu {ours_rate:6.1f} img/s   PyTorch CPU {theirs_rate:6.1f} img/s   "
+          f"ratio {ours_rate / theirs_rate:.2f}   max rel. output difference {diff:.1e}   "
+          f"(Numba's {numba.threading_layer()} threads)")
+
 
 if __name__ == "__main__":
     main()
