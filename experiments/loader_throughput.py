@@ -13,7 +13,7 @@ the loader's images/s per core on prepared images, against the GPU's training st
    equal) with each crop written straight into the float32 batch (the loader builds a uint8
    batch, then converts it: two copies). Per core = images/s / max(1, workers).
 4. Cores needed to feed one H200's measured AlexNet training step at batch 256
-   (7,351-7,546 img/s, README's GPU section) = those figures / the best images/s per core.
+   (7,351-7,546 img/s, docs/gpu.md) = those figures / the best images/s per core.
 
     python experiments/loader_throughput.py
     python experiments/loader_throughput.py --images ILSVRC2012/train --count 2000 --json loader.json
@@ -37,7 +37,7 @@ from minicnn.data.loader import _AUGMENT, Batch, ImageLoader
 from minicnn.data.prepare import prepare_folder
 from minicnn.data.transforms import ImageTransform, crop_resize, load_image
 
-H200_STEP = (7351, 7546)  # AlexNet training step, batch 256, img/s (README, GPU backend)
+H200_STEP = (7351, 7546)  # AlexNet training step, batch 256, img/s (docs/gpu.md, GPU backend)
 
 
 def _cpu_seconds():

@@ -79,17 +79,9 @@ def make_batch(net, batch: int, seed: int = 0):
 
 def set_threads(threads: int) -> dict:
     """The same number of threads for Numba, the BLAS and PyTorch (when imported)."""
-    import numba
     import threadpoolctl
 
-    # the cpu kernels first: importing them keeps Numba's workqueue threading layer, which
-    # numba.set_num_threads would otherwise fix to its default, OpenMP's (whose idle threads
-    # spin: the cpu backend's forward 2.5 times slower on a busy 2-core machine)
-    try:
-        mc.backend.backend_named("cpu")
-    except mc.backend.BackendUnavailable:
-        pass
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    mc.backend.set_kernel_threads(threads)
     threadpoolctl.threadpool_limits(limits=threads)  # applies now, for the whole process
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)

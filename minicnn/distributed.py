@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minicnn import backend
 from minicnn.errors import InputError, JobInputError
 
 # What a launcher sets in each process it starts: MPICH/Intel MPI (PMI), Open MPI, PMIx
@@ -289,9 +290,7 @@ def share_cores():
     w = world()
     if w.local_size == 1 or "NUMBA_NUM_THREADS" in os.environ:
         return
-    import numba
-
-    numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // w.local_size)))
+    backend.set_kernel_threads((os.cpu_count() or 1) // w.local_size)
 
 
 def abort(code=2):

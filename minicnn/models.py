@@ -1,4 +1,5 @@
-"""Model builders: Krizhevsky's AlexNet, scaled-down variants, and the transfer head.
+"""Model builders: Krizhevsky's AlexNet, scaled-down variants, SqueezeNet, and the transfer
+head; GoogLeNet, ResNet-18/50 and MobileNet v1 (``minicnn.model_zoo``) are here too.
 
 Layer names follow the paper: conv1..conv5 (C1..C5), fc6, fc7 (FC6, FC7), fc8 (the
 source classifier); the transfer head adds fca and fcb (FCa, FCb).
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn import layers as L
+from minicnn.model_zoo import googlenet, mobilenet_v1, resnet18, resnet50  # noqa: F401  (mc.models.*)
 from minicnn.net import Join, Sequential, clone_layer
 
 

@@ -126,3 +126,18 @@ def test_a_cut_or_update_the_source_lacks_is_refused_naming_the_option(voc, tmp_
         run_of(voc, tmp_path, branching_source(), cut="fc7")
     with pytest.raises(InputError, match="--update: .*'fc6'"):
         run_of(voc, tmp_path, branching_source(), variant="update-fc67")
+
+
+@pytest.mark.parametrize("family, cut, width", [
+    (lambda: mc.models.squeezenet("1.0"), "fire9", 512),
+    (lambda: mc.models.squeezenet("1.1"), "fire9", 512),
+    (mc.models.resnet18, "layer4", 512),
+    (mc.models.googlenet, "inception_5b", 1024),
+    (mc.models.mobilenet_v1, "conv_13_pointwise", 1024),
+])
+def test_each_family_has_a_default_cut_below_its_classifier(family, cut, width):
+    mc.seed(0)
+    net = transfer_net(family(), 21)
+    assert net.meta["cut"] == cut and net["fca"].in_features == width
+    # the map averaged over space: by the family's own pool, or cut_pool (SqueezeNet's fire9)
+    assert isinstance(net[net.names.index("fca") - 1], L.Flatten)

@@ -6,7 +6,7 @@ Numba's parallel loops run on its "workqueue" thread pool unless NUMBA_THREADING
 says otherwise: its idle threads sleep. The OpenMP pool's idle threads spin, and between
 two kernels the BLAS (which has threads of its own) runs a GEMM: on a machine with few
 cores the two pools then take the cores from each other, and every parallel loop waits
-for a descheduled thread (the README's Benchmarks section has the measured cost).
+for a descheduled thread (docs/performance.md has the measured cost).
 """
 
 import os

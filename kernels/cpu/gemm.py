@@ -5,7 +5,7 @@ the output, instead of one multi-threaded GEMM.
 Why: the threads of one OpenBLAS GEMM wait for each other many times per call. When
 another process holds one of the cores, every such wait lasts until the descheduled
 thread runs again, and the threaded GEMM becomes many times slower than a single-threaded
-one (figures: README, Benchmarks). Independent blocks never wait for each other, and on an
+one (figures: docs/performance.md). Independent blocks never wait for each other, and on an
 idle machine they run as fast as the threaded GEMM. The blocks are cut by the shapes alone,
 never by the number of threads: BLAS rounds a block's products differently from a wider
 block's (its kernels are chosen and blocked by shape), so a cut that followed the threads

@@ -43,7 +43,7 @@ from minicnn.ops.workspace import batch_chunks, workspace
 
 # Bytes of workspace per batch chunk (columns, or Winograd's transformed tiles). On a GPU
 # (arrays not NumPy's) more: memory is there, and each chunk costs launches and smaller
-# GEMMs (the README's GPU section has the measured difference).
+# GEMMs (docs/gpu.md has the measured difference).
 WORKSPACE_BYTES = 64 * 2**20
 GPU_WORKSPACE_BYTES = 2**30
 # filter size r -> output tile size m of Winograd's F(m x m, r x r), on the backends named:
