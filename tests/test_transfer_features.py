@@ -94,3 +94,14 @@ def test_uint8_pixels_preprocessed_on_the_device_give_the_same_bytes(tmp_path):
     ready = build_feature_cache(tmp_path / "ready", "fc7", prefix, images, boxes_of, labels_of,
                                 lambda i, b: prep(pixels(i, b).astype(np.float32)), {}, batch_size=2)
     assert raw.features.tobytes() == ready.features.tobytes()
+
+
+def test_fingerprint_covers_running_statistics(rng):
+    # a frozen BatchNorm2D's output depends on its running statistics: another cache
+    from minicnn.transfer.features import network_fingerprint
+
+    net = mc.Sequential([mc.layers.Conv2D(3, 4, 3), mc.layers.BatchNorm2D(4)], ["conv", "bn"],
+                        input_shape=(3, 5, 5))
+    before = network_fingerprint(net)
+    net["bn"].buffers["running_var"] = rng.uniform(0.5, 2.0, 4)
+    assert network_fingerprint(net) != before

@@ -39,9 +39,10 @@ from minicnn.net import atomic_savez
 
 
 def network_fingerprint(net) -> str:
-    """sha1 of a network's architecture and parameter bytes."""
+    """sha1 of a network's architecture and the bytes of its parameters and buffers (batch
+    normalisation's running statistics, which the frozen layers' output depends on)."""
     h = hashlib.sha1(json.dumps(net.architecture()["layers"], sort_keys=True).encode())
-    for name, p, _ in net.named_params():
+    for name, p in net.named_arrays().items():
         h.update(name.encode())
         h.update(np.ascontiguousarray(backend.to_numpy(p)).tobytes())
     return h.hexdigest()
