@@ -76,6 +76,8 @@ def test_the_cut_reaches_the_cached_features_with_the_networks_bgr_preprocessing
     run = run_of(voc, tmp_path, branching_source(), cut=cut)
     trained, inputs_of = run.network_inputs()
     assert trained.names[0] == "fca"
+    # planning the cache left the layers their names (error messages name them)
+    assert all(layer.name == name for name, layer in zip(run.net.names, run.net.layers, strict=True))
     p = run.patches
     rows = inputs_of(np.arange(p.offsets[1]))  # the first image's patches
     assert rows.shape == (p.offsets[1], width)

@@ -237,7 +237,9 @@ class Transfer:
         """(the cache's dtype, its bytes, the free bytes where it goes, a line saying all that):
         checked before the cache is built."""
         n = len(self.patches.patch_labels)
-        extractor = Sequential(self.net.layers[:self.net.names.index(cut_layer) + 1])
+        end = self.net.names.index(cut_layer) + 1
+        # named as in the net: a Sequential names its layers (unnamed, it would rename them)
+        extractor = Sequential(self.net.layers[:end], self.net.names[:end])
         dim = int(np.prod(extractor.output_shape(self.net.input_shape)))
         sizes = {d: n * dim * np.dtype(d).itemsize for d in ("float32", "float16")}
         folder = os.path.abspath(self.cache_root)
