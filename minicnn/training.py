@@ -251,9 +251,10 @@ def _put_sums(net, sums):
 
 
 def _state_digest(net, opt, epoch):
-    """What every rank must start from: the epoch, the weights and the velocities."""
+    """What every rank must start from: the epoch, the weights (with batch normalisation's
+    running statistics) and the velocities."""
     h = hashlib.sha1(str(epoch).encode())
-    for _, p, _ in net.named_params():
+    for p in net.named_arrays().values():
         h.update(np.ascontiguousarray(backend.to_numpy(p)).tobytes())
     for key in sorted(opt.velocity):
         h.update(key.encode() + np.ascontiguousarray(backend.to_numpy(opt.velocity[key])).tobytes())
