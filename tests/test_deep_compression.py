@@ -110,6 +110,21 @@ def test_a_pruned_quantized_chain_decodes_exactly(rng, tmp_path):
     assert net.meta["source_format"] == "deep-compression" and net.meta["source"] == "w.net"
 
 
+def test_positions_not_stored_are_zero_whatever_the_first_codebook_entry(tmp_path):
+    # the reference decoder scatters codebook[code] into zeros: codebook[0] reaches only the
+    # positions that store code 0
+    from minicnn.interop import deep_compression
+
+    codebook = [5.0, 2.0] + [0.0] * 14
+    codes, gaps = [1, 0], [1, 1]  # positions 1 (2.0) and 3 (5.0) of 5
+    data = struct.pack("<I", 2) + struct.pack("<16f", *codebook) + struct.pack("<f", 0.5)
+    data += nibbles(codes) + nibbles(gaps)
+    (tmp_path / "w.net").write_bytes(data)
+    weight, bias = deep_compression.read(tmp_path / "w.net", [("fc", "InnerProduct", (1, 5), 1)])["fc"]
+    np.testing.assert_array_equal(weight, [[0.0, 2.0, 0.0, 5.0, 0.0]])
+    np.testing.assert_array_equal(bias, [0.5])
+
+
 def test_layers_are_read_in_prototxt_order_not_in_the_joins_branch_order(rng, tmp_path):
     # b/c3 comes first in the file, the concat reads b/c1 first
     text, shapes, forward = small_dag("concat in bottom order")

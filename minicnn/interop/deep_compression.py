@@ -13,8 +13,7 @@ of songhan/SqueezeNet-Deep-Compression), all little-endian, no padding:
   - the index gaps: n 4-bit values, ``ceil(n / 2)`` bytes, low nibble first. Stored weight
     i sits at position p_i = p_{i-1} + gap_i + 1 (p_{-1} = -1) of the weight blob flattened
     in C order (O, C/group, kh, kw). A gap longer than 15 is bridged by a stored weight
-    whose code means zero; positions not reached keep code 0, whose codebook entry is zero
-    in a pruned layer.
+    whose code means zero; positions not reached are zero (the reference decoder's).
 
 So a layer's weights are ``codebook[code]`` with code scattered to the positions, its
 biases as stored. The file has nothing else: its size follows from the header and the
@@ -86,9 +85,10 @@ def read(path, layers) -> dict:
         if n and positions[-1] >= size:
             raise InputError(f"{name_of}: layer {name!r}: the index gaps reach position "
                              f"{int(positions[-1])}, the layer has {size} weights {tuple(shape)}")
-        flat = np.zeros(size, dtype=np.int64)
-        flat[positions] = codes[:n]
-        weight = codebook[flat].astype(np.float32).reshape(shape)
+        # positions not stored are zero whatever codebook[0] is, as in the reference decoder
+        weight = np.zeros(size, dtype=np.float32)
+        weight[positions] = codebook[codes[:n]]
+        weight = weight.reshape(shape)
         if not (np.isfinite(codebook).all() and np.isfinite(bias).all()):
             raise InputError(f"{name_of}: layer {name!r}: the codebook or the biases hold "
                              "non-finite values")
