@@ -8,8 +8,8 @@ write it again at any time:
   skipped and the result;
 - the per-class APs, from ``summary.json`` (demo: one column per variant; transfer: its
   variant), ``report.json`` (reproduce: one column per run, in %, beside the paper's) or
-  the result in ``run.json`` (localize: detection), as one table whose columns sort on a
-  click (a few lines of inline JavaScript);
+  the result in ``run.json`` (localize: detection beside its whole-image baseline), as one
+  table whose columns sort on a click (a few lines of inline JavaScript);
 - every PNG in the folder and under ``plots/`` and ``heatmaps/`` (training curves,
   precision/recall curves, AP bars, heat maps), embedded as base64; for a transfer run,
   which writes no plots, the training curves are drawn from its history and the
@@ -184,7 +184,11 @@ def _ap_columns(command, record, summary, repro):
     result = record.get("result") or {}
     if isinstance(result.get("ap"), dict):  # localize (detection), or a transfer without summary
         name = "detection" if command == "localize" else command
-        return {name: result["ap"]}, {name: result.get("map")}, 100
+        columns, maps = {name: result["ap"]}, {name: result.get("map")}
+        whole = result.get("whole_image")  # localize's baseline: the whole image as the box
+        if isinstance(whole, dict) and isinstance(whole.get("ap"), dict):
+            columns["whole image"], maps["whole image"] = whole["ap"], whole.get("map")
+        return columns, maps, 100
     return {}, {}, 100
 
 
