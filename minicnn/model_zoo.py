@@ -23,6 +23,7 @@ import numpy as np
 
 from minicnn import layers as L
 from minicnn.net import Join, Sequential
+from minicnn.ops.im2col import same_padding
 
 
 def _global_pool(layers, input_size, what):
@@ -105,13 +106,6 @@ def resnet50(num_classes=1000, input_size=224, dtype=np.float32):
 # --- MobileNet v1 (Howard et al. 2017), TensorFlow's layout -------------------------------------
 MOBILENET_V1 = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
                 (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
-
-
-def same_padding(size, kernel, stride):
-    """TensorFlow's SAME padding (top/left, bottom/right) of one axis: ceil(size / stride)
-    outputs, the odd pad after."""
-    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
 
 
 def mobilenet_v1(width=1.0, num_classes=1000, input_size=224, dtype=np.float32):

@@ -186,11 +186,28 @@ def test_clip_attributes_before_opset_11(rng, tmp_path):
     assert (net.layers[0].min, net.layers[0].max) == (-0.5, 0.25)
 
 
+def test_same_padding_of_a_dilated_conv_equals_pytorch_same(rng, tmp_path):
+    # onnxruntime refuses dilations with SAME; PyTorch's padding="same" (stride 1) pads as
+    # SAME_UPPER: the odd pad after. Kernel 4, dilations (2, 3): pads 3 + 3 and 4 + 5.
+    torch = pytest.importorskip("torch")
+    g = G(rng)
+    model = g.model([1, 2, 9, 10], g.conv("data", 2, 3, 4, "conv", auto_pad="SAME_UPPER", dilations=[2, 3]))
+    net = import_model(model, tmp_path)
+    assert net.layers[0].pads == (3, 4, 3, 5)
+    w, b = (numpy_helper.to_array(t) for t in model.graph.initializer)
+    x = rng.standard_normal((2, 2, 9, 10)).astype(np.float32)
+    expected = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), padding="same",
+                                          dilation=(2, 3)).numpy()
+    assert relative_error(net.forward(x, train=False), expected) < RTOL
+
+
 @pytest.mark.parametrize("attrs", [dict(dilations=[2, 1], pads=[2, 1, 2, 1]),
                                    dict(pads=[0, 1, 2, 0], strides=[2, 1]),
                                    dict(dilations=[2, 2], pads=[2, 2, 2, 2], strides=[2, 2]),
                                    dict(auto_pad="VALID", strides=[2, 2]),
-                                   dict(pads=[1, 0, 0, 2], group=2, dilations=[1, 2])])
+                                   dict(pads=[1, 0, 0, 2], group=2, dilations=[1, 2]),
+                                   dict(auto_pad="SAME_UPPER", strides=[2, 3]),
+                                   dict(auto_pad="SAME_LOWER", strides=[3, 2])])
 def test_conv_geometry_equals_onnxruntime(rng, tmp_path, attrs):
     g = G(rng)
     attrs = dict(attrs)

@@ -179,10 +179,11 @@ def _pads(n: Node, shape, kernel, strides, dilations):
         return [0, 0, 0, 0]
     if auto not in ("SAME_UPPER", "SAME_LOWER"):
         n.fail(f"auto_pad {auto!r} is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+    from minicnn.ops.im2col import same_padding
+
     begin, end = [], []
     for size, k, s, d in zip(shape, kernel, strides, dilations, strict=True):
-        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        small, large = total // 2, total - total // 2
+        small, large = same_padding(size, k, s, d)
         begin.append(small if auto == "SAME_UPPER" else large)
         end.append(large if auto == "SAME_UPPER" else small)
     return begin + end

@@ -45,6 +45,14 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
     return (size + padding + after - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow's SAME padding (before, after) of one axis: ceil(size / stride) outputs, the
+    odd pad after (ONNX's SAME_UPPER; SAME_LOWER swaps the two)."""
+    span = dilation * (kernel - 1) + 1
+    total = max((-(-size // stride) - 1) * stride + span - size, 0)
+    return total // 2, total - total // 2
+
+
 def output_sizes(H, W, kh, kw, sh, sw, ph, pw, dil_h, dil_w, oh, ow):
     if oh is None:
         oh = conv_output_size(H, kh, sh, ph, dil_h)
