@@ -295,6 +295,9 @@ def test_export_of_branching_networks_runs_in_onnxruntime_and_imports_back(rng, 
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("Concat") == 1 and ops.count("Add") == 1 and "BatchNormalization" in ops
     assert "fire2.e3" in [n.name for n in model.graph.node]
+    # ONNX's momentum weighs the running statistics (running * m + batch * (1 - m)): 1 - minicnn's 0.1
+    bn = next(n for n in model.graph.node if n.name == "fire2.bn")
+    assert {a.name: helper.get_attribute_value(a) for a in bn.attribute}["momentum"] == pytest.approx(0.9)
     x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
     y = net.forward(x, train=False)
     assert relative_error(ort_run(model, x), y) < RTOL
