@@ -61,6 +61,19 @@ def test_the_cut_defaults_per_family_and_its_map_is_averaged_over_space():
         transfer_net(source, 4, update=["fire9.squeeze1x1"])
 
 
+def test_update_top_trains_the_dropouts_above_its_lowest_layer():
+    # update-fc67 trains fc6 and fc7 with their dropouts active (a frozen dropout is the
+    # identity); everything below fc6 stays frozen
+    from minicnn.transfer.pipeline import build_network
+
+    mc.seed(0)
+    net = build_network(mc.models.tiny_alexnet(), 4, TransferSettings(variant="update-fc67"))
+    assert [n for n, layer in zip(net.names, net.layers, strict=True) if not layer.frozen] == \
+        net.names[net.names.index("fc6"):]
+    net = build_network(branching_source(), 4, TransferSettings(variant="update-top", update=("fire3",)))
+    assert not net["drop9"].frozen and net["fire2"].frozen and net["pool1"].frozen
+
+
 def run_of(voc, out, source, **settings):
     train = TrainSettings(epochs=1, batch_size=32, seed=1)
     s = TransferSettings(hidden=8, stride_fraction=0.5, scales=(1.0, 2.0), train=train, **settings)

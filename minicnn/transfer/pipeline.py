@@ -136,7 +136,17 @@ def build_network(source: Sequential, num_outputs, settings: TransferSettings):
         net.freeze(net.names, frozen=False)
     elif settings.variant in ("update-top", "update-fc67"):
         net.freeze(net.meta["update"], frozen=False)
+        # the parameter-free layers above the lowest updated one train with it (a frozen
+        # dropout is the identity): fc6's and fc7's dropouts, as update-fc67 always had them
+        lowest = _lowest_updated(net)
+        net.freeze([name for name, layer in zip(net.names[lowest:], net.layers[lowest:], strict=True)
+                    if not layer.num_params()], frozen=False)
     return net
+
+
+def _lowest_updated(net):
+    """Index in ``net.layers`` of the lowest layer that update-top trains."""
+    return min(net.names.index(name.partition(".")[0]) for name in net.meta["update"])
 
 
 def cache_cut(net, variant):
@@ -147,7 +157,7 @@ def cache_cut(net, variant):
         return None
     if variant in ("frozen", "whole-image"):
         return net.names[net.names.index("fca") - 1]
-    lowest = min(net.names.index(name.partition(".")[0]) for name in net.meta["update"])
+    lowest = _lowest_updated(net)
     return net.names[lowest - 1] if lowest else None
 
 
