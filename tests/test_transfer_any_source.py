@@ -74,6 +74,21 @@ def test_update_top_trains_the_dropouts_above_its_lowest_layer():
     assert not net["drop9"].frozen and net["fire2"].frozen and net["pool1"].frozen
 
 
+def test_update_option_reads_names_with_spaces_and_refuses_an_empty_list():
+    from minicnn.cli import build_parser
+    from minicnn.commands.transfer import settings_from_args
+    from minicnn.errors import InputError
+
+    def settings(update):
+        args = build_parser().parse_args(["transfer", "--voc", "v", "--weights", "w.npz", "--out", "o",
+                                          "--variant", "update-top", "--update", update])
+        return settings_from_args(args)
+
+    assert settings("fc6, fc7").update == ("fc6", "fc7")
+    with pytest.raises(InputError, match="--update names at least one layer"):
+        settings(" , ")
+
+
 def run_of(voc, out, source, **settings):
     train = TrainSettings(epochs=1, batch_size=32, seed=1)
     s = TransferSettings(hidden=8, stride_fraction=0.5, scales=(1.0, 2.0), train=train, **settings)

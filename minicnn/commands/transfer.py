@@ -117,8 +117,9 @@ def settings_from_args(args):
                           weight_decay=args.weight_decay, background_fraction=args.background,
                           balance=args.balance, k=args.k, metric=args.metric or default_metric(args.year),
                           seed=args.seed, batch_parts=args.batch_parts)
+    update = None if args.update is None else tuple(n.strip() for n in args.update.split(",") if n.strip())
     return TransferSettings(
-        variant=args.variant, cut=args.cut, update=tuple(args.update.split(",")) if args.update else None,
+        variant=args.variant, cut=args.cut, update=update,
         task=args.task, hidden=args.hidden, dropout=args.dropout,
         val_fraction=args.val_fraction, train_split=args.train_set, test_split=args.test_set,
         scales=scales, stride_fraction=args.stride, cache_dtype=args.cache_dtype,
