@@ -92,7 +92,7 @@ class _Layer:
         # a file that is not Caffe's may still parse (protobuf skips what it does not know):
         # its "names" are then bytes, which no message quotes
         for text in [msg.name, self.type, *msg.bottom, *msg.top]:
-            if not isinstance(text, str) or caffe_schema.printable(text) != text:
+            if not isinstance(text, str) or not text.isprintable():
                 raise InputError(f"{path}: layer {index + 1} has a name, type or blob name that is "
                                  "not printable text: not a Caffe network file?")
         self.name = msg.name

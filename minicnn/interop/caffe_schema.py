@@ -15,7 +15,7 @@ types, blobs with num/channels/height/width), in which the 2014 BVLC models are 
 
 from __future__ import annotations
 
-from minicnn.errors import InputError
+from minicnn.errors import InputError, shown
 
 PACKAGE = "caffe"
 
@@ -197,12 +197,6 @@ def messages():
     return _classes
 
 
-def printable(text) -> str:
-    """``text`` with every character that is not printable shown as "?": a message may quote
-    what a file holds, never its raw bytes."""
-    return "".join(c if c.isprintable() else "?" for c in str(text))
-
-
 def parse_prototxt(data, path):
     """A NetParameter from prototxt text (str, or the file's bytes); fields this schema does
     not declare are skipped. A file that is not text is refused before parsing."""
@@ -223,7 +217,8 @@ def parse_prototxt(data, path):
     try:
         text_format.Parse(data, net, allow_unknown_field=True)
     except text_format.ParseError as e:
-        raise InputError(f"{path}: not a readable Caffe prototxt ({printable(e)})") from None
+        reason = shown(e, limit=300, quote=False)
+        raise InputError(f"{path}: not a readable Caffe prototxt ({reason})") from None
     return net
 
 
@@ -237,5 +232,6 @@ def parse_binary(data, kind, path):
     try:
         msg.ParseFromString(data)
     except DecodeError as e:
-        raise InputError(f"{path}: not a readable Caffe {kind} file ({printable(e)})") from None
+        reason = shown(e, limit=300, quote=False)
+        raise InputError(f"{path}: not a readable Caffe {kind} file ({reason})") from None
     return msg
