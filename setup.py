@@ -42,9 +42,9 @@ setup(
         # which brings mpiexec; on a cluster, mpi4py built against the site's MPI instead
         "distributed": ["mpi4py>=4.0", "mpich>=4.2"],
         # onnxruntime is the tests' oracle for the ONNX import and export; mpi4py and mpich run
-        # tests/test_distributed.py under mpiexec
+        # tests/test_distributed.py under mpiexec; hypothesis generates the readers' fuzz inputs
         "dev": ["pytest>=7.4", "ruff==0.17.6", "onnx>=1.14", "protobuf>=4.21", "onnxruntime>=1.16",
-                "mpi4py>=4.0", "mpich>=4.2"],
+                "mpi4py>=4.0", "mpich>=4.2", "hypothesis>=6.100"],
         # the documentation site (mkdocs build --strict): Material theme, API pages from docstrings
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     },
