@@ -99,7 +99,8 @@ def default_update(source_net, cut):
 def transfer_net(source_net, num_classes, hidden=2048, dropout=0.5, dtype=None, cut=None, update=None):
     """The network of docs/method.md section 3: the source network's layers up to ``cut`` (the
     mid-level representation; :func:`default_cut`: fc7 for an AlexNet), with the parameter-free
-    layers that follow it (fc7's ReLU and dropout, conv10's ReLU and pooling), copied and frozen;
+    layers and batch normalisations that follow it (fc7's ReLU and dropout, conv10's ReLU and
+    pooling, a ResNet conv1's bn1), copied and frozen;
     a map is then averaged over space (``cut_pool``, ``cut_flatten``); then FCa (``hidden``,
     ReLU, dropout) and FCb (``num_classes``, which counts the background class).
 
@@ -111,8 +112,10 @@ def transfer_net(source_net, num_classes, hidden=2048, dropout=0.5, dtype=None, 
         raise ValueError(f"transfer_net: the source network has no layer {cut!r} to cut at "
                          f"(its layers: {', '.join(source_net.names)})")
     end = source_net.names.index(cut) + 1
-    while end < len(source_net.layers) and not source_net.layers[end].num_params():
-        end += 1  # the cut's non-linearity, dropout, pooling
+    # the cut's batch normalisation, non-linearity, dropout and pooling come with it
+    while end < len(source_net.layers) and (not source_net.layers[end].num_params()
+                                            or isinstance(source_net.layers[end], L.BatchNorm2D)):
+        end += 1
     update = list(update) if update is not None else default_update(source_net, cut)
     for name in update:
         if name.partition(".")[0] not in source_net.names[:end]:

@@ -171,3 +171,10 @@ def test_each_family_has_a_default_cut_below_its_classifier(family, cut, width):
     assert net.meta["cut"] == cut and net["fca"].in_features == width
     # the map averaged over space: by the family's own pool, or cut_pool (SqueezeNet's fire9)
     assert isinstance(net[net.names.index("fca") - 1], L.Flatten)
+
+
+def test_a_cut_takes_the_batch_normalisation_after_it():
+    mc.seed(0)
+    net = transfer_net(mc.models.resnet18(input_size=64), 21, cut="conv1")
+    assert net.names[:net.names.index("cut_pool")] == ["conv1", "bn1", "relu", "maxpool"]
+    assert net["fca"].in_features == 64
