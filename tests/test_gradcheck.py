@@ -56,10 +56,88 @@ def test_a_wrong_backward_is_caught():
 
 
 def test_kinks_are_reported_not_counted_as_errors():
-    x = np.array([[1e-4, -0.5, 0.7]])  # the first element sits on ReLU's kink
+    # the first element sits on ReLU's kink: within reach of even the h/64-stencil
+    x = np.array([[1e-6, -0.5, 0.7]])
     result = gradcheck.check_layer(L.ReLU(), x, mode="exhaustive")
     assert result.kinks["input"] == 1
     assert result.passed(1e-6)
+
+
+def test_a_kink_only_the_outermost_point_reaches_is_found_and_the_step_shrinks():
+    # 2h - 1e-6 from ReLU's kink: only f(x - 2h) crosses it, and the h- and h/2-estimates
+    # differ by 8e-5 of the slope, below kink_tol: the h-estimate erred by that, unnoticed
+    x = np.array([[2e-3 - 1e-6, -0.5, 0.7]])
+    result = gradcheck.check_layer(L.ReLU(), x, mode="exhaustive")
+    assert result.kinks["input"] == 0, "the step shrinks until no forward leaves ReLU's piece"
+    assert result.errors["input"] <= 1e-6, result.table()
+
+
+def test_pieces_of_relu_clip_and_max_pool():
+    relu, clip, pool = L.ReLU(), L.Clip(0.0, 1.0), L.MaxPool2D(2, 2)
+    relu.forward(np.array([[-1.0, 0.0, 2.0]]))
+    clip.forward(np.array([[-1.0, 0.5, 2.0]]))
+    pool.forward(np.array([[[[1.0, 3.0], [2.0, 0.0]]]]))
+    on_relu, clip_low, clip_high, argmax = gradcheck.pieces([relu, L.Flatten(), clip, pool])
+    assert on_relu.tolist() == [[False, False, True]]
+    assert clip_low.tolist() == [[True, False, False]] and clip_high.tolist() == [[False, False, True]]
+    pool.forward(np.array([[[[1.0, 3.0], [4.0, 0.0]]]]))
+    assert not np.array_equal(gradcheck.pieces([pool])[0], argmax)
+
+
+def test_alexnet_like_net_whose_h_stencils_straddle_kinks_alike():
+    # (numpy and cpu) `minicnn gradcheck --seed 1`'s net: near conv1.weight[1, 0, 0, 2] the h- and
+    # h/2-stencils both straddle ReLU kinks and agree to 7.5e-5, both 1.1e-3 off; the
+    # forwards' pieces show the kinks, and the h/8-stencil misses them
+    for backend in ("numpy", "cpu"):
+        mc.set_backend(backend)
+        mc.seed(1)
+        net = mc.models.tiny_alexnet(num_classes=5, input_size=12)
+        for name in ("conv2", "fc6", "fc7", "fc8"):
+            net[name].frozen = True
+        x = gradcheck.kinkless_input((2, 3, 12, 12), np.random.default_rng(1))
+        result = gradcheck.check_net(net, x, np.array([1, 3]), mode="exhaustive", seed=1, check_input=False)
+        assert result.passed(1e-6), f"{backend}\n{result.table()}"
+
+
+def test_a_derivative_that_is_zero_but_moves_f_by_an_ulp_passes():
+    # The cpu backend's Winograd convolution computes a whole output tile from its input
+    # tile: an input that only dead (ReLU'd) outputs depend on still moves the loss by an
+    # ulp or two. Here f = t[1] + (the rounding error of 3 + t[0]), 0.5 give or take 2 ulp:
+    # df/dt[0] = 0, but the stencil's estimate is ~ulp/h, 1.5e-5 of the 1e-8 floor (this
+    # failed); the estimate's round-off is now allowed for.
+    t = np.array([0.123456789, 0.5])
+
+    def f():
+        return t[1] + (((3.0 + t[0]) - 3.0) - t[0])
+
+    result = gradcheck._check(f, {"t": np.array([0.0, 1.0])}, {"t": t}, "exhaustive", 1e-3, 1e-4, 0)
+    assert result.passed(1e-6), result.table()
+    wrong = gradcheck._check(f, {"t": np.array([1e-10, 1.0])}, {"t": t}, "exhaustive", 1e-3, 1e-4, 0)
+    assert not wrong.passed(1e-6), "a derivative wrong by 1e-10, 150 times the round-off, is caught"
+
+
+def test_tiny_alexnet_like_net_gradients_on_the_cpu_backend():
+    # `minicnn gradcheck --backend cpu`'s net (conv1 and the fully connected layers frozen to
+    # keep it short): conv2.weight[3, 1, 0, 2] has a zero derivative (every output it feeds
+    # is dead) that Winograd's tiles move the loss by an ulp: 5.9e-5 before the round-off
+    # was allowed for, and 1/eps times more with a smaller step
+    mc.set_backend("cpu")
+    net = mc.models.tiny_alexnet(num_classes=5, input_size=12)
+    for name in ("conv1", "fc6", "fc7", "fc8"):
+        net[name].frozen = True
+    x = gradcheck.kinkless_input((2, 3, 12, 12), np.random.default_rng(0))
+    for eps in (1e-3, 1e-5):
+        result = gradcheck.check_net(net, x, np.array([1, 3]), mode="exhaustive", eps=eps, check_input=False)
+        assert result.passed(1e-6), f"eps {eps}\n{result.table()}"
+
+
+@pytest.mark.slow
+def test_whole_tiny_alexnet_like_net_gradients_on_the_cpu_backend():
+    mc.set_backend("cpu")
+    net = mc.models.tiny_alexnet(num_classes=4, input_size=6)
+    x = gradcheck.kinkless_input((2, 3, 6, 6), np.random.default_rng(0))
+    result = gradcheck.check_net(net, x, np.array([1, 3]), mode="exhaustive")
+    assert result.passed(1e-6), result.table()
 
 
 def test_gradcheck_requires_float64():
