@@ -44,7 +44,8 @@ def test_quick_claims_report_comes_from_the_runs(tmp_path):
 def test_paper_numbers_stand_beside_ours_and_configs_are_checked(tmp_path):
     config = read_config(CONFIGS / "voc2007_table1.toml")
     assert config["paper"]["transfer"]["map"] == 77.7 and len(config["paper"]["transfer"]["ap"]) == 20
-    for name in ("voc2012_table2.toml", "voc2012_action_table3.toml", "claims_real.toml"):
+    for name in ("voc2012_table2.toml", "voc2012_action_table3.toml", "claims_real.toml",
+                 "claims_imagenet.toml"):
         read_config(CONFIGS / name)  # every setting valid
     report = {"title": "t", "seeds": [0], "runs": {"transfer": {
         "map": 70.0, "map_per_seed": [70.0], "map_seed_spread": None, "map_interval": [65.0, 75.0],
