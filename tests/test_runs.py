@@ -255,6 +255,27 @@ def test_a_cache_larger_than_the_free_disk_is_refused_before_it_is_built(data, s
     assert not out.exists()  # refused before the run started: nothing to --fresh away
 
 
+def test_the_free_disk_check_skips_only_the_very_cache_the_run_reuses(data, source, tmp_path, capsys,
+                                                                     monkeypatch):
+    import shutil
+
+    import minicnn.transfer.pipeline as pipeline
+
+    cache = tmp_path / "cache"
+    args = ["transfer", "--voc", str(data / "data" / "VOCdevkit"), "--weights", str(source), "--cache",
+            str(cache), *map(str, TRANSFER), "--epochs", "1"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    real = shutil.disk_usage
+    monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0  # the same cache: built, reused, needs no space
+    capsys.readouterr()
+    # another sampler gives a cache of the same layer under another key: it must be built, and does not fit
+    other = [*args, "--out", str(tmp_path / "c")]
+    other[other.index("--stride") + 1] = "0.4"
+    assert main(other) == 2
+    assert "the feature cache needs" in capsys.readouterr().err
+
+
 def test_pretrain_skip_bad_leaves_unreadable_images_out_of_every_pass(data, tmp_path, capsys):
     import shutil
 

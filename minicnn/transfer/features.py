@@ -67,6 +67,16 @@ class FeatureCache:
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
 
 
+def cache_directory(root, name, extractor, images, key_parts, dtype):
+    """(the folder, key and key parts of the cache of ``extractor``'s output for these images
+    and settings): ``root/<name>-<key>``, the key a digest of the network's weights, the
+    images, ``key_parts`` and ``dtype``, so that any change gives a new cache."""
+    parts = dict(key_parts, network=network_fingerprint(extractor), images=list(images),
+                 dtype=np.dtype(dtype).name)
+    key = cache_key(parts)
+    return os.path.join(root, f"{name}-{key}"), key, parts
+
+
 def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, render, key_parts,
                         dtype=np.float32, batch_size=256, progress=None, render_threads=None,
                         prepare=None) -> FeatureCache:
@@ -86,9 +96,7 @@ def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, rend
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float16):
         raise ValueError(f"feature cache dtype must be float32 or float16, got {dtype}")
-    parts = dict(key_parts, network=network_fingerprint(extractor), images=list(images), dtype=dtype.name)
-    key = cache_key(parts)
-    directory = os.path.join(root, f"{name}-{key}")
+    directory, key, parts = cache_directory(root, name, extractor, images, key_parts, dtype)
     progress_path = os.path.join(directory, "progress.json")
     features_path = os.path.join(directory, "features.npy")
     index_path = os.path.join(directory, "index.npz")

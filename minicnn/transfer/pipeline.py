@@ -43,7 +43,7 @@ from minicnn.evaluate.items import evaluate_items
 from minicnn.evaluate.submission import DEFAULT_COMPETITION, TASK_FOLDER
 from minicnn.net import Sequential, clone_layer
 from minicnn.training import check_range
-from minicnn.transfer.features import build_feature_cache
+from minicnn.transfer.features import build_feature_cache, cache_directory
 from minicnn.transfer.patches import SCALES, STRIDE_FRACTION, describe_sampler
 from minicnn.transfer.patchset import PatchRenderer, PatchSet, build_patch_set, check_classes
 from minicnn.transfer.scores import score_items
@@ -247,9 +247,7 @@ class Transfer:
         """(the cache's dtype, its bytes, the free bytes where it goes, a line saying all that):
         checked before the cache is built."""
         n = len(self.patches.patch_labels)
-        end = self.net.names.index(cut_layer) + 1
-        # named as in the net: a Sequential names its layers (unnamed, it would rename them)
-        extractor = Sequential(self.net.layers[:end], self.net.names[:end])
+        extractor, _ = self.cache_spec(cut_layer)
         dim = int(np.prod(extractor.output_shape(self.net.input_shape)))
         sizes = {d: n * dim * np.dtype(d).itemsize for d in ("float32", "float16")}
         folder = os.path.abspath(self.cache_root)
@@ -264,6 +262,18 @@ class Transfer:
             line += f"; {dtype} chosen (--cache-dtype auto: float16 above {AUTO_FLOAT16_BYTES / 1e9:.3g} GB)"
         return dtype, sizes[dtype], free, line
 
+    def cache_spec(self, cut_layer):
+        """(the frozen layers up to ``cut_layer``, the cache key's description of the patches):
+        what the feature cache of that layer is computed from."""
+        s, p = self.settings, self.patches
+        end = self.net.names.index(cut_layer) + 1
+        # named as in the net: a Sequential names its layers (unnamed, it would rename them)
+        extractor = Sequential(self.net.layers[:end], self.net.names[:end])
+        key_parts = {"sampler": [s.scales, s.stride_fraction], "whole": s.variant == "whole-image",
+                     "input_size": self.input_size, "task": s.task, **self.preprocessing.to_meta(),
+                     "paths": p.paths}
+        return extractor, key_parts
+
     def check_cache_space(self):
         """(the cache's dtype, the plan's line) of a cached variant (None otherwise); refused
         when the cache is not built yet and will not fit the free disk. The command calls it
@@ -272,7 +282,10 @@ class Transfer:
         if cut is None:
             return None
         dtype, needed, free, plan = self.cache_plan(cut)
-        if needed > free and not _cache_exists(self.cache_root, cut):
+        extractor, key_parts = self.cache_spec(cut)
+        built = os.path.isdir(cache_directory(self.cache_root, cut, extractor, self.patches.image_ids,
+                                              key_parts, dtype)[0])
+        if needed > free and not built:  # an existing cache (finished or not) is reused, not rebuilt
             raise InputError(f"the feature cache needs {needed / 1e9:.3g} GB ({dtype}) but only "
                              f"{free / 1e9:.3g} GB are free; free some space, put it elsewhere (--cache) or "
                              "use --cache-dtype float16")
@@ -286,8 +299,8 @@ class Transfer:
         name = cache_cut(self.net, s.variant)
         if name is None:
             return self.net, renderer
-        cut = self.net.names.index(name) + 1
-        extractor = Sequential(self.net.layers[:cut], self.net.names[:cut])
+        extractor, key_parts = self.cache_spec(name)
+        cut = len(extractor.layers)
         trained = Sequential(self.net.layers[cut:], self.net.names[cut:])
         offsets = p.offsets
         dtype, plan = self.check_cache_space()
@@ -299,9 +312,7 @@ class Transfer:
             lambda i: p.patch_boxes[offsets[i]:offsets[i + 1]],
             lambda i: p.patch_labels[offsets[i]:offsets[i + 1]],
             lambda i, boxes: renderer.image_patches(i, boxes, keep=False, raw=True, device=s.crop_on_device),
-            {"sampler": [s.scales, s.stride_fraction], "whole": s.variant == "whole-image",
-             "input_size": self.input_size, "task": s.task, **self.preprocessing.to_meta(), "paths": p.paths},
-            dtype=np.dtype(dtype), batch_size=s.eval_batch,
+            key_parts, dtype=np.dtype(dtype), batch_size=s.eval_batch,
             progress=_progress_printer(self.log, "features"), prepare=self.preprocessing)
         self.log(f"feature cache ready in {time.perf_counter() - started:.1f} s: {cache.directory}")
         features = cache.features
@@ -386,11 +397,6 @@ class Transfer:
             if distributed.is_root():
                 write(paths[name], keys, scores[:, j])
         return paths
-
-
-def _cache_exists(root, name):
-    """A finished cache of this kind already in ``root`` (it may be this run's, reused)."""
-    return os.path.isdir(root) and any(d.startswith(f"{name}-") for d in os.listdir(root))
 
 
 def _progress_printer(log, what, every=0.1):
