@@ -47,6 +47,10 @@ def test_the_whole_image_baseline_ap_worked_by_hand(tmp_path):
                  "--backend", "numpy", "--per-class", "1", "--heatmaps", "0"]) == 0
     result = json.loads((out / "run.json").read_text())["result"]
     assert result["whole_image"]["ap"]["aeroplane"] == pytest.approx(6 / 11)
+    for figure in (result, result["whole_image"]):  # each mAP with its interval over resampled images
+        low, high = figure["interval"]
+        assert low <= figure["map"] <= high
+    assert "whole image: mAP 54.55, 95% interval" in (out / "log.txt").read_text()
     lines = (out / "results-whole-image" / "VOC2007" / "Main" / "comp3_det_test_aeroplane.txt").read_text()
     rows = [line.split() for line in lines.splitlines()]
     assert [r[0] for r in sorted(rows, key=lambda r: -float(r[1]))] == ["0000", "0001"]

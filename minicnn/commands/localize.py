@@ -127,7 +127,7 @@ def run(args):
                    "clipped to it (--clip-boxes)")
     record.log(f"heat maps: {args.out}/heatmaps; boxes: {args.out}/boxes.json")
     if args.voc:
-        from minicnn.evaluate import evaluate_voc, result_filename, write_det_results
+        from minicnn.evaluate import detection_map_interval, evaluate_voc, result_filename, write_det_results
         from minicnn.report import ap_table
 
         figures = {}
@@ -138,8 +138,14 @@ def run(args):
                 write_det_results(os.path.join(results, result_filename("comp3", "det", args.set, c)),
                                   image_ids, scores, boxes)
             report = evaluate_voc(dataset, args.set, "det", results)
-            figures[name] = {"map": report.map, "ap": {c: r.ap for c, r in report.results.items()}}
+            figures[name] = {"map": report.map, "ap": {c: r.ap for c, r in report.results.items()},
+                             "interval": detection_map_interval(dataset, report)}
         record.log(ap_table(figures, list(report.results), report.metric))
+        for name, figure in figures.items():
+            low, high = figure["interval"]
+            if low is not None:
+                record.log(f"{name}: mAP {100 * figure['map']:.2f}, 95% interval {100 * low:.2f} - "
+                           f"{100 * high:.2f} ({len(ids)} images resampled with replacement, 1000 draws)")
         record.finish({**figures["detection"], "whole_image": figures["whole image"]})
     else:
         record.finish({"images": len(ids)})

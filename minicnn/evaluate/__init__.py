@@ -8,8 +8,19 @@ from minicnn.evaluate.ap import (
     precision_recall,
     voc_ap,
 )
-from minicnn.evaluate.challenge import ClassResult, Report, evaluate_voc, find_results_folder
-from minicnn.evaluate.detection import box_overlaps, detection_precision_recall
+from minicnn.evaluate.challenge import (
+    ClassResult,
+    Report,
+    detection_map_interval,
+    evaluate_voc,
+    find_results_folder,
+)
+from minicnn.evaluate.detection import (
+    bootstrap_detection_map,
+    box_overlaps,
+    detection_precision_recall,
+    resampled_detection_map,
+)
 from minicnn.evaluate.submission import (
     DEFAULT_COMPETITION,
     read_action_results,
@@ -27,8 +38,10 @@ __all__ = [
     "ClassResult",
     "Report",
     "average_precision",
+    "bootstrap_detection_map",
     "box_overlaps",
     "default_metric",
+    "detection_map_interval",
     "detection_precision_recall",
     "evaluate_voc",
     "find_results_folder",
@@ -36,6 +49,7 @@ __all__ = [
     "read_action_results",
     "read_cls_results",
     "read_det_results",
+    "resampled_detection_map",
     "result_filename",
     "voc_ap",
     "write_action_results",

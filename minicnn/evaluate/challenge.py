@@ -20,8 +20,8 @@ import numpy as np
 
 from minicnn.data.voc import VOC_CHALLENGE_ACTIONS, VOCDataset
 from minicnn.errors import InputError
-from minicnn.evaluate.ap import METRICS, average_precision, default_metric, precision_recall
-from minicnn.evaluate.detection import detection_precision_recall
+from minicnn.evaluate.ap import METRICS, average_precision, default_metric, precision_recall, rank
+from minicnn.evaluate.detection import bootstrap_detection_map, detection_precision_recall
 from minicnn.evaluate.submission import (
     DEFAULT_COMPETITION,
     TASK_FOLDER,
@@ -159,16 +159,40 @@ def _ranking(dataset, split, task, name, path):
     return rec, prec, len(keys) - len(given), len(keys)
 
 
-def _detection(dataset, split, name, path):
-    ids = dataset.image_ids(split)
+def _ground_truth(dataset, ids, name):
+    """image id -> (boxes (G, 4), difficult (G,)) of the objects of class ``name``."""
     ground_truth = {}
     for image_id in ids:
         objects = [o for o in dataset.annotation(image_id).objects if o.name == name]
         ground_truth[image_id] = (np.array([o.box for o in objects], dtype=np.float64).reshape(-1, 4),
                                   np.array([o.difficult for o in objects], dtype=bool))
+    return ground_truth
+
+
+def _detection(dataset, split, name, path):
+    ids = dataset.image_ids(split)
     det_ids, scores, boxes = read_det_results(path, ids)
-    rec, prec, _, _ = detection_precision_recall(ground_truth, det_ids, scores, boxes)
+    rec, prec, _, _ = detection_precision_recall(_ground_truth(dataset, ids, name), det_ids, scores, boxes)
     return rec, prec, len(det_ids)
+
+
+def detection_map_interval(dataset: VOCDataset, report: Report, draws=1000, seed=0):
+    """(low, high) in [0, 1]: the 95% bootstrap interval of a detection report's mAP, the
+    images of its split resampled with replacement (``bootstrap_detection_map``), over the
+    classes the report evaluated, from the same results files."""
+    if report.task != "det":
+        raise ValueError(f"detection_map_interval: a {report.task} report, not a detection one")
+    ids = dataset.image_ids(report.split)
+    position = {image_id: n for n, image_id in enumerate(ids)}
+    classes = []
+    for name, result in report.results.items():
+        ground_truth = _ground_truth(dataset, ids, name)
+        det_ids, scores, boxes = read_det_results(result.path, ids)
+        _, _, tp, fp = detection_precision_recall(ground_truth, det_ids, scores, boxes)
+        images = np.array([position[det_ids[d]] for d in rank(scores)], dtype=np.int64)
+        npos = np.array([np.count_nonzero(~ground_truth[i][1]) for i in ids], dtype=np.int64)
+        classes.append((tp, fp, images, npos))
+    return bootstrap_detection_map(classes, len(ids), report.metric, draws, seed)
 
 
 def plot_report(report, folder, run=None):

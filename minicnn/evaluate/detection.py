@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.evaluate.ap import cumulative_precision_recall, rank
+from minicnn.evaluate.ap import average_precision, cumulative_precision_recall, rank
 
 MIN_OVERLAP = 0.5
 
@@ -69,3 +69,39 @@ def detection_precision_recall(ground_truth, det_images, det_scores, det_boxes, 
             fp[k] = 1
     rec, prec = cumulative_precision_recall(tp, fp, npos)
     return rec, prec, tp, fp
+
+
+def resampled_detection_map(classes, counts, metric) -> float:
+    """The detection mAP of the set in which image i appears ``counts[i]`` times (0: left out).
+
+    ``classes``: one ``(tp, fp, images, npos)`` per class: the per-rank flags of
+    :func:`detection_precision_recall` on the whole set, the index of each ranked
+    detection's image, and each image's count of non-difficult boxes. A detection is matched
+    within its own image only, so each copy of an image keeps its detections' flags, and the
+    copies of a detection rank side by side (equal scores): the cumulative sums weighted by
+    ``counts`` give the curve of the set with the copies written out (up to the order of
+    different detections with exactly equal scores). The mean is over the classes with a
+    positive box in the resampled set (NaN if none has one)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    aps = []
+    for tp, fp, images, npos in classes:
+        positives = int(counts @ np.asarray(npos))
+        if positives == 0:
+            continue
+        weight = counts[images]
+        kept = weight > 0  # a left-out detection only repeats the previous point of the curve
+        rec, prec = cumulative_precision_recall(tp[kept] * weight[kept], fp[kept] * weight[kept], positives)
+        aps.append(average_precision(rec, prec, metric))
+    return float(np.mean(aps)) if aps else float("nan")
+
+
+def bootstrap_detection_map(classes, n_images, metric, draws=1000, seed=0):
+    """(2.5, 97.5) percentiles of :func:`resampled_detection_map` over ``draws`` resamplings
+    of the ``n_images`` images with replacement: the 95% interval of the detection mAP that
+    another draw of test images of the same kind would give."""
+    rng = np.random.default_rng(seed)
+    values = [resampled_detection_map(classes, np.bincount(rng.integers(0, n_images, n_images),
+                                                           minlength=n_images), metric)
+              for _ in range(draws)]
+    values = [v for v in values if not np.isnan(v)]
+    return [float(v) for v in np.percentile(values, [2.5, 97.5])] if values else [None, None]
