@@ -97,9 +97,9 @@ def render(run_dir) -> str:
     title = f"minicnn {command}: {os.path.basename(os.path.abspath(run_dir))}"
 
     parts = [f"<h1>{_e(title)}</h1>", _overview(record)]
-    columns, maps, scale = _ap_columns(command, record, summary, repro)
+    columns, maps, intervals, scale = _ap_columns(command, record, summary, repro)
     if columns:
-        parts += ["<h2>Results</h2>", _map_table(maps, scale, repro), "<h3>AP per class</h3>",
+        parts += ["<h2>Results</h2>", _map_table(maps, intervals, scale, repro), "<h3>AP per class</h3>",
                   '<p class="muted">AP in % of each class on the test set; click a column to sort.</p>',
                   _ap_table(columns, maps, scale)]
     elif record.get("result"):  # no per-class APs (pretrain, make-data, ...): the result as recorded
@@ -171,46 +171,53 @@ def _overview(record) -> str:
 
 
 def _ap_columns(command, record, summary, repro):
-    """({column: {class: AP}}, {column: mAP}, factor to percent) from what the run wrote."""
+    """({column: {class: AP}}, {column: mAP}, {column: (low, high) of its 95% interval},
+    factor to percent) from what the run wrote."""
     if repro.get("runs"):  # reproduce: already in percent
         runs = repro["runs"]
-        return {n: r.get("ap") or {} for n, r in runs.items()}, {n: r.get("map") for n, r in runs.items()}, 1
+        return ({n: r.get("ap") or {} for n, r in runs.items()}, {n: r.get("map") for n, r in runs.items()},
+                {n: r.get("map_interval") for n, r in runs.items()}, 1)
     ap = summary.get("ap")
     if isinstance(ap, dict) and ap and all(isinstance(v, dict) for v in ap.values()):  # demo
-        return ap, summary.get("map") or {}, 100
+        return ap, summary.get("map") or {}, {}, 100
     if isinstance(ap, dict) and ap:  # transfer
         name = summary.get("variant", command)
-        return {name: ap}, {name: summary.get("map")}, 100
+        return {name: ap}, {name: summary.get("map")}, {}, 100
     result = record.get("result") or {}
     if isinstance(result.get("ap"), dict):  # localize (detection), or a transfer without summary
         name = "detection" if command == "localize" else command
         columns, maps = {name: result["ap"]}, {name: result.get("map")}
+        intervals = {name: result.get("interval")}
         whole = result.get("whole_image")  # localize's baseline: the whole image as the box
         if isinstance(whole, dict) and isinstance(whole.get("ap"), dict):
             columns["whole image"], maps["whole image"] = whole["ap"], whole.get("map")
-        return columns, maps, 100
-    return {}, {}, 100
+            intervals["whole image"] = whole.get("interval")
+        return columns, maps, intervals, 100
+    return {}, {}, {}, 100
 
 
 def _num(value, scale) -> str:
     return "–" if value is None else f"{value * scale:.1f}"
 
 
-def _map_table(maps, scale, repro) -> str:
+def _map_table(maps, intervals, scale, repro) -> str:
     head = ["run", "mAP (%)"]
+    shown = any(intervals.values())
     rows = []
     for name, value in maps.items():
         row = [_e(name), f'<td class="num">{_num(value, scale)}</td>']
+        if shown:
+            low, high = intervals.get(name) or (None, None)
+            text = "–" if low is None else f"{_num(low, scale)} – {_num(high, scale)}"
+            row.append(f'<td class="num">{text}</td>')
         r = (repro.get("runs") or {}).get(name)
         if r is not None:
-            low, high = r.get("map_interval") or (None, None)
             spread = r.get("map_seed_spread")
-            row += [f'<td class="num">{"–" if low is None else f"{low:.1f} – {high:.1f}"}</td>',
-                    f'<td class="num">{"–" if spread is None else f"{spread:.2f}"}</td>',
+            row += [f'<td class="num">{"–" if spread is None else f"{spread:.2f}"}</td>',
                     f'<td class="num">{_e((r.get("paper") or {}).get("map", "–"))}</td>']
         rows.append(f"<tr><td>{row[0]}</td>{''.join(row[1:])}</tr>")
-    if repro.get("runs"):
-        head += ["95% interval", "spread over seeds", "paper"]
+    head += ["95% interval"] if shown else []
+    head += ["spread over seeds", "paper"] if repro.get("runs") else []
     return _table(head, rows, sortable=True)
 
 

@@ -106,10 +106,13 @@ def test_reproduce_and_localize_columns(tmp_path):
     loc.mkdir()
     (loc / "run.json").write_text(json.dumps({"name": "localize", "settings": {}, "inputs": {},
                                               "result": {"map": 0.3, "ap": {"a": 0.2, "b": 0.4},
-                                                         "whole_image": {"map": 0.15,
+                                                         "interval": [0.25, 0.375],
+                                                         "whole_image": {"map": 0.15, "interval": [0.1, 0.2],
                                                                          "ap": {"a": 0.1, "b": 0.2}}}}))
     assert "<th>detection</th><th>whole image</th>" in render(loc)
     assert _ap_rows(render(loc)) == {"a": ["20.0", "10.0"], "b": ["40.0", "20.0"]}
+    page = render(loc)
+    assert "<th>95% interval</th>" in page and "25.0 – 37.5" in page and "10.0 – 20.0" in page
 
 
 def test_a_folder_without_a_run_is_refused_by_name(tmp_path, capsys):
