@@ -105,6 +105,16 @@ def test_resnet_layout_with_batch_norm_and_scale_equals_pytorch(rng, tmp_path):
     assert [j.mode for j in joins] == ["sum", "sum"]
 
 
+def test_the_moving_average_fraction_becomes_the_momentum(rng, tmp_path):
+    stored, _, _ = blobs(rng)
+    text = prototxt().replace("use_global_stats: true",
+                              "use_global_stats: true moving_average_fraction: 0.9", 1)
+    proto, model = write(tmp_path, text, caffemodel(stored, v1=False))
+    net = interop.from_caffe(proto, model)
+    momenta = [layer.momentum for _, layer in net.named_layers() if isinstance(layer, L.BatchNorm2D)]
+    assert momenta == [0.1] + [0.001] * 5  # bn_conv1's 0.9, then Caffe's default 0.999
+
+
 @pytest.mark.parametrize("case", ["scale without batch norm", "batch statistics"])
 def test_refusals_name_the_layer(rng, tmp_path, case):
     stored, _, _ = blobs(rng)

@@ -43,7 +43,8 @@ Caffe and minicnn agree on the rest:
   "concat" and "sum";
 - BatchNorm stores the running mean and variance times a factor (its third blob, 0 meaning
   none): y = (x - mean) / sqrt(var + eps), BatchNorm2D's evaluation with weight 1 and bias 0;
-  the Scale layer that follows (per channel, ``bias_term``) gives its weight and bias.
+  the Scale layer that follows (per channel, ``bias_term``) gives its weight and bias;
+  ``moving_average_fraction`` f (the statistics' decay when training) becomes momentum 1 - f;
 
 Caffe models take BGR images with the mean subtracted, in the 0-255 scale: meta
 ``channel_order`` is "BGR" and a mean file (``.binaryproto`` or ``.npy``, 3 x H x W)
@@ -288,7 +289,10 @@ def _batch_norm(chain, layer):
     if len(chain.shape) != 3:
         layer.fail(f"needs a (C, H, W) input, got {chain.shape}")
     C = chain.shape[0]
-    bn = L.BatchNorm2D(C, eps=float(p.eps), dtype=chain.dtype)
+    # Caffe's running statistics decay by moving_average_fraction per batch (0.999 by default):
+    # PyTorch's momentum, and minicnn's, is one minus it
+    fraction = float(str(np.float32(p.moving_average_fraction)))  # 0.999, not 0.99900001
+    bn = L.BatchNorm2D(C, eps=float(p.eps), momentum=round(1.0 - fraction, 12), dtype=chain.dtype)
 
     def assign(mean, var, factor):
         f = 0.0 if factor[0] == 0 else 1.0 / float(factor[0])
