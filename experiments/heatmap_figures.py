@@ -31,7 +31,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", required=True, help="transfer network (.npz written by minicnn transfer)")
     p.add_argument("--voc", required=True, help="VOCdevkit root holding VOC<year>/")
-    p.add_argument("--year", type=int, default=2007)
+    p.add_argument("--year", type=int, default=2007, help="dataset year: VOC<year>/ under --voc")
     p.add_argument("--ids", nargs="+", required=True, help="image ids of the VOC tree")
     p.add_argument("--top", type=int, default=2, help="classes drawn per image")
     p.add_argument("--out", required=True, help="folder for <id>.png")

@@ -5,8 +5,9 @@ p(c|P)^k over the patches covering it, drawn as heat maps over the image. The be
 of each class after non-maximum suppression are its boxes. With --voc, every image of
 --set is processed, the boxes are written as comp3 detection files and evaluated with the
 VOC detection protocol (AP table printed) beside the baseline that boxes the whole image
-with the image's class score (the mean of p^k over its patches); with --images, the given
-files are processed.
+with the image's class score (the mean of p^k over its patches), each mAP with its 95%
+interval over the test images resampled with replacement; with --images, the given files
+are processed.
 
 Examples:
   minicnn localize --weights runs/demo/transfer/transfer.npz --voc runs/demo/data/VOCdevkit --out runs/loc
