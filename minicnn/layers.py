@@ -463,7 +463,11 @@ class BatchNorm2D(Layer):
     (gamma) and bias (beta), (C,); running_mean and running_var, buffers (saved, never
     trained). Training mode normalises by the batch's statistics and updates the running
     ones with ``momentum`` (PyTorch's convention and defaults); evaluation mode, and a frozen
-    layer, by the running ones."""
+    layer, by the running ones.
+
+    ``pending``: None, or a list where training passes leave their moments (the batch mean
+    and unbiased variance) instead of updating the running ones: ``minicnn.training.fit``
+    then makes one update per global step from every part and rank (``update_running``)."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
@@ -477,6 +481,7 @@ class BatchNorm2D(Layer):
                                 bias=backend.asarray(np.zeros(C, self.dtype)))
         self.buffers = ParamDict(self, running_mean=backend.asarray(np.zeros(C, self.dtype)),
                                  running_var=backend.asarray(np.ones(C, self.dtype)))
+        self.pending = None
 
     def config(self):
         return dict(num_features=self.num_features, eps=self.eps, momentum=self.momentum,
@@ -513,11 +518,18 @@ class BatchNorm2D(Layer):
                              f"per channel, got input {tuple(x.shape)}")
         mean, var = bn_op.batch_moments(x)
         y, xhat, inv_std = bn_op.batch_norm_forward(x, gamma, beta, mean, var, self.eps)
-        m = self.momentum
-        self.buffers["running_mean"] = (1 - m) * self.buffers["running_mean"] + m * mean
-        self.buffers["running_var"] = (1 - m) * self.buffers["running_var"] + m * var * (M / (M - 1))
+        if self.pending is None:
+            self.update_running(mean, var * (M / (M - 1)))
+        else:
+            self.pending.append((mean, var * (M / (M - 1))))
         self._save(keep_for_backward, xhat, inv_std, True)
         return y
+
+    def update_running(self, mean, unbiased_var):
+        """running = (1 - momentum) running + momentum batch, for the mean and the variance."""
+        m = self.momentum
+        self.buffers["running_mean"] = (1 - m) * self.buffers["running_mean"] + m * mean
+        self.buffers["running_var"] = (1 - m) * self.buffers["running_var"] + m * unbiased_var
 
     def backward(self, dy):
         saved = self._saved_tensors()

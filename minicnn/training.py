@@ -39,6 +39,7 @@ import numpy as np
 from minicnn import backend, distributed
 from minicnn.checkpoint import load_checkpoint, save_checkpoint
 from minicnn.errors import InputError
+from minicnn.layers import BatchNorm2D
 from minicnn.losses import softmax_cross_entropy
 from minicnn.ops.dropout import global_batch
 from minicnn.optim import SGD, PlateauLR
@@ -144,80 +145,88 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
         distributed.check_same("training settings", asdict(settings))
         distributed.check_same("starting points (is the checkpoint on a file system every rank reads?)",
                                _state_digest(net, opt, start))
-    for epoch in range(start, settings.epochs):
-        started = time.perf_counter()
-        distributed.stats.update(allreduce_seconds=0.0, allreduces=0)
-        count, batches = epoch_batches(epoch)
-        total, samples, step = None, 0, 0
-        if world.is_root:
-            batches = progress_bar(batches, total=count, desc=f"{desc} epoch {epoch + 1} batches", log=log,
-                                   every_fraction=0.25)
-        for x, labels, weights in batches:
-            n = len(labels)
-            first, rows = distributed.global_rows(n)  # (0, n) in a single process
-            if rows == 0:  # every image of this global batch was unreadable (--skip-bad)
-                continue
-            sums = {} if settings.batch_parts else None  # float64 gradient sums over the parts
-            for a, b in batch_pieces(first, n, rows, settings.batch_parts):
-                # every part draws the global batch's masks afresh and keeps its rows
-                backend.seed_stream(settings.seed, _DROPOUT, epoch, step)
-                masks = global_batch(a, rows) if b - a != rows else contextlib.nullcontext()
-                with masks:
-                    logits = net.forward(backend.asarray(x[a - first : b - first]), train=True)
-                loss, dlogits = softmax_cross_entropy(
-                    logits, labels[a - first : b - first],
-                    None if weights is None else backend.asarray(weights[a - first : b - first]))
-                if b - a != rows:  # this part's share of the mean over the global batch
-                    dlogits = dlogits * ((b - a) / rows)
-                net.backward(dlogits)
+    # a global step of several passes (parts, ranks) updates the running statistics once
+    norms = [layer for _, layer in net.named_layers() if isinstance(layer, BatchNorm2D) and not layer.frozen
+             ] if world.size > 1 or settings.batch_parts else []
+    with _deferred_statistics(norms):
+        for epoch in range(start, settings.epochs):
+            started = time.perf_counter()
+            distributed.stats.update(allreduce_seconds=0.0, allreduces=0)
+            count, batches = epoch_batches(epoch)
+            total, samples, step = None, 0, 0
+            if world.is_root:
+                batches = progress_bar(batches, total=count, desc=f"{desc} epoch {epoch + 1} batches",
+                                       log=log, every_fraction=0.25)
+            for x, labels, weights in batches:
+                n = len(labels)
+                first, rows = distributed.global_rows(n)  # (0, n) in a single process
+                if rows == 0:  # every image of this global batch was unreadable (--skip-bad)
+                    continue
+                sums = {} if settings.batch_parts else None  # float64 gradient sums over the parts
+                for layer in norms:
+                    layer.pending = []
+                for a, b in batch_pieces(first, n, rows, settings.batch_parts):
+                    # every part draws the global batch's masks afresh and keeps its rows
+                    backend.seed_stream(settings.seed, _DROPOUT, epoch, step)
+                    masks = global_batch(a, rows) if b - a != rows else contextlib.nullcontext()
+                    with masks:
+                        logits = net.forward(backend.asarray(x[a - first : b - first]), train=True)
+                    loss, dlogits = softmax_cross_entropy(
+                        logits, labels[a - first : b - first],
+                        None if weights is None else backend.asarray(weights[a - first : b - first]))
+                    if b - a != rows:  # this part's share of the mean over the global batch
+                        dlogits = dlogits * ((b - a) / rows)
+                    net.backward(dlogits)
+                    if sums is not None:
+                        _add_gradients(net, sums)
+                    # the loss stays on the device until the epoch ends
+                    total = loss * (b - a) if total is None else total + loss * (b - a)
+                samples += n
+                step += 1
                 if sums is not None:
-                    _add_gradients(net, sums)
-                # the loss stays on the device until the epoch ends
-                total = loss * (b - a) if total is None else total + loss * (b - a)
-            samples += n
-            step += 1
-            if sums is not None:
-                _put_sums(net, sums)
-                distributed.allreduce_gradients(net)
-                for layer in net.trainable_layers():  # the float64 sum, rounded once
-                    for key, param in layer.params.items():
-                        layer.grads[key] = layer.grads[key].astype(param.dtype)
-            else:
-                distributed.allreduce_gradients(net, computed=n > 0)
-            opt.step()
-            if epoch == start and step == 2:
-                warm = time.perf_counter()  # the first steps also load or compile the kernels
-            if epoch == start and step == max(6, count // 10) and world.is_root and count > step:
-                # know beforehand what the run will take: the rate of its first batches
-                per_epoch = (time.perf_counter() - warm) / (step - 2) * count
-                log(f"{desc}: {count} batches per epoch; at the first batches' rate about "
-                    f"{per_epoch:.0f} s per epoch, {per_epoch * (settings.epochs - start) / 60:.1f} min for "
-                    f"the {settings.epochs - start} epochs to go (validation not counted)")
-        if world.size > 1:
-            total, samples = distributed.sum_values([0.0 if total is None else float(total), samples])
-            samples = int(samples)
-        mean_loss = float(total) / samples if samples else float("nan")
-        if not np.isfinite(mean_loss):
-            raise InputError(f"{desc}: the loss became {mean_loss} in epoch {epoch + 1}; lower --lr "
-                             f"(now {opt.lr:g})")
-        record = {"epoch": epoch + 1, "loss": mean_loss, "samples": samples, "lr": opt.lr}
-        if validate is not None:
-            record.update(validate(net))
-            if monitor is not None and np.isfinite(record.get(monitor, np.nan)):
-                schedule.step(record[monitor])
-        record["seconds"] = time.perf_counter() - started
-        history.append(record)
-        figures = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
-        reduced = distributed.stats
-        exchange = (f", all-reduce {1e3 * reduced['allreduce_seconds'] / reduced['allreduces']:.1f} ms/step "
-                    f"over {world.size} ranks" if reduced["allreduces"] else "")
-        log(f"{desc} epoch {epoch + 1}/{settings.epochs}: loss {mean_loss:.4f} on {samples} samples"
-            + (f", {figures}" if figures else "") + f", lr {record['lr']:g}, {record['seconds']:.1f} s"
-            + exchange)
-        if checkpoint and world.is_root:
-            save_checkpoint(checkpoint, net, opt, {
-                "epoch": epoch + 1, "history": history, "schedule": [schedule.best, schedule.bad_epochs],
-                "settings": asdict(settings)})
+                    _put_sums(net, sums)
+                    distributed.allreduce_gradients(net)
+                    for layer in net.trainable_layers():  # the float64 sum, rounded once
+                        for key, param in layer.params.items():
+                            layer.grads[key] = layer.grads[key].astype(param.dtype)
+                else:
+                    distributed.allreduce_gradients(net, computed=n > 0)
+                _update_running_statistics(norms)
+                opt.step()
+                if epoch == start and step == 2:
+                    warm = time.perf_counter()  # the first steps also load or compile the kernels
+                if epoch == start and step == max(6, count // 10) and world.is_root and count > step:
+                    # know beforehand what the run will take: the rate of its first batches
+                    per_epoch = (time.perf_counter() - warm) / (step - 2) * count
+                    log(f"{desc}: {count} batches per epoch; at the first batches' rate about "
+                        f"{per_epoch:.0f} s per epoch, {per_epoch * (settings.epochs - start) / 60:.1f} min "
+                        f"for the {settings.epochs - start} epochs to go (validation not counted)")
+            if world.size > 1:
+                total, samples = distributed.sum_values([0.0 if total is None else float(total), samples])
+                samples = int(samples)
+            mean_loss = float(total) / samples if samples else float("nan")
+            if not np.isfinite(mean_loss):
+                raise InputError(f"{desc}: the loss became {mean_loss} in epoch {epoch + 1}; lower --lr "
+                                 f"(now {opt.lr:g})")
+            record = {"epoch": epoch + 1, "loss": mean_loss, "samples": samples, "lr": opt.lr}
+            if validate is not None:
+                record.update(validate(net))
+                if monitor is not None and np.isfinite(record.get(monitor, np.nan)):
+                    schedule.step(record[monitor])
+            record["seconds"] = time.perf_counter() - started
+            history.append(record)
+            figures = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
+            reduced = distributed.stats
+            per_step = 1e3 * reduced["allreduce_seconds"] / max(reduced["allreduces"], 1)
+            exchange = (f", all-reduce {per_step:.1f} ms/step over {world.size} ranks"
+                        if reduced["allreduces"] else "")
+            log(f"{desc} epoch {epoch + 1}/{settings.epochs}: loss {mean_loss:.4f} on {samples} samples"
+                + (f", {figures}" if figures else "") + f", lr {record['lr']:g}, {record['seconds']:.1f} s"
+                + exchange)
+            if checkpoint and world.is_root:
+                save_checkpoint(checkpoint, net, opt, {
+                    "epoch": epoch + 1, "history": history, "schedule": [schedule.best, schedule.bad_epochs],
+                    "settings": asdict(settings)})
     return history
 
 
@@ -231,6 +240,42 @@ def batch_pieces(first, n, rows, parts):
     cuts = sorted({first, first + n} | {rows * j // parts for j in range(parts)
                                         if first < rows * j // parts < first + n})
     return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+@contextlib.contextmanager
+def _deferred_statistics(norms):
+    """The batch normalisations ``norms`` leave their moments for
+    :func:`_update_running_statistics` while the block runs, and update their own after it."""
+    try:
+        yield
+    finally:
+        for layer in norms:
+            layer.pending = None
+
+
+def _update_running_statistics(norms):
+    """One update of each training batch normalisation's running statistics per global step:
+    the mean of the moments of the step's passes, over this rank's parts and every rank (equal
+    weights: the parts, like the ranks' slices, are equal to a row). The float64 sums of the
+    float32 moments are exact, so their order does not matter: with --batch-parts, 1 and N
+    ranks update them to the same bytes."""
+    if not norms:
+        return
+    totals = []
+    for layer in norms:
+        for i in (0, 1):
+            totals.append(sum((backend.to_numpy(m[i]).astype(np.float64) for m in layer.pending),
+                              np.zeros(layer.num_features)))
+        totals.append(np.array([float(len(layer.pending))]))
+    totals = distributed.sum_values(np.concatenate(totals))
+    at = 0
+    for layer in norms:
+        C = layer.num_features
+        mean, var, count = totals[at:at + C], totals[at + C:at + 2 * C], totals[at + 2 * C]
+        at += 2 * C + 1
+        if count:
+            layer.update_running(*(backend.asarray((v / count).astype(layer.dtype)) for v in (mean, var)))
+        layer.pending = []
 
 
 def _add_gradients(net, sums):

@@ -411,3 +411,31 @@ def test_a_branching_source_trains_the_same_bytes_on_1_and_2_ranks(runs, tmp_pat
         assert np.array_equal(trained["fire2.expand3x3.weight"], source["fire2.expand3x3.weight"])
     (cache1,), (cache2,) = ((tmp_path / f"t{r}" / "cache").iterdir() for r in (1, 2))
     assert (cache1 / "features.npy").read_bytes() == (cache2 / "features.npy").read_bytes()
+
+
+@needs_mpi
+def test_batch_normalisation_trains_the_same_bytes_on_1_and_2_ranks(runs, tmp_path):
+    """A source with batch normalisation, its last block trained (update-top): with
+    --batch-parts 2 the running statistics, updated once per global step from every part's
+    moments, are the same bytes on 1 and 2 ranks, as the weights are; and they moved."""
+    from test_transfer_any_source import BGR_META
+
+    from minicnn import layers as L
+
+    mc.set_backend("numpy")
+    mc.seed(0)
+    layers = [L.Conv2D(3, 8, 3, stride=2), L.BatchNorm2D(8), L.ReLU(), L.MaxPool2D(2, 2),
+              L.Conv2D(8, 8, 3, padding=1), L.BatchNorm2D(8), L.ReLU(), L.AvgPool2D(7, stride=1),
+              L.Flatten(), L.Linear(8, 6)]
+    names = ["conv1", "bn1", "relu1", "pool1", "conv2", "bn2", "relu2", "pool2", "flatten", "fc"]
+    source = mc.Sequential(layers, names, input_shape=(3, 32, 32), meta=BGR_META)
+    source.save(tmp_path / "bn.npz")
+    args = ["transfer", "--voc", runs / "data" / "VOCdevkit", "--weights", tmp_path / "bn.npz", *TRANSFER,
+            "--variant", "update-top", "--cut", "bn2", "--update", "conv2,bn2", "--epochs", "2"]
+    for ranks in (1, 2):
+        run(*args, "--out", tmp_path / f"t{ranks}", ranks=ranks)
+    with np.load(tmp_path / "t1" / "transfer.npz") as one, np.load(tmp_path / "t2" / "transfer.npz") as two:
+        for key in ("bn2.running_mean", "bn2.running_var", "bn2.weight", "conv2.weight", "fcb.weight"):
+            assert one[key].tobytes() == two[key].tobytes(), key
+        assert not np.array_equal(one["bn2.running_mean"], source["bn2"].buffers["running_mean"])
+        assert np.array_equal(one["bn1.running_mean"], source["bn1"].buffers["running_mean"])  # frozen
