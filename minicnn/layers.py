@@ -465,9 +465,10 @@ class BatchNorm2D(Layer):
     ones with ``momentum`` (PyTorch's convention and defaults); evaluation mode, and a frozen
     layer, by the running ones.
 
-    ``pending``: None, or a list where training passes leave their moments (the batch mean
-    and unbiased variance) instead of updating the running ones: ``minicnn.training.fit``
-    then makes one update per global step from every part and rank (``update_running``)."""
+    ``pending``: None, or a list where training passes leave their moments (values per
+    channel, batch mean, biased variance) instead of updating the running ones:
+    ``minicnn.training.fit`` then makes one update per global step from the moments of every
+    part on every rank, those of the whole global batch (``update_running``)."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
@@ -521,7 +522,7 @@ class BatchNorm2D(Layer):
         if self.pending is None:
             self.update_running(mean, var * (M / (M - 1)))
         else:
-            self.pending.append((mean, var * (M / (M - 1))))
+            self.pending.append((M, mean, var))
         self._save(keep_for_backward, xhat, inv_std, True)
         return y
 

@@ -165,7 +165,8 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
                 sums = {} if settings.batch_parts else None  # float64 gradient sums over the parts
                 for layer in norms:
                     layer.pending = []
-                for a, b in batch_pieces(first, n, rows, settings.batch_parts):
+                pieces = batch_pieces(first, n, rows, settings.batch_parts)
+                for a, b in pieces:
                     # every part draws the global batch's masks afresh and keeps its rows
                     backend.seed_stream(settings.seed, _DROPOUT, epoch, step)
                     masks = global_batch(a, rows) if b - a != rows else contextlib.nullcontext()
@@ -191,7 +192,7 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
                             layer.grads[key] = layer.grads[key].astype(param.dtype)
                 else:
                     distributed.allreduce_gradients(net, computed=n > 0)
-                _update_running_statistics(norms)
+                _update_running_statistics(norms, [a for a, _ in pieces])
                 opt.step()
                 if epoch == start and step == 2:
                     warm = time.perf_counter()  # the first steps also load or compile the kernels
@@ -253,29 +254,29 @@ def _deferred_statistics(norms):
             layer.pending = None
 
 
-def _update_running_statistics(norms):
-    """One update of each training batch normalisation's running statistics per global step:
-    the mean of the moments of the step's passes, over this rank's parts and every rank (equal
-    weights: the parts, like the ranks' slices, are equal to a row). The float64 sums of the
-    float32 moments are exact, so their order does not matter: with --batch-parts, 1 and N
-    ranks update them to the same bytes."""
+def _update_running_statistics(norms, starts):
+    """One update of each training batch normalisation's running statistics per global step,
+    from the moments of the whole global batch: every pass's (this rank's parts, first rows
+    ``starts``, and every other rank's) gathered, put in the order of their rows and pooled
+    in float64 (mean: weighted by the values; variance: within plus between the passes). The
+    same passes in the same order give the same bytes, whatever the number of ranks."""
     if not norms:
         return
-    totals = []
-    for layer in norms:
-        for i in (0, 1):
-            totals.append(sum((backend.to_numpy(m[i]).astype(np.float64) for m in layer.pending),
-                              np.zeros(layer.num_features)))
-        totals.append(np.array([float(len(layer.pending))]))
-    totals = distributed.sum_values(np.concatenate(totals))
-    at = 0
-    for layer in norms:
-        C = layer.num_features
-        mean, var, count = totals[at:at + C], totals[at + C:at + 2 * C], totals[at + 2 * C]
-        at += 2 * C + 1
-        if count:
-            layer.update_running(*(backend.asarray((v / count).astype(layer.dtype)) for v in (mean, var)))
-        layer.pending = []
+    mine = [(start, [(layer.pending[i][0], backend.to_numpy(layer.pending[i][1]).astype(np.float64),
+                      backend.to_numpy(layer.pending[i][2]).astype(np.float64)) for layer in norms])
+            for i, start in enumerate(starts)]
+    passes = sorted((p for rank in distributed.allgather(mine) for p in rank), key=lambda p: p[0])
+    for j, layer in enumerate(norms):
+        if not passes:
+            continue
+        counts = np.array([p[1][j][0] for p in passes], dtype=np.float64)[:, None]
+        means = np.stack([p[1][j][1] for p in passes])
+        variances = np.stack([p[1][j][2] for p in passes])
+        total = counts.sum()
+        mean = (counts * means).sum(axis=0) / total
+        var = (counts * (variances + (means - mean) ** 2)).sum(axis=0) / total
+        layer.update_running(backend.asarray(mean.astype(layer.dtype)),
+                             backend.asarray((var * (total / (total - 1))).astype(layer.dtype)))
 
 
 def _add_gradients(net, sums):
