@@ -269,6 +269,17 @@ def test_the_free_disk_check_skips_only_the_very_cache_the_run_reuses(data, sour
     monkeypatch.setattr(pipeline.shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
     assert main([*args, "--out", str(tmp_path / "b")]) == 0  # the same cache: built, reused, needs no space
     capsys.readouterr()
+    # the same cache stopped before its first image (its feature file still sparse) has all to write
+    (folder,) = cache.iterdir()
+    progress = json.loads((folder / "progress.json").read_text())
+    features = np.load(folder / "features.npy", mmap_mode="r")
+    shape, dtype = features.shape, features.dtype
+    del features
+    (folder / "features.npy").unlink()
+    np.lib.format.open_memmap(folder / "features.npy", mode="w+", dtype=dtype, shape=shape).flush()
+    (folder / "progress.json").write_text(json.dumps({**progress, "done": 0}))
+    assert main([*args, "--out", str(tmp_path / "stopped")]) == 2
+    assert "the feature cache needs" in capsys.readouterr().err
     # another sampler gives a cache of the same layer under another key: it must be built, and does not fit
     other = [*args, "--out", str(tmp_path / "c")]
     other[other.index("--stride") + 1] = "0.4"

@@ -77,6 +77,21 @@ def cache_directory(root, name, extractor, images, key_parts, dtype):
     return os.path.join(root, f"{name}-{key}"), key, parts
 
 
+def cache_bytes_left(directory, needed):
+    """Bytes that the cache in ``directory`` still has to put on disk, of ``needed`` in all:
+    none once it is finished; for one begun and stopped, what its feature file (sparse until
+    written) has not allocated yet; all of them for one not begun."""
+    try:
+        with open(os.path.join(directory, "progress.json")) as f:
+            state = json.load(f)
+        if state["done"] == state["total"]:
+            return 0
+        allocated = os.stat(os.path.join(directory, "features.npy")).st_blocks * 512
+    except (OSError, ValueError, KeyError, TypeError):
+        return needed
+    return max(needed - allocated, 0)
+
+
 def build_feature_cache(root, name, extractor, images, boxes_of, labels_of, render, key_parts,
                         dtype=np.float32, batch_size=256, progress=None, render_threads=None,
                         prepare=None) -> FeatureCache:

@@ -43,7 +43,7 @@ from minicnn.evaluate.items import evaluate_items
 from minicnn.evaluate.submission import DEFAULT_COMPETITION, TASK_FOLDER
 from minicnn.net import Sequential, clone_layer
 from minicnn.training import check_range
-from minicnn.transfer.features import build_feature_cache, cache_directory
+from minicnn.transfer.features import build_feature_cache, cache_bytes_left, cache_directory
 from minicnn.transfer.patches import SCALES, STRIDE_FRACTION, describe_sampler
 from minicnn.transfer.patchset import PatchRenderer, PatchSet, build_patch_set, check_classes
 from minicnn.transfer.scores import score_items
@@ -276,17 +276,19 @@ class Transfer:
 
     def check_cache_space(self):
         """(the cache's dtype, the plan's line) of a cached variant (None otherwise); refused
-        when the cache is not built yet and will not fit the free disk. The command calls it
-        before the run starts, so that nothing is written."""
+        when what the cache still has to write will not fit the free disk. The command calls
+        it before the run starts, so that nothing is written."""
         cut = cache_cut(self.net, self.settings.variant)
         if cut is None:
             return None
         dtype, needed, free, plan = self.cache_plan(cut)
         extractor, key_parts = self.cache_spec(cut)
-        built = os.path.isdir(cache_directory(self.cache_root, cut, extractor, self.patches.image_ids,
-                                              key_parts, dtype)[0])
-        if needed > free and not built:  # an existing cache (finished or not) is reused, not rebuilt
-            raise InputError(f"the feature cache needs {needed / 1e9:.3g} GB ({dtype}) but only "
+        # a finished cache is reused, a stopped one resumed: only what is left to write counts
+        left = cache_bytes_left(cache_directory(self.cache_root, cut, extractor, self.patches.image_ids,
+                                                key_parts, dtype)[0], needed)
+        if left > free:
+            more = f" ({left / 1e9:.3g} GB still to write)" if left < needed else ""
+            raise InputError(f"the feature cache needs {needed / 1e9:.3g} GB ({dtype}){more} but only "
                              f"{free / 1e9:.3g} GB are free; free some space, put it elsewhere (--cache) or "
                              "use --cache-dtype float16")
         return dtype, plan
