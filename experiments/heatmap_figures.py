@@ -33,20 +33,22 @@ def main():
     p.add_argument("--voc", required=True, help="VOCdevkit root holding VOC<year>/")
     p.add_argument("--year", type=int, default=2007, help="dataset year: VOC<year>/ under --voc")
     p.add_argument("--ids", nargs="+", required=True, help="image ids of the VOC tree")
-    p.add_argument("--top", type=int, default=2, help="classes drawn per image")
+    p.add_argument("--top", type=int, default=2, help="classes drawn per image (localize's default: 3)")
+    p.add_argument("--per-class", type=int, default=3,
+                   help="best patches drawn per class, after non-maximum suppression (localize's default: 5)")
     p.add_argument("--out", required=True, help="folder for <id>.png")
     args = p.parse_args()
     net = mc.Sequential.load(args.weights)
     meta = net.meta
     classes, k = meta["target_classes"], meta.get("k", 5.0)
-    dataset = VOCDataset(args.voc, args.year, classes=classes)
+    dataset = VOCDataset(args.voc, args.year, classes=classes, clip_boxes=True)  # as localize --clip-boxes
     os.makedirs(args.out, exist_ok=True)
     for image_id in args.ids:
         photo = load_image(str(dataset.image_path(image_id)))
         boxes, probs = image_patch_probabilities(net, photo, meta["scales"], meta["stride_fraction"])
         path = os.path.join(args.out, f"{image_id}.png")
         heatmaps(path, Image.new("RGB", photo.size, CANVAS), boxes, probs, classes, k=k, top=args.top,
-                 gt_boxes=ground_truth_boxes(dataset.annotation(image_id), classes), per_class=3)
+                 gt_boxes=ground_truth_boxes(dataset.annotation(image_id), classes), per_class=args.per_class)
         print(path)
 
 

@@ -202,7 +202,7 @@ def _num(value, scale) -> str:
 
 def _map_table(maps, intervals, scale, repro) -> str:
     head = ["run", "mAP (%)"]
-    shown = any(intervals.values())
+    shown = any(v and v[0] is not None for v in intervals.values())
     rows = []
     for name, value in maps.items():
         row = [_e(name), f'<td class="num">{_num(value, scale)}</td>']

@@ -18,9 +18,10 @@ from minicnn.evaluate import (
 from minicnn.evaluate.ap import rank
 
 
-def random_set(rng, n_images=9, n_classes=2):
+def random_set(rng, n_images=9, n_classes=2, ties=False):
     """Per class: ground truth {image: (boxes, difficult)} and detections (ids, scores, boxes):
-    hits, near misses, duplicates and hits on difficult boxes, every score distinct."""
+    hits, near misses, duplicates and hits on difficult boxes; every score distinct, or with
+    ``ties`` four values only."""
     sets = []
     for _ in range(n_classes):
         truth, ids, boxes = {}, [], []
@@ -37,7 +38,8 @@ def random_set(rng, n_images=9, n_classes=2):
                 ids.append(str(i))
                 corner = rng.uniform(0, 60, 2)
                 boxes.append(np.concatenate([corner, corner + 20]))
-        scores = rng.permutation(len(ids)) / max(len(ids), 1) + 0.01
+        scores = (rng.integers(1, 5, len(ids)) / 4 if ties else
+                  rng.permutation(len(ids)) / max(len(ids), 1) + 0.01)
         sets.append((truth, ids, scores, np.array(boxes).reshape(-1, 4)))
     return sets
 
@@ -72,8 +74,8 @@ def written_out_map(sets, counts, metric):
 @pytest.mark.parametrize("metric", ["voc07", "area"])
 def test_each_resampled_map_equals_the_devkit_on_the_set_written_out(metric):
     rng = np.random.default_rng(7)
-    for trial in range(12):
-        sets = random_set(rng)
+    for trial in range(24):
+        sets = random_set(rng, ties=trial % 2 == 1)  # equal scores: a detection's copies rank together
         classes = [flags(*s) for s in sets]
         n = len(sets[0][0])
         everything = np.ones(n, dtype=np.int64)

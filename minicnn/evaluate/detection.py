@@ -79,8 +79,9 @@ def resampled_detection_map(classes, counts, metric) -> float:
     detection's image, and each image's count of non-difficult boxes. A detection is matched
     within its own image only, so each copy of an image keeps its detections' flags, and the
     copies of a detection rank side by side (equal scores): the cumulative sums weighted by
-    ``counts`` give the curve of the set with the copies written out (up to the order of
-    different detections with exactly equal scores). The mean is over the classes with a
+    ``counts`` give the curve of the set with the copies written out, each copy's detections
+    next to the original's in the results file (with another order, detections of exactly
+    equal scores may rank otherwise). The mean is over the classes with a
     positive box in the resampled set (NaN if none has one)."""
     counts = np.asarray(counts, dtype=np.int64)
     aps = []
