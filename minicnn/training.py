@@ -148,25 +148,22 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
     # a global step of several passes (parts, ranks) updates the running statistics once
     norms = [layer for _, layer in net.named_layers() if isinstance(layer, BatchNorm2D) and not layer.frozen
              ] if world.size > 1 or settings.batch_parts else []
-    with _deferred_statistics(norms):
-        for epoch in range(start, settings.epochs):
-            started = time.perf_counter()
-            distributed.stats.update(allreduce_seconds=0.0, allreduces=0)
-            count, batches = epoch_batches(epoch)
-            total, samples, step = None, 0, 0
-            if world.is_root:
-                batches = progress_bar(batches, total=count, desc=f"{desc} epoch {epoch + 1} batches",
-                                       log=log, every_fraction=0.25)
-            for x, labels, weights in batches:
-                n = len(labels)
-                first, rows = distributed.global_rows(n)  # (0, n) in a single process
-                if rows == 0:  # every image of this global batch was unreadable (--skip-bad)
-                    continue
-                sums = {} if settings.batch_parts else None  # float64 gradient sums over the parts
-                for layer in norms:
-                    layer.pending = []
-                pieces = batch_pieces(first, n, rows, settings.batch_parts)
-                for a, b in pieces:
+    for epoch in range(start, settings.epochs):
+        started = time.perf_counter()
+        distributed.stats.update(allreduce_seconds=0.0, allreduces=0)
+        count, batches = epoch_batches(epoch)
+        total, samples, step = None, 0, 0
+        if world.is_root:
+            batches = progress_bar(batches, total=count, desc=f"{desc} epoch {epoch + 1} batches", log=log,
+                                   every_fraction=0.25)
+        for x, labels, weights in batches:
+            n = len(labels)
+            first, rows = distributed.global_rows(n)  # (0, n) in a single process
+            if rows == 0:  # every image of this global batch was unreadable (--skip-bad)
+                continue
+            sums = {} if settings.batch_parts else None  # float64 gradient sums over the parts
+            with _one_statistics_update(norms):
+                for a, b in batch_pieces(first, n, rows, settings.batch_parts):
                     # every part draws the global batch's masks afresh and keeps its rows
                     backend.seed_stream(settings.seed, _DROPOUT, epoch, step)
                     masks = global_batch(a, rows) if b - a != rows else contextlib.nullcontext()
@@ -182,52 +179,50 @@ def fit(net, epoch_batches, settings: SGDSettings, *, validate=None, monitor=Non
                         _add_gradients(net, sums)
                     # the loss stays on the device until the epoch ends
                     total = loss * (b - a) if total is None else total + loss * (b - a)
-                samples += n
-                step += 1
-                if sums is not None:
-                    _put_sums(net, sums)
-                    distributed.allreduce_gradients(net)
-                    for layer in net.trainable_layers():  # the float64 sum, rounded once
-                        for key, param in layer.params.items():
-                            layer.grads[key] = layer.grads[key].astype(param.dtype)
-                else:
-                    distributed.allreduce_gradients(net, computed=n > 0)
-                _update_running_statistics(norms, [a for a, _ in pieces])
-                opt.step()
-                if epoch == start and step == 2:
-                    warm = time.perf_counter()  # the first steps also load or compile the kernels
-                if epoch == start and step == max(6, count // 10) and world.is_root and count > step:
-                    # know beforehand what the run will take: the rate of its first batches
-                    per_epoch = (time.perf_counter() - warm) / (step - 2) * count
-                    log(f"{desc}: {count} batches per epoch; at the first batches' rate about "
-                        f"{per_epoch:.0f} s per epoch, {per_epoch * (settings.epochs - start) / 60:.1f} min "
-                        f"for the {settings.epochs - start} epochs to go (validation not counted)")
-            if world.size > 1:
-                total, samples = distributed.sum_values([0.0 if total is None else float(total), samples])
-                samples = int(samples)
-            mean_loss = float(total) / samples if samples else float("nan")
-            if not np.isfinite(mean_loss):
-                raise InputError(f"{desc}: the loss became {mean_loss} in epoch {epoch + 1}; lower --lr "
-                                 f"(now {opt.lr:g})")
-            record = {"epoch": epoch + 1, "loss": mean_loss, "samples": samples, "lr": opt.lr}
-            if validate is not None:
-                record.update(validate(net))
-                if monitor is not None and np.isfinite(record.get(monitor, np.nan)):
-                    schedule.step(record[monitor])
-            record["seconds"] = time.perf_counter() - started
-            history.append(record)
-            figures = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
-            reduced = distributed.stats
-            per_step = 1e3 * reduced["allreduce_seconds"] / max(reduced["allreduces"], 1)
-            exchange = (f", all-reduce {per_step:.1f} ms/step over {world.size} ranks"
-                        if reduced["allreduces"] else "")
-            log(f"{desc} epoch {epoch + 1}/{settings.epochs}: loss {mean_loss:.4f} on {samples} samples"
-                + (f", {figures}" if figures else "") + f", lr {record['lr']:g}, {record['seconds']:.1f} s"
-                + exchange)
-            if checkpoint and world.is_root:
-                save_checkpoint(checkpoint, net, opt, {
-                    "epoch": epoch + 1, "history": history, "schedule": [schedule.best, schedule.bad_epochs],
-                    "settings": asdict(settings)})
+            samples += n
+            step += 1
+            if sums is not None:
+                _put_sums(net, sums)
+                distributed.allreduce_gradients(net)
+                for layer in net.trainable_layers():  # the float64 sum, rounded once
+                    for key, param in layer.params.items():
+                        layer.grads[key] = layer.grads[key].astype(param.dtype)
+            else:
+                distributed.allreduce_gradients(net, computed=n > 0)
+            opt.step()
+            if epoch == start and step == 2:
+                warm = time.perf_counter()  # the first steps also load or compile the kernels
+            if epoch == start and step == max(6, count // 10) and world.is_root and count > step:
+                # know beforehand what the run will take: the rate of its first batches
+                per_epoch = (time.perf_counter() - warm) / (step - 2) * count
+                log(f"{desc}: {count} batches per epoch; at the first batches' rate about "
+                    f"{per_epoch:.0f} s per epoch, {per_epoch * (settings.epochs - start) / 60:.1f} min for "
+                    f"the {settings.epochs - start} epochs to go (validation not counted)")
+        if world.size > 1:
+            total, samples = distributed.sum_values([0.0 if total is None else float(total), samples])
+            samples = int(samples)
+        mean_loss = float(total) / samples if samples else float("nan")
+        if not np.isfinite(mean_loss):
+            raise InputError(f"{desc}: the loss became {mean_loss} in epoch {epoch + 1}; lower --lr "
+                             f"(now {opt.lr:g})")
+        record = {"epoch": epoch + 1, "loss": mean_loss, "samples": samples, "lr": opt.lr}
+        if validate is not None:
+            record.update(validate(net))
+            if monitor is not None and np.isfinite(record.get(monitor, np.nan)):
+                schedule.step(record[monitor])
+        record["seconds"] = time.perf_counter() - started
+        history.append(record)
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_"))
+        reduced = distributed.stats
+        exchange = (f", all-reduce {1e3 * reduced['allreduce_seconds'] / reduced['allreduces']:.1f} ms/step "
+                    f"over {world.size} ranks" if reduced["allreduces"] else "")
+        log(f"{desc} epoch {epoch + 1}/{settings.epochs}: loss {mean_loss:.4f} on {samples} samples"
+            + (f", {figures}" if figures else "") + f", lr {record['lr']:g}, {record['seconds']:.1f} s"
+            + exchange)
+        if checkpoint and world.is_root:
+            save_checkpoint(checkpoint, net, opt, {
+                "epoch": epoch + 1, "history": history, "schedule": [schedule.best, schedule.bad_epochs],
+                "settings": asdict(settings)})
     return history
 
 
@@ -244,34 +239,39 @@ def batch_pieces(first, n, rows, parts):
 
 
 @contextlib.contextmanager
-def _deferred_statistics(norms):
-    """The batch normalisations ``norms`` leave their moments for
-    :func:`_update_running_statistics` while the block runs, and update their own after it."""
+def _one_statistics_update(norms):
+    """While the block runs the passes of a global step, the batch
+    normalisations ``norms`` keep their moments in ``pending``; after it, one update from all
+    of them (:func:`_update_running_statistics`). Whatever happens, they update at once again
+    afterwards."""
+    for layer in norms:
+        layer.pending = []
     try:
         yield
+        _update_running_statistics(norms)
     finally:
         for layer in norms:
             layer.pending = None
 
 
-def _update_running_statistics(norms, starts):
+def _update_running_statistics(norms):
     """One update of each training batch normalisation's running statistics per global step,
-    from the moments of the whole global batch: every pass's (this rank's parts, first rows
-    ``starts``, and every other rank's) gathered, put in the order of their rows and pooled
-    in float64 (mean: weighted by the values; variance: within plus between the passes). The
+    from the moments of the whole global batch: every pass's, on every rank, gathered in the
+    order of their rows (each rank's slice is contiguous, its parts in order) and pooled in
+    float64 (mean: weighted by the values; variance: within plus between the passes). The
     same passes in the same order give the same bytes, whatever the number of ranks."""
     if not norms:
         return
-    mine = [(start, [(layer.pending[i][0], backend.to_numpy(layer.pending[i][1]).astype(np.float64),
-                      backend.to_numpy(layer.pending[i][2]).astype(np.float64)) for layer in norms])
-            for i, start in enumerate(starts)]
-    passes = sorted((p for rank in distributed.allgather(mine) for p in rank), key=lambda p: p[0])
+    mine = [[(m, backend.to_numpy(mean).astype(np.float64), backend.to_numpy(var).astype(np.float64))
+             for m, mean, var in layer.pending] for layer in norms]
+    ranks = distributed.allgather(mine)
     for j, layer in enumerate(norms):
+        passes = [p for rank in ranks for p in rank[j]]
         if not passes:
-            continue
-        counts = np.array([p[1][j][0] for p in passes], dtype=np.float64)[:, None]
-        means = np.stack([p[1][j][1] for p in passes])
-        variances = np.stack([p[1][j][2] for p in passes])
+            return
+        counts = np.array([m for m, _, _ in passes], dtype=np.float64)[:, None]
+        means = np.stack([mean for _, mean, _ in passes])
+        variances = np.stack([var for _, _, var in passes])
         total = counts.sum()
         mean = (counts * means).sum(axis=0) / total
         var = (counts * (variances + (means - mean) ** 2)).sum(axis=0) / total

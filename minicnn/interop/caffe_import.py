@@ -67,6 +67,7 @@ from minicnn import layers as L
 from minicnn import models
 from minicnn.errors import InputError
 from minicnn.interop import caffe_schema, deep_compression, layout
+from minicnn.interop.onnx_fold import decimal
 
 V1_TYPES = {"CONVOLUTION": "Convolution", "RELU": "ReLU", "LRN": "LRN", "POOLING": "Pooling",
             "INNER_PRODUCT": "InnerProduct", "DROPOUT": "Dropout", "SOFTMAX": "Softmax",
@@ -291,7 +292,7 @@ def _batch_norm(chain, layer):
     C = chain.shape[0]
     # Caffe's running statistics decay by moving_average_fraction per batch (0.999 by default):
     # PyTorch's momentum, and minicnn's, is one minus it
-    fraction = float(str(np.float32(p.moving_average_fraction)))  # 0.999, not 0.99900001
+    fraction = decimal(p.moving_average_fraction)  # 0.999, not 0.99900001
     bn = L.BatchNorm2D(C, eps=float(p.eps), momentum=round(1.0 - fraction, 12), dtype=chain.dtype)
 
     def assign(mean, var, factor):
